@@ -1,0 +1,27 @@
+//! The crate's error type.
+
+use thiserror::Error;
+
+/// Everything that can go wrong in tenant-db.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A tenant id could not be parsed (it must be a UUID).
+    #[error("invalid tenant id: {0}")]
+    InvalidTenantId(#[from] crate::tenant_id::ParseTenantIdError),
+    /// No connection could be taken from the pool (timeout, closed pool, connect failure).
+    #[error("could not get a database connection: {0}")]
+    Pool(String),
+    /// The database rejected a statement, or a query failed.
+    #[error("database error: {0}")]
+    Query(#[from] diesel::result::Error),
+}
+
+impl From<diesel_async::pooled_connection::deadpool::PoolError> for Error {
+    fn from(err: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
+        Error::Pool(err.to_string())
+    }
+}
+
+/// `Result` with tenant-db's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,52 @@
+#![doc = include_str!("../../README.md")]
+//!
+//! # Crate map
+//!
+//! - [`TenantDb`] / [`TenantTx`]: the pool and one tenant transaction.
+//! - [`TenantScope`]: the branded token queries are built from; [`Scoped`] (select),
+//!   [`ScopedInsert`], [`ScopedUpdate`], [`ScopedDelete`], [`ScopedStatement`] (writes).
+//! - [`TenantTable`], [`GlobalTable`] (derive them), [`TenantValues`] (derive it, or
+//!   [`values!`]), [`NonTenantColumn`].
+//! - [`exists`], [`ScopedSubquery`]: subqueries that stay in the scope.
+//! - [`rls`]: the row-level-security SQL for a tenant table.
+//!
+//! There are no optional features.
+
+mod error;
+mod private;
+mod probe;
+mod query;
+pub mod rls;
+mod scope;
+mod table;
+mod tenant_id;
+mod tx;
+mod write;
+
+pub use error::{Error, Result};
+pub use probe::{
+    InScopeSource, OnlyScopedSubqueries, Paren, ScopeSafe, ScopedExists, ScopedSubquery,
+    ScopedSubselect, exists,
+};
+pub use query::{Applied, ApplyScope, ScopeJoin, Scoped, ScopedJoinTarget, TenantFilter};
+pub use scope::TenantScope;
+pub use table::{Classified, GlobalTable, NonTenantColumn, TenantTable, TenantValues};
+pub use tenant_db_derive::{GlobalTable, TenantTable, TenantValues};
+pub use tenant_id::{ParseTenantIdError, TenantId};
+pub use tx::{TENANT_SETTING, TenantDb, TenantTx, TxFn};
+pub use write::{ScopedDelete, ScopedInsert, ScopedStatement, ScopedUpdate, WithTenant};
+
+/// Not public API: used by the derive macros and `values!`.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::private::*;
+}
+
+/// The usual imports: diesel's expression methods and `OptionalExtension`, tenant-db's types.
+pub mod prelude {
+    pub use crate::{GlobalTable, TenantDb, TenantId, TenantScope, TenantTable, TenantTx, TenantValues};
+    pub use diesel::prelude::{
+        BoolExpressionMethods, ExpressionMethods, JoinOnDsl, NullableExpressionMethods,
+        OptionalExtension, PgTextExpressionMethods, SelectableHelper, TextExpressionMethods,
+    };
+}

@@ -1,0 +1,341 @@
+//! [`Scoped`]: a select query on a classified table, built from a [`TenantScope`].
+//!
+//! The tenant filter of the root table is added when the query runs (or becomes a subquery),
+//! as the outermost `AND` of the `WHERE` clause, so that no `or_filter` can widen it; each user
+//! predicate is parenthesised. Each joined tenant table gets its tenant filter in its `ON`
+//! clause, which keeps left joins outer joins.
+
+use crate::private::{GlobalKind, TenantKind};
+use crate::probe::{Paren, ScopeSafe, ScopedExists, ScopedSubquery};
+use diesel::internal::derives::multiconnection::NoFromClause;
+use crate::scope::Brand;
+use crate::tx::TenantTx;
+use crate::{Classified, TenantScope, TenantTable};
+use diesel::dsl;
+use diesel::expression::Expression;
+use diesel::internal::table_macro::{Inner, LeftOuter};
+use diesel::pg::Pg;
+use diesel::query_dsl::methods::{
+    BoxedDsl, DistinctDsl, FilterDsl, GroupByDsl, HavingDsl, LimitDsl, OffsetDsl, OrFilterDsl,
+    OrderDsl, SelectDsl, ThenOrderDsl,
+};
+use diesel::query_dsl::{JoinOnDsl, JoinWithImplicitOnClause};
+use diesel::query_source::JoinTo;
+use diesel::{BoolExpressionMethods, ExpressionMethods, QueryResult};
+use diesel_async::methods::LoadQuery;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use std::marker::PhantomData;
+use uuid::Uuid;
+
+/// How a table kind narrows a query to the scope: tenant tables add `tenant_col = $tenant`,
+/// global tables add nothing. Implemented on the kind markers; sealed.
+pub trait ApplyScope<T, Q>: crate::private::Sealed {
+    /// The narrowed query.
+    type Output;
+    /// Narrows `query` to `tenant`.
+    fn apply(query: Q, tenant: Uuid) -> Self::Output;
+}
+
+/// The tenant predicate of table `T`.
+pub type TenantFilter<T> = dsl::Eq<<T as TenantTable>::TenantColumn, Uuid>;
+
+impl<T, Q> ApplyScope<T, Q> for TenantKind
+where
+    T: TenantTable,
+    Q: FilterDsl<TenantFilter<T>>,
+{
+    type Output = Q::Output;
+    fn apply(query: Q, tenant: Uuid) -> Self::Output {
+        query.filter(T::tenant_column().eq(tenant))
+    }
+}
+
+impl<T, Q> ApplyScope<T, Q> for GlobalKind {
+    type Output = Q;
+    fn apply(query: Q, _tenant: Uuid) -> Q {
+        query
+    }
+}
+
+/// How a joined table's kind extends a join's `ON` clause: tenant tables add
+/// `AND tenant_col = $tenant`, global tables add nothing. Sealed.
+pub trait ScopeJoin<R, On>: crate::private::Sealed {
+    /// The extended `ON` condition.
+    type Output;
+    /// Extends `on` for table `R` and `tenant`.
+    fn on(on: On, tenant: Uuid) -> Self::Output;
+}
+
+impl<R, On> ScopeJoin<R, On> for TenantKind
+where
+    R: TenantTable,
+    On: Expression<SqlType = diesel::sql_types::Bool> + BoolExpressionMethods,
+{
+    type Output = dsl::And<On, TenantFilter<R>>;
+    fn on(on: On, tenant: Uuid) -> Self::Output {
+        on.and(R::tenant_column().eq(tenant))
+    }
+}
+
+impl<R, On> ScopeJoin<R, On> for GlobalKind {
+    type Output = On;
+    fn on(on: On, _tenant: Uuid) -> On {
+        on
+    }
+}
+
+/// The query `Q` on root table `T`, narrowed to the scope.
+pub type Applied<T, Q> = <<T as Classified>::Kind as ApplyScope<T, Q>>::Output;
+
+/// The right-hand side of a join after tenant-db has scoped its `ON` clause.
+pub type ScopedJoinTarget<Q, R> = dsl::On<
+    <Q as JoinTo<R>>::FromClause,
+    <<<Q as JoinTo<R>>::FromClause as Classified>::Kind as ScopeJoin<
+        <Q as JoinTo<R>>::FromClause,
+        <Q as JoinTo<R>>::OnClause,
+    >>::Output,
+>;
+
+/// A select query on a classified table, narrowed to one tenant when it runs.
+///
+/// Built with [`TenantScope::query`]; carries the scope's brand `'t`, so it only runs in the
+/// transaction it was built in. Run it with [`load`](Scoped::load),
+/// [`get_result`](Scoped::get_result), [`first`](Scoped::first) or [`exists`](Scoped::exists).
+#[must_use = "a query does nothing until it runs"]
+#[derive(Debug, Clone, Copy)]
+pub struct Scoped<'t, T, Q> {
+    query: Q,
+    tenant: Uuid,
+    table: PhantomData<T>,
+    brand: Brand<'t>,
+}
+
+impl<'t> TenantScope<'t> {
+    /// Starts a select query on `table`, a tenant table (narrowed to this scope's tenant) or a
+    /// global table (read as is).
+    pub fn query<T: Classified>(&self, table: T) -> Scoped<'t, T, diesel::dsl::Select<T, T::AllColumns>>
+    where
+        T: SelectDsl<T::AllColumns>,
+    {
+        Scoped {
+            query: table.select(T::all_columns()),
+            tenant: self.tenant_id().as_uuid(),
+            table: PhantomData,
+            brand: self.brand(),
+        }
+    }
+}
+
+impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
+    fn map<Q2>(self, f: impl FnOnce(Q) -> Q2) -> Scoped<'t, T, Q2> {
+        Scoped { query: f(self.query), tenant: self.tenant, table: PhantomData, brand: self.brand }
+    }
+
+    /// Adds `AND (predicate)`.
+    pub fn filter<P>(self, predicate: P) -> Scoped<'t, T, dsl::Filter<Q, Paren<P>>>
+    where
+        P: ScopeSafe<'t>,
+        Q: FilterDsl<Paren<P>>,
+    {
+        self.map(|q| q.filter(Paren(predicate)))
+    }
+
+    /// Adds `OR (predicate)` to the user's predicates; the tenant filter still applies to all.
+    pub fn or_filter<P>(self, predicate: P) -> Scoped<'t, T, dsl::OrFilter<Q, Paren<P>>>
+    where
+        P: ScopeSafe<'t>,
+        Q: OrFilterDsl<Paren<P>>,
+    {
+        self.map(|q| q.or_filter(Paren(predicate)))
+    }
+
+    /// Sets the selection (columns, tuples, `Model::as_select()`, aggregates).
+    pub fn select<S>(self, selection: S) -> Scoped<'t, T, dsl::Select<Q, S>>
+    where
+        S: ScopeSafe<'t> + Expression,
+        Q: SelectDsl<S>,
+    {
+        self.map(|q| q.select(selection))
+    }
+
+    /// Sets `ORDER BY`.
+    pub fn order<O>(self, order: O) -> Scoped<'t, T, dsl::Order<Q, O>>
+    where
+        O: ScopeSafe<'t> + Expression,
+        Q: OrderDsl<O>,
+    {
+        self.map(|q| q.order(order))
+    }
+
+    /// Appends to `ORDER BY`.
+    pub fn then_order_by<O>(self, order: O) -> Scoped<'t, T, dsl::ThenOrderBy<Q, O>>
+    where
+        O: ScopeSafe<'t> + Expression,
+        Q: ThenOrderDsl<O>,
+    {
+        self.map(|q| q.then_order_by(order))
+    }
+
+    /// Sets `LIMIT`.
+    pub fn limit(self, limit: i64) -> Scoped<'t, T, dsl::Limit<Q>>
+    where
+        Q: LimitDsl,
+    {
+        self.map(|q| q.limit(limit))
+    }
+
+    /// Sets `OFFSET`.
+    pub fn offset(self, offset: i64) -> Scoped<'t, T, dsl::Offset<Q>>
+    where
+        Q: OffsetDsl,
+    {
+        self.map(|q| q.offset(offset))
+    }
+
+    /// `SELECT DISTINCT`.
+    pub fn distinct(self) -> Scoped<'t, T, dsl::Distinct<Q>>
+    where
+        Q: DistinctDsl,
+    {
+        self.map(|q| q.distinct())
+    }
+
+    /// Sets `GROUP BY`.
+    pub fn group_by<G>(self, group: G) -> Scoped<'t, T, dsl::GroupBy<Q, G>>
+    where
+        G: ScopeSafe<'t> + Expression,
+        Q: GroupByDsl<G>,
+    {
+        self.map(|q| q.group_by(group))
+    }
+
+    /// Sets `HAVING`.
+    pub fn having<P>(self, predicate: P) -> Scoped<'t, T, dsl::Having<Q, Paren<P>>>
+    where
+        P: ScopeSafe<'t>,
+        Q: HavingDsl<Paren<P>>,
+    {
+        self.map(|q| q.having(Paren(predicate)))
+    }
+
+    /// `SELECT COUNT(*)`; run it with [`get_result::<i64>`](Scoped::get_result).
+    pub fn count(self) -> Scoped<'t, T, dsl::Select<Q, dsl::CountStar>>
+    where
+        Q: SelectDsl<dsl::CountStar>,
+    {
+        self.map(|q| q.select(dsl::count_star()))
+    }
+
+    /// Boxes the query (for queries assembled at run time); it stays scoped.
+    pub fn into_boxed<'a>(self) -> Scoped<'t, T, dsl::IntoBoxed<'a, Q, Pg>>
+    where
+        Q: BoxedDsl<'a, Pg>,
+    {
+        self.map(|q| q.internal_into_boxed())
+    }
+
+    /// `INNER JOIN` another classified table: through `joinable!` (pass the table) or an
+    /// explicit condition (pass `table.on(condition)`). A joined tenant table gets its tenant
+    /// filter in the `ON` clause.
+    pub fn inner_join<R>(self, rhs: R) -> Scoped<'t, T, dsl::InnerJoin<Q, ScopedJoinTarget<Q, R>>>
+    where
+        Q: JoinTo<R>,
+        <Q as JoinTo<R>>::FromClause: Classified,
+        <Q as JoinTo<R>>::OnClause: ScopeSafe<'t>,
+        <<Q as JoinTo<R>>::FromClause as Classified>::Kind:
+            ScopeJoin<<Q as JoinTo<R>>::FromClause, <Q as JoinTo<R>>::OnClause>,
+        <Q as JoinTo<R>>::FromClause: JoinOnDsl,
+        Q: JoinWithImplicitOnClause<ScopedJoinTarget<Q, R>, Inner>,
+    {
+        let tenant = self.tenant;
+        self.map(|q| {
+            let (from, on) = <Q as JoinTo<R>>::join_target(rhs);
+            let on = <<<Q as JoinTo<R>>::FromClause as Classified>::Kind as ScopeJoin<_, _>>::on(
+                on, tenant,
+            );
+            q.join_with_implicit_on_clause(from.on(on), Inner)
+        })
+    }
+
+    /// `LEFT OUTER JOIN` another classified table, as [`inner_join`](Scoped::inner_join); the
+    /// joined table's tenant filter goes in the `ON` clause, so outer rows are kept.
+    pub fn left_join<R>(self, rhs: R) -> Scoped<'t, T, dsl::LeftJoin<Q, ScopedJoinTarget<Q, R>>>
+    where
+        Q: JoinTo<R>,
+        <Q as JoinTo<R>>::FromClause: Classified,
+        <Q as JoinTo<R>>::OnClause: ScopeSafe<'t>,
+        <<Q as JoinTo<R>>::FromClause as Classified>::Kind:
+            ScopeJoin<<Q as JoinTo<R>>::FromClause, <Q as JoinTo<R>>::OnClause>,
+        <Q as JoinTo<R>>::FromClause: JoinOnDsl,
+        Q: JoinWithImplicitOnClause<ScopedJoinTarget<Q, R>, LeftOuter>,
+    {
+        let tenant = self.tenant;
+        self.map(|q| {
+            let (from, on) = <Q as JoinTo<R>>::join_target(rhs);
+            let on = <<<Q as JoinTo<R>>::FromClause as Classified>::Kind as ScopeJoin<_, _>>::on(
+                on, tenant,
+            );
+            q.join_with_implicit_on_clause(from.on(on), LeftOuter)
+        })
+    }
+
+    /// The query narrowed to the scope, as a subquery for `eq_any` / `ne_all` or
+    /// [`exists`](crate::exists) inside another query of the same transaction.
+    pub fn into_subquery(self) -> ScopedSubquery<'t, Applied<T, Q>>
+    where
+        T::Kind: ApplyScope<T, Q>,
+    {
+        ScopedSubquery { query: <T::Kind as ApplyScope<T, Q>>::apply(self.query, self.tenant), brand: self.brand }
+    }
+
+    fn finish(self) -> Applied<T, Q>
+    where
+        T::Kind: ApplyScope<T, Q>,
+    {
+        <T::Kind as ApplyScope<T, Q>>::apply(self.query, self.tenant)
+    }
+
+    /// Runs the query and returns all rows.
+    pub async fn load<'q, U>(self, tx: &mut TenantTx<'t>) -> QueryResult<Vec<U>>
+    where
+        U: Send,
+        T::Kind: ApplyScope<T, Q>,
+        Applied<T, Q>: LoadQuery<'q, AsyncPgConnection, U> + 'q,
+    {
+        RunQueryDsl::load(self.finish(), tx.conn()).await
+    }
+
+    /// Runs the query and returns exactly one row ([`diesel::result::Error::NotFound`] if none;
+    /// use diesel's `OptionalExtension::optional` for an `Option`).
+    pub async fn get_result<'q, U>(self, tx: &mut TenantTx<'t>) -> QueryResult<U>
+    where
+        U: Send,
+        T::Kind: ApplyScope<T, Q>,
+        Applied<T, Q>: LoadQuery<'q, AsyncPgConnection, U> + 'q,
+    {
+        RunQueryDsl::get_result(self.finish(), tx.conn()).await
+    }
+
+    /// Runs the query with `LIMIT 1` and returns the row.
+    pub async fn first<'q, U>(self, tx: &mut TenantTx<'t>) -> QueryResult<U>
+    where
+        U: Send,
+        Q: LimitDsl,
+        T::Kind: ApplyScope<T, dsl::Limit<Q>>,
+        Applied<T, dsl::Limit<Q>>: LoadQuery<'q, AsyncPgConnection, U> + 'q,
+    {
+        self.limit(1).get_result(tx).await
+    }
+
+    /// `SELECT EXISTS (query)`: whether the scope holds any matching row.
+    pub async fn exists<'q>(self, tx: &mut TenantTx<'t>) -> QueryResult<bool>
+    where
+        T::Kind: ApplyScope<T, Q>,
+        ScopedExists<'t, Applied<T, Q>>: diesel::expression::SelectableExpression<NoFromClause>
+            + diesel::expression::ValidGrouping<()>,
+        dsl::select<ScopedExists<'t, Applied<T, Q>>>: LoadQuery<'q, AsyncPgConnection, bool> + 'q,
+    {
+        let exists = crate::probe::exists(self.into_subquery());
+        RunQueryDsl::get_result(diesel::select(exists), tx.conn()).await
+    }
+}

@@ -1,0 +1,209 @@
+//! [`TenantDb`] (the pool) and [`TenantTx`] (one tenant transaction).
+
+use crate::scope::{Brand, TenantScope};
+use crate::{Error, TenantId};
+use diesel::QueryResult;
+use diesel::sql_types::Text;
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager};
+use std::future::Future;
+use std::marker::PhantomData;
+
+/// The closure type [`TenantDb::transaction`] accepts: an async closure over a [`TenantTx`] whose
+/// future can be named, so that it can be required to be `Send`.
+///
+/// `AsyncFnOnce` alone cannot say that its future is `Send` on stable Rust; this trait (the same
+/// device diesel-async uses for its transactions) names the future through `FnOnce`. Any
+/// `async |tx| { … }` closure implements it; you never implement it by hand.
+pub trait TxFn<T, R>: AsyncFnOnce(T) -> R + FnOnce(T) -> <Self as TxFn<T, R>>::Fut {
+    /// The future the closure returns.
+    type Fut: Future<Output = R>;
+}
+
+impl<F, T, Fut, R> TxFn<T, R> for F
+where
+    F: AsyncFnOnce(T) -> R + FnOnce(T) -> Fut,
+    Fut: Future<Output = R>,
+{
+    type Fut = Fut;
+}
+
+/// The name of the transaction-local setting that carries the tenant id; the RLS policies read it.
+pub const TENANT_SETTING: &str = "app.current_tenant";
+
+/// A database handle: a deadpool pool of `AsyncPgConnection`s that runs tenant transactions.
+///
+/// It never hands out a connection: work happens inside [`TenantDb::transaction`].
+#[derive(Clone)]
+pub struct TenantDb {
+    pool: Pool<AsyncPgConnection>,
+}
+
+impl std::fmt::Debug for TenantDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantDb").field("status", &self.pool.status()).finish()
+    }
+}
+
+impl TenantDb {
+    /// A handle over a pool of at most `max_size` connections to `database_url`, which should
+    /// name the application role (not superuser, not `BYPASSRLS`, not the tables' owner).
+    pub fn connect(database_url: &str, max_size: usize) -> Result<Self, Error> {
+        let mut config = ManagerConfig::default();
+        config.recycling_method = RecyclingMethod::Verified;
+        let manager =
+            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
+        let pool = Pool::builder(manager)
+            .max_size(max_size)
+            .build()
+            .map_err(|e| Error::Pool(e.to_string()))?;
+        Ok(TenantDb { pool })
+    }
+
+    /// A handle over an existing pool.
+    pub fn from_pool(pool: Pool<AsyncPgConnection>) -> Self {
+        TenantDb { pool }
+    }
+
+    /// Runs `f` in one transaction for `tenant`.
+    ///
+    /// The transaction starts with `BEGIN` and `set_config('app.current_tenant', tenant, true)`
+    /// (transaction-local, so it ends with the transaction). It commits when `f` returns `Ok`
+    /// and rolls back when it returns `Err`. If `f` panics, or the returned future is dropped
+    /// before it completes, the connection still holds an open transaction; the pool sees that
+    /// and closes it rather than reuse it, and the server rolls the transaction back.
+    ///
+    /// `f` gets a [`TenantTx`] branded with a fresh lifetime `'t`: queries built from its
+    /// [`scope`](TenantTx::scope) cannot leave the closure or run in another transaction.
+    ///
+    /// ```no_run
+    /// # include!("../doctest_schema.rs");
+    /// # #[derive(diesel::Queryable, diesel::Selectable, tenant_db::TenantTable)]
+    /// # #[diesel(table_name = notes)]
+    /// # struct Note { id: i64, tenant_id: uuid::Uuid, body: String }
+    /// # async fn demo(db: tenant_db::TenantDb, tenant: tenant_db::TenantId) -> Result<(), tenant_db::Error> {
+    /// let bodies: Vec<String> = db
+    ///     .transaction(tenant, async |mut tx| {
+    ///         let scope = tx.scope();
+    ///         Ok(scope.query(notes::table).select(notes::body).load(&mut tx).await?)
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// # fn main() {}
+    /// ```
+    pub fn transaction<'a, R, E, F>(
+        &'a self,
+        tenant: TenantId,
+        f: F,
+    ) -> impl Future<Output = Result<R, E>> + Send + 'a
+    where
+        for<'t> F: AsyncFnOnce(TenantTx<'t>) -> Result<R, E>
+            + TxFn<TenantTx<'t>, Result<R, E>, Fut: Send>
+            + Send
+            + 'a,
+        E: From<Error> + Send + 'a,
+        R: Send + 'a,
+    {
+        async move {
+            let mut conn = self.pool.get().await.map_err(Error::from)?;
+            let conn: &mut AsyncPgConnection = &mut conn;
+            begin_tenant(conn, tenant).await.map_err(Error::from)?;
+            let outcome = f(TenantTx::new(conn, tenant)).await;
+            match outcome {
+                Ok(value) => {
+                    AnsiTransactionManager::commit_transaction(conn).await.map_err(Error::from)?;
+                    Ok(value)
+                }
+                Err(user_error) => {
+                    // A failed rollback leaves the transaction manager broken; the pool then
+                    // discards the connection. The user's error is the one worth reporting.
+                    let _ = AnsiTransactionManager::rollback_transaction(conn).await;
+                    Err(user_error)
+                }
+            }
+        }
+    }
+
+    /// Pool statistics (size, available connections), for metrics.
+    pub fn status(&self) -> deadpool::managed::Status {
+        self.pool.status()
+    }
+}
+
+/// `BEGIN` and set the tenant, rolling back if the setting fails: no statement of the caller
+/// runs unless the tenant is set.
+async fn begin_tenant(conn: &mut AsyncPgConnection, tenant: TenantId) -> QueryResult<()> {
+    AnsiTransactionManager::begin_transaction(conn).await?;
+    let set = diesel::sql_query("SELECT set_config($1, $2, true)")
+        .bind::<Text, _>(TENANT_SETTING)
+        .bind::<Text, _>(tenant.to_string())
+        .execute(conn)
+        .await;
+    if let Err(e) = set {
+        let _ = AnsiTransactionManager::rollback_transaction(conn).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// One open tenant transaction, branded `'t`.
+///
+/// Runs scoped queries (built from [`scope`](TenantTx::scope)) and nothing else; it implements
+/// none of diesel's connection traits and never hands out its connection. The only ways to run
+/// other SQL are the `unscoped_*` methods, named so that a reviewer sees them.
+pub struct TenantTx<'t> {
+    conn: &'t mut AsyncPgConnection,
+    scope: TenantScope<'t>,
+    brand: Brand<'t>,
+}
+
+impl std::fmt::Debug for TenantTx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantTx").field("tenant", &self.scope.tenant_id()).finish()
+    }
+}
+
+impl<'t> TenantTx<'t> {
+    fn new(conn: &'t mut AsyncPgConnection, tenant: TenantId) -> Self {
+        TenantTx { conn, scope: TenantScope::new(tenant), brand: PhantomData }
+    }
+
+    /// The scope to build this transaction's queries from.
+    pub fn scope(&self) -> TenantScope<'t> {
+        self.scope
+    }
+
+    /// The tenant this transaction acts for.
+    pub fn tenant_id(&self) -> TenantId {
+        self.scope.tenant_id()
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut AsyncPgConnection {
+        let _ = self.brand;
+        self.conn
+    }
+
+    /// **Escape hatch.** Executes any diesel statement (`diesel::sql_query`, a statement on an
+    /// unclassified table, …) in this tenant transaction without tenant-db's compile-time checks.
+    ///
+    /// Row-level security still applies: the statement runs as the application role with this
+    /// transaction's tenant setting. Use it for what tenant-db cannot express yet, and keep it
+    /// out of request paths that take user input.
+    pub async fn unscoped_execute<'q, Q>(&mut self, query: Q) -> QueryResult<usize>
+    where
+        Q: diesel_async::methods::ExecuteDsl<AsyncPgConnection> + diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId + Send + 'q,
+    {
+        RunQueryDsl::execute(query, self.conn).await
+    }
+
+    /// **Escape hatch.** Loads rows of any diesel query without tenant-db's compile-time
+    /// checks; see [`unscoped_execute`](TenantTx::unscoped_execute). RLS still applies.
+    pub async fn unscoped_load<'q, Q, U>(&mut self, query: Q) -> QueryResult<Vec<U>>
+    where
+        U: Send,
+        Q: diesel_async::methods::LoadQuery<'q, AsyncPgConnection, U> + 'q,
+    {
+        RunQueryDsl::load(query, self.conn).await
+    }
+}

@@ -1,0 +1,227 @@
+//! Inserts, updates and deletes on tenant tables, narrowed to the scope.
+//!
+//! Inserts fill the tenant column from the scope; values are [`TenantValues`], so they cannot
+//! carry the tenant column themselves. Updates and deletes filter by the scope's tenant first and
+//! parenthesise each user predicate; an update's changeset cannot name the tenant column.
+
+use crate::probe::{Paren, ScopeSafe};
+use crate::query::TenantFilter;
+use crate::scope::Brand;
+use crate::tx::TenantTx;
+use crate::{TenantScope, TenantTable, TenantValues};
+use diesel::dsl;
+use diesel::query_builder::{
+    AsChangeset, DeleteStatement, InsertStatement, IntoUpdateTarget, ReturningClause,
+    UpdateStatement,
+};
+use diesel::query_dsl::methods::FilterDsl;
+use diesel::{ExpressionMethods, Insertable, QueryResult};
+use diesel_async::methods::{ExecuteDsl, LoadQuery};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use std::marker::PhantomData;
+
+/// A write statement built from a scope, branded `'t`; run it with
+/// [`execute`](ScopedStatement::execute), or after `returning` with
+/// [`get_result`](ScopedStatement::get_result) / [`get_results`](ScopedStatement::get_results).
+#[must_use = "a statement does nothing until it runs"]
+#[derive(Debug, Clone, Copy)]
+pub struct ScopedStatement<'t, S> {
+    statement: S,
+    brand: Brand<'t>,
+}
+
+impl<'t, S> ScopedStatement<'t, S> {
+    fn new(statement: S, brand: Brand<'t>) -> Self {
+        ScopedStatement { statement, brand }
+    }
+
+    /// Runs the statement; returns the number of rows affected.
+    pub async fn execute<'q>(self, tx: &mut TenantTx<'t>) -> QueryResult<usize>
+    where
+        S: ExecuteDsl<AsyncPgConnection> + 'q,
+    {
+        RunQueryDsl::execute(self.statement, tx.conn()).await
+    }
+
+    /// Runs a statement with `RETURNING`; returns the one row.
+    pub async fn get_result<'q, U>(self, tx: &mut TenantTx<'t>) -> QueryResult<U>
+    where
+        U: Send,
+        S: LoadQuery<'q, AsyncPgConnection, U> + 'q,
+    {
+        RunQueryDsl::get_result(self.statement, tx.conn()).await
+    }
+
+    /// Runs a statement with `RETURNING`; returns every row.
+    pub async fn get_results<'q, U>(self, tx: &mut TenantTx<'t>) -> QueryResult<Vec<U>>
+    where
+        U: Send,
+        S: LoadQuery<'q, AsyncPgConnection, U> + 'q,
+    {
+        RunQueryDsl::get_results(self.statement, tx.conn()).await
+    }
+}
+
+impl<'t, T, U, Op> ScopedStatement<'t, InsertStatement<T, U, Op>>
+where
+    T: diesel::Table,
+{
+    /// Adds `RETURNING returns`.
+    pub fn returning<E>(self, returns: E) -> ScopedStatement<'t, InsertStatement<T, U, Op, ReturningClause<E>>>
+    where
+        E: ScopeSafe<'t>,
+        InsertStatement<T, U, Op, ReturningClause<E>>: diesel::query_builder::Query,
+    {
+        ScopedStatement::new(self.statement.returning(returns), self.brand)
+    }
+}
+
+impl<'t, T, U, V> ScopedStatement<'t, UpdateStatement<T, U, V>>
+where
+    T: diesel::Table + diesel::query_builder::QueryId,
+{
+    /// Adds `RETURNING returns`.
+    pub fn returning<E>(self, returns: E) -> ScopedStatement<'t, UpdateStatement<T, U, V, ReturningClause<E>>>
+    where
+        E: ScopeSafe<'t>,
+        UpdateStatement<T, U, V, ReturningClause<E>>: diesel::query_builder::Query,
+    {
+        ScopedStatement::new(self.statement.returning(returns), self.brand)
+    }
+}
+
+impl<'t, T, U> ScopedStatement<'t, DeleteStatement<T, U>>
+where
+    T: diesel::Table + diesel::query_builder::QueryId,
+{
+    /// Adds `RETURNING returns`.
+    pub fn returning<E>(self, returns: E) -> ScopedStatement<'t, DeleteStatement<T, U, ReturningClause<E>>>
+    where
+        E: ScopeSafe<'t> + diesel::SelectableExpression<T>,
+        DeleteStatement<T, U, ReturningClause<E>>: diesel::query_builder::Query,
+    {
+        ScopedStatement::new(self.statement.returning(returns), self.brand)
+    }
+}
+
+/// `INSERT INTO table`, waiting for its values.
+#[must_use = "call `.values(..)`"]
+#[derive(Debug, Clone, Copy)]
+pub struct ScopedInsert<'t, T> {
+    table: T,
+    tenant: uuid::Uuid,
+    brand: Brand<'t>,
+}
+
+/// The rows `V` with the scope's tenant column added, ready for `INSERT`.
+pub type WithTenant<T, V> = <V as crate::private::SealedValues<T>>::WithTenant<TenantFilter<T>>;
+
+impl<'t, T: TenantTable> ScopedInsert<'t, T> {
+    /// The row (or `Vec` of rows) to insert; the tenant column is filled from the scope.
+    pub fn values<V>(self, values: V) -> ScopedStatement<'t, InsertStatement<T, <WithTenant<T, V> as Insertable<T>>::Values>>
+    where
+        V: TenantValues<T>,
+        WithTenant<T, V>: Insertable<T>,
+    {
+        let tenant = T::tenant_column().eq(self.tenant);
+        ScopedStatement::new(diesel::insert_into(self.table).values(values.with_tenant(tenant)), self.brand)
+    }
+}
+
+/// `UPDATE` or `DELETE` on a tenant table, already narrowed to the scope, waiting for more
+/// filters and then `set` (update) or `execute` (delete).
+#[must_use = "call `.set(..)` and run it"]
+#[derive(Debug, Clone, Copy)]
+pub struct ScopedUpdate<'t, T, S> {
+    source: S,
+    table: PhantomData<T>,
+    brand: Brand<'t>,
+}
+
+/// `DELETE` on a tenant table, narrowed to the scope.
+#[must_use = "a statement does nothing until it runs"]
+#[derive(Debug, Clone, Copy)]
+pub struct ScopedDelete<'t, T, S> {
+    source: S,
+    table: PhantomData<T>,
+    brand: Brand<'t>,
+}
+
+impl<'t> TenantScope<'t> {
+    /// `INSERT INTO table …`; the tenant column is filled from this scope.
+    pub fn insert<T: TenantTable>(&self, table: T) -> ScopedInsert<'t, T> {
+        ScopedInsert { table, tenant: self.tenant_id().as_uuid(), brand: self.brand() }
+    }
+
+    /// `UPDATE table SET … WHERE tenant_col = $tenant AND (…)`.
+    pub fn update<T>(&self, table: T) -> ScopedUpdate<'t, T, dsl::Filter<T, TenantFilter<T>>>
+    where
+        T: TenantTable + FilterDsl<TenantFilter<T>>,
+    {
+        let source = table.filter(T::tenant_column().eq(self.tenant_id().as_uuid()));
+        ScopedUpdate { source, table: PhantomData, brand: self.brand() }
+    }
+
+    /// `DELETE FROM table WHERE tenant_col = $tenant AND (…)`.
+    pub fn delete<T>(&self, table: T) -> ScopedDelete<'t, T, dsl::Filter<T, TenantFilter<T>>>
+    where
+        T: TenantTable + FilterDsl<TenantFilter<T>>,
+    {
+        let source = table.filter(T::tenant_column().eq(self.tenant_id().as_uuid()));
+        ScopedDelete { source, table: PhantomData, brand: self.brand() }
+    }
+}
+
+impl<'t, T: TenantTable, S> ScopedUpdate<'t, T, S> {
+    /// Adds `AND (predicate)`.
+    pub fn filter<P>(self, predicate: P) -> ScopedUpdate<'t, T, dsl::Filter<S, Paren<P>>>
+    where
+        P: ScopeSafe<'t>,
+        S: FilterDsl<Paren<P>>,
+    {
+        ScopedUpdate { source: self.source.filter(Paren(predicate)), table: PhantomData, brand: self.brand }
+    }
+
+    /// The new values; they cannot name the tenant column.
+    pub fn set<V>(
+        self,
+        values: V,
+    ) -> ScopedStatement<'t, UpdateStatement<T, S::WhereClause, <V::Changes as AsChangeset>::Changeset>>
+    where
+        V: TenantValues<T>,
+        V::Changes: AsChangeset<Target = T>,
+        S: IntoUpdateTarget<Table = T>,
+        UpdateStatement<T, S::WhereClause, <V::Changes as AsChangeset>::Changeset>:
+            diesel::query_builder::AsQuery,
+    {
+        ScopedStatement::new(diesel::update(self.source).set(values.changes()), self.brand)
+    }
+}
+
+impl<'t, T: TenantTable, S> ScopedDelete<'t, T, S> {
+    /// Adds `AND (predicate)`.
+    pub fn filter<P>(self, predicate: P) -> ScopedDelete<'t, T, dsl::Filter<S, Paren<P>>>
+    where
+        P: ScopeSafe<'t>,
+        S: FilterDsl<Paren<P>>,
+    {
+        ScopedDelete { source: self.source.filter(Paren(predicate)), table: PhantomData, brand: self.brand }
+    }
+
+    /// The statement, ready to run or to take a `RETURNING` clause.
+    pub fn statement(self) -> ScopedStatement<'t, DeleteStatement<T, S::WhereClause>>
+    where
+        S: IntoUpdateTarget<Table = T>,
+    {
+        ScopedStatement::new(diesel::delete(self.source), self.brand)
+    }
+
+    /// Runs the delete; returns the number of rows deleted.
+    pub async fn execute<'q>(self, tx: &mut TenantTx<'t>) -> QueryResult<usize>
+    where
+        S: IntoUpdateTarget<Table = T>,
+        DeleteStatement<T, S::WhereClause>: ExecuteDsl<AsyncPgConnection> + 'q,
+    {
+        self.statement().execute(tx).await
+    }
+}
