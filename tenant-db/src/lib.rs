@@ -34,7 +34,7 @@ pub use table::{Classified, GlobalTable, NonTenantColumn, TenantTable, TenantVal
 pub use tenant_db_derive::{GlobalTable, TenantTable, TenantValues};
 pub use tenant_id::{ParseTenantIdError, TenantId};
 pub use tx::{TENANT_SETTING, TenantDb, TenantTx, TxFn};
-pub use write::{ScopedDelete, ScopedInsert, ScopedStatement, ScopedUpdate, WithTenant};
+pub use write::{ExecuteFuture, ScopedDelete, ScopedInsert, ScopedStatement, ScopedUpdate, WithTenant};
 
 /// Not public API: used by the derive macros and `values!`.
 #[doc(hidden)]

@@ -21,8 +21,9 @@ use diesel::query_dsl::methods::{
 };
 use diesel::query_dsl::{JoinOnDsl, JoinWithImplicitOnClause};
 use diesel::query_source::JoinTo;
-use diesel::{BoolExpressionMethods, ExpressionMethods, QueryResult};
+use diesel::{BoolExpressionMethods, ExpressionMethods};
 use diesel_async::methods::LoadQuery;
+use diesel_async::return_futures::{GetResult, LoadFuture};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::marker::PhantomData;
 use uuid::Uuid;
@@ -296,39 +297,45 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     }
 
     /// Runs the query and returns all rows.
-    pub async fn load<'q, U>(self, tx: &mut TenantTx<'t>) -> QueryResult<Vec<U>>
+    pub fn load<'conn, 'q, U>(self, tx: &'conn mut TenantTx<'t>) -> LoadFuture<'conn, 'q, Applied<T, Q>, AsyncPgConnection, U>
     where
         U: Send,
         T::Kind: ApplyScope<T, Q>,
         Applied<T, Q>: LoadQuery<'q, AsyncPgConnection, U> + 'q,
     {
-        RunQueryDsl::load(self.finish(), tx.conn()).await
+        RunQueryDsl::load(self.finish(), tx.conn())
     }
 
     /// Runs the query and returns exactly one row ([`diesel::result::Error::NotFound`] if none;
     /// use diesel's `OptionalExtension::optional` for an `Option`).
-    pub async fn get_result<'q, U>(self, tx: &mut TenantTx<'t>) -> QueryResult<U>
+    pub fn get_result<'conn, 'q, U>(self, tx: &'conn mut TenantTx<'t>) -> GetResult<'conn, 'q, Applied<T, Q>, AsyncPgConnection, U>
     where
-        U: Send,
+        U: Send + 'conn,
         T::Kind: ApplyScope<T, Q>,
         Applied<T, Q>: LoadQuery<'q, AsyncPgConnection, U> + 'q,
     {
-        RunQueryDsl::get_result(self.finish(), tx.conn()).await
+        RunQueryDsl::get_result(self.finish(), tx.conn())
     }
 
     /// Runs the query with `LIMIT 1` and returns the row.
-    pub async fn first<'q, U>(self, tx: &mut TenantTx<'t>) -> QueryResult<U>
+    pub fn first<'conn, 'q, U>(
+        self,
+        tx: &'conn mut TenantTx<'t>,
+    ) -> GetResult<'conn, 'q, Applied<T, dsl::Limit<Q>>, AsyncPgConnection, U>
     where
-        U: Send,
+        U: Send + 'conn,
         Q: LimitDsl,
         T::Kind: ApplyScope<T, dsl::Limit<Q>>,
         Applied<T, dsl::Limit<Q>>: LoadQuery<'q, AsyncPgConnection, U> + 'q,
     {
-        self.limit(1).get_result(tx).await
+        self.limit(1).get_result(tx)
     }
 
     /// `SELECT EXISTS (query)`: whether the scope holds any matching row.
-    pub async fn exists<'q>(self, tx: &mut TenantTx<'t>) -> QueryResult<bool>
+    pub fn exists<'conn, 'q>(
+        self,
+        tx: &'conn mut TenantTx<'t>,
+    ) -> GetResult<'conn, 'q, dsl::select<ScopedExists<'t, Applied<T, Q>>>, AsyncPgConnection, bool>
     where
         T::Kind: ApplyScope<T, Q>,
         ScopedExists<'t, Applied<T, Q>>: diesel::expression::SelectableExpression<NoFromClause>
@@ -336,6 +343,6 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         dsl::select<ScopedExists<'t, Applied<T, Q>>>: LoadQuery<'q, AsyncPgConnection, bool> + 'q,
     {
         let exists = crate::probe::exists(self.into_subquery());
-        RunQueryDsl::get_result(diesel::select(exists), tx.conn()).await
+        RunQueryDsl::get_result(diesel::select(exists), tx.conn())
     }
 }

@@ -190,20 +190,23 @@ impl<'t> TenantTx<'t> {
     /// Row-level security still applies: the statement runs as the application role with this
     /// transaction's tenant setting. Use it for what tenant-db cannot express yet, and keep it
     /// out of request paths that take user input.
-    pub async fn unscoped_execute<'q, Q>(&mut self, query: Q) -> QueryResult<usize>
+    pub fn unscoped_execute<'conn, 'q, Q>(&'conn mut self, query: Q) -> crate::write::ExecuteFuture<'conn, 'q>
     where
-        Q: diesel_async::methods::ExecuteDsl<AsyncPgConnection> + diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId + Send + 'q,
+        Q: diesel_async::methods::ExecuteDsl<AsyncPgConnection> + 'q,
     {
-        RunQueryDsl::execute(query, self.conn).await
+        RunQueryDsl::execute(query, self.conn)
     }
 
     /// **Escape hatch.** Loads rows of any diesel query without tenant-db's compile-time
     /// checks; see [`unscoped_execute`](TenantTx::unscoped_execute). RLS still applies.
-    pub async fn unscoped_load<'q, Q, U>(&mut self, query: Q) -> QueryResult<Vec<U>>
+    pub fn unscoped_load<'conn, 'q, Q, U>(
+        &'conn mut self,
+        query: Q,
+    ) -> diesel_async::return_futures::LoadFuture<'conn, 'q, Q, AsyncPgConnection, U>
     where
         U: Send,
         Q: diesel_async::methods::LoadQuery<'q, AsyncPgConnection, U> + 'q,
     {
-        RunQueryDsl::load(query, self.conn).await
+        RunQueryDsl::load(query, self.conn)
     }
 }

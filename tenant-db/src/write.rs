@@ -15,8 +15,9 @@ use diesel::query_builder::{
     UpdateStatement,
 };
 use diesel::query_dsl::methods::FilterDsl;
-use diesel::{ExpressionMethods, Insertable, QueryResult};
+use diesel::{ExpressionMethods, Insertable};
 use diesel_async::methods::{ExecuteDsl, LoadQuery};
+use diesel_async::return_futures::{GetResult, LoadFuture};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::marker::PhantomData;
 
@@ -36,31 +37,35 @@ impl<'t, S> ScopedStatement<'t, S> {
     }
 
     /// Runs the statement; returns the number of rows affected.
-    pub async fn execute<'q>(self, tx: &mut TenantTx<'t>) -> QueryResult<usize>
+    pub fn execute<'conn, 'q>(self, tx: &'conn mut TenantTx<'t>) -> ExecuteFuture<'conn, 'q>
     where
         S: ExecuteDsl<AsyncPgConnection> + 'q,
     {
-        RunQueryDsl::execute(self.statement, tx.conn()).await
+        RunQueryDsl::execute(self.statement, tx.conn())
     }
 
     /// Runs a statement with `RETURNING`; returns the one row.
-    pub async fn get_result<'q, U>(self, tx: &mut TenantTx<'t>) -> QueryResult<U>
+    pub fn get_result<'conn, 'q, U>(self, tx: &'conn mut TenantTx<'t>) -> GetResult<'conn, 'q, S, AsyncPgConnection, U>
     where
-        U: Send,
+        U: Send + 'conn,
         S: LoadQuery<'q, AsyncPgConnection, U> + 'q,
     {
-        RunQueryDsl::get_result(self.statement, tx.conn()).await
+        RunQueryDsl::get_result(self.statement, tx.conn())
     }
 
     /// Runs a statement with `RETURNING`; returns every row.
-    pub async fn get_results<'q, U>(self, tx: &mut TenantTx<'t>) -> QueryResult<Vec<U>>
+    pub fn get_results<'conn, 'q, U>(self, tx: &'conn mut TenantTx<'t>) -> LoadFuture<'conn, 'q, S, AsyncPgConnection, U>
     where
         U: Send,
         S: LoadQuery<'q, AsyncPgConnection, U> + 'q,
     {
-        RunQueryDsl::get_results(self.statement, tx.conn()).await
+        RunQueryDsl::get_results(self.statement, tx.conn())
     }
 }
+
+/// The future of a statement's `execute`.
+pub type ExecuteFuture<'conn, 'q> =
+    <AsyncPgConnection as diesel_async::AsyncConnectionCore>::ExecuteFuture<'conn, 'q>;
 
 impl<'t, T, U, Op> ScopedStatement<'t, InsertStatement<T, U, Op>>
 where
@@ -217,11 +222,11 @@ impl<'t, T: TenantTable, S> ScopedDelete<'t, T, S> {
     }
 
     /// Runs the delete; returns the number of rows deleted.
-    pub async fn execute<'q>(self, tx: &mut TenantTx<'t>) -> QueryResult<usize>
+    pub fn execute<'conn, 'q>(self, tx: &'conn mut TenantTx<'t>) -> ExecuteFuture<'conn, 'q>
     where
         S: IntoUpdateTarget<Table = T>,
         DeleteStatement<T, S::WhereClause>: ExecuteDsl<AsyncPgConnection> + 'q,
     {
-        self.statement().execute(tx).await
+        self.statement().execute(tx)
     }
 }

@@ -1,1 +1,111 @@
+//! Set-up shared by the integration tests and the examples: creates the database, the owner and
+//! application roles, the schema with its RLS policies, and returns the application role's URL.
+//!
+//! Everything is idempotent and serialised with advisory locks, so concurrent test binaries
+//! can call [`provision`] at once.
 
+pub mod schema;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+
+/// The superuser URL used only to create roles and the database
+/// (`TENANT_DB_ADMIN_URL`, default: the local server as `postgres`).
+pub fn admin_url() -> String {
+    std::env::var("TENANT_DB_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// The owner role: runs migrations and owns the tables.
+pub const OWNER_ROLE: &str = "tenant_db_owner";
+/// The application role: not superuser, not `BYPASSRLS`, owns nothing.
+pub const APP_ROLE: &str = "tenant_db_app";
+
+/// `admin_url` with the user and database replaced.
+pub fn url_for(user: &str, database: &str) -> String {
+    let admin = admin_url();
+    let rest = admin.split_once("://").map(|(_, r)| r).unwrap_or(&admin);
+    let host = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+    let host = host.split('/').next().unwrap_or("127.0.0.1:5432");
+    format!("postgres://{user}@{host}/{database}")
+}
+
+/// A set-up failure, with the step that failed.
+#[derive(Debug)]
+pub struct SetupError(pub String);
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for SetupError {}
+
+fn step<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, SetupError> {
+    r.map_err(|e| SetupError(format!("{what}: {e}")))
+}
+
+/// Creates (if missing) the roles and `database`, then applies `schema_sql` as the owner and
+/// grants the application role what it needs. Returns the application role's URL.
+pub async fn provision(database: &str, schema_sql: &str) -> Result<String, SetupError> {
+    let mut admin = step("connect as admin", AsyncPgConnection::establish(&admin_url()).await)?;
+    step("lock", admin.batch_execute("SELECT pg_advisory_lock(4242001)").await)?;
+    let roles = format!(
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{OWNER_ROLE}') THEN
+             CREATE ROLE {OWNER_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+           END IF;
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
+             CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+           END IF;
+         END $$;
+         ALTER ROLE {APP_ROLE} SET idle_in_transaction_session_timeout = '60s';"
+    );
+    let created = async {
+        step("create roles", admin.batch_execute(&roles).await)?;
+        let exists: Vec<i32> = step(
+            "look up database",
+            diesel_async::RunQueryDsl::load(
+                diesel::sql_query(format!(
+                    "SELECT 1 AS one FROM pg_database WHERE datname = '{database}'"
+                )),
+                &mut admin,
+            )
+            .await
+            .map(|rows: Vec<One>| rows.into_iter().map(|r| r.one).collect()),
+        )?;
+        if exists.is_empty() {
+            step(
+                "create database",
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {database} OWNER {OWNER_ROLE}"))
+                    .await,
+            )?;
+        }
+        Ok::<(), SetupError>(())
+    }
+    .await;
+    let _ = admin.batch_execute("SELECT pg_advisory_unlock(4242001)").await;
+    created?;
+
+    let mut owner =
+        step("connect as owner", AsyncPgConnection::establish(&url_for(OWNER_ROLE, database)).await)?;
+    step("lock schema", owner.batch_execute("SELECT pg_advisory_lock(4242002)").await)?;
+    let applied = owner
+        .batch_execute(&format!(
+            "{schema_sql}
+             REVOKE ALL ON SCHEMA public FROM PUBLIC;
+             GRANT USAGE ON SCHEMA public TO {APP_ROLE};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE};
+             GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE};"
+        ))
+        .await;
+    let _ = owner.batch_execute("SELECT pg_advisory_unlock(4242002)").await;
+    step("apply schema", applied)?;
+    Ok(url_for(APP_ROLE, database))
+}
+
+#[derive(diesel::QueryableByName)]
+struct One {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    one: i32,
+}

@@ -1,0 +1,103 @@
+//! The test schema: two tenant tables with composite keys, one global table.
+#![allow(missing_docs)]
+
+use tenant_db::{GlobalTable, TenantTable, TenantValues};
+use uuid::Uuid;
+
+diesel::table! {
+    customers (tenant_id, id) {
+        tenant_id -> Uuid,
+        id -> BigInt,
+        name -> Text,
+        email -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    orders (tenant_id, id) {
+        tenant_id -> Uuid,
+        id -> BigInt,
+        customer_id -> BigInt,
+        total_cents -> BigInt,
+        country_code -> Text,
+    }
+}
+
+diesel::table! {
+    countries (code) {
+        code -> Text,
+        name -> Text,
+    }
+}
+
+diesel::joinable!(orders -> countries (country_code));
+diesel::allow_tables_to_appear_in_same_query!(customers, orders, countries);
+
+/// A customer row.
+#[derive(Debug, Clone, PartialEq, diesel::Queryable, diesel::Selectable, TenantTable)]
+#[diesel(table_name = customers)]
+pub struct Customer {
+    pub tenant_id: Uuid,
+    pub id: i64,
+    pub name: String,
+    pub email: Option<String>,
+}
+
+/// A new customer: no tenant column, tenant-db fills it.
+#[derive(Debug, Clone, diesel::Insertable, diesel::AsChangeset, TenantValues)]
+#[diesel(table_name = customers)]
+pub struct NewCustomer {
+    pub id: i64,
+    pub name: String,
+    pub email: Option<String>,
+}
+
+/// An order row.
+#[derive(Debug, Clone, PartialEq, diesel::Queryable, diesel::Selectable, TenantTable)]
+#[diesel(table_name = orders)]
+pub struct Order {
+    pub tenant_id: Uuid,
+    pub id: i64,
+    pub customer_id: i64,
+    pub total_cents: i64,
+    pub country_code: String,
+}
+
+/// A new order.
+#[derive(Debug, Clone, diesel::Insertable, TenantValues)]
+#[diesel(table_name = orders)]
+pub struct NewOrder {
+    pub id: i64,
+    pub customer_id: i64,
+    pub total_cents: i64,
+    pub country_code: String,
+}
+
+/// A country: shared reference data.
+#[derive(Debug, Clone, PartialEq, diesel::Queryable, diesel::Selectable, GlobalTable)]
+#[diesel(table_name = countries)]
+pub struct Country {
+    pub code: String,
+    pub name: String,
+}
+
+/// The DDL, run as the owner role; RLS comes from `tenant_db::rls`.
+pub fn schema_sql() -> String {
+    let rls = |sql: Result<String, diesel::result::Error>| sql.unwrap_or_else(|e| format!("-- {e}"));
+    format!(
+        "CREATE TABLE IF NOT EXISTS countries (code text PRIMARY KEY, name text NOT NULL);
+         INSERT INTO countries VALUES ('FR', 'France'), ('JP', 'Japan') ON CONFLICT DO NOTHING;
+         CREATE TABLE IF NOT EXISTS customers (
+             tenant_id uuid NOT NULL, id bigint NOT NULL, name text NOT NULL, email text,
+             PRIMARY KEY (tenant_id, id));
+         CREATE TABLE IF NOT EXISTS orders (
+             tenant_id uuid NOT NULL, id bigint NOT NULL, customer_id bigint NOT NULL,
+             total_cents bigint NOT NULL, country_code text NOT NULL REFERENCES countries (code),
+             PRIMARY KEY (tenant_id, id),
+             FOREIGN KEY (tenant_id, customer_id) REFERENCES customers (tenant_id, id));
+         CREATE INDEX IF NOT EXISTS orders_tenant_customer ON orders (tenant_id, customer_id);
+         {}{}",
+        rls(tenant_db::rls::policy_sql::<customers::table>()),
+        rls(tenant_db::rls::policy_sql::<orders::table>()),
+    )
+}
