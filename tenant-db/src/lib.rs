@@ -25,7 +25,7 @@ mod write;
 
 pub use error::{Error, Result};
 pub use probe::{
-    InScopeSource, OnlyScopedSubqueries, Paren, ScopeSafe, ScopedExists, ScopedSubquery,
+    AndTenant, InScopeSource, OnlyScopedSubqueries, Paren, ScopeSafe, ScopedExists, ScopedSubquery,
     ScopedSubselect, exists,
 };
 pub use query::{Applied, ApplyScope, ScopeJoin, Scoped, ScopedJoinTarget, TenantFilter};

@@ -92,6 +92,50 @@ where
     type IsAggregate = P::IsAggregate;
 }
 
+/// A join condition with a tenant filter added: `(on) AND (tenant filter)`; keeps the type of
+/// the original condition (joins through `joinable!` compare nullable columns).
+#[derive(Debug, Clone, Copy, QueryId)]
+pub struct AndTenant<On, F>(pub(crate) On, pub(crate) F);
+
+impl<On: Expression, F> Expression for AndTenant<On, F> {
+    type SqlType = On::SqlType;
+}
+
+impl<On, F, DB> QueryFragment<DB> for AndTenant<On, F>
+where
+    DB: Backend,
+    On: QueryFragment<DB>,
+    F: QueryFragment<DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("((");
+        self.0.walk_ast(out.reborrow())?;
+        out.push_sql(") AND (");
+        self.1.walk_ast(out.reborrow())?;
+        out.push_sql("))");
+        Ok(())
+    }
+}
+
+impl<On, F, QS> AppearsOnTable<QS> for AndTenant<On, F>
+where
+    On: AppearsOnTable<QS>,
+    F: AppearsOnTable<QS>,
+{
+}
+impl<On, F, QS> SelectableExpression<QS> for AndTenant<On, F>
+where
+    On: SelectableExpression<QS>,
+    F: SelectableExpression<QS>,
+{
+}
+impl<On, F, GB> ValidGrouping<GB> for AndTenant<On, F>
+where
+    On: ValidGrouping<GB>,
+{
+    type IsAggregate = On::IsAggregate;
+}
+
 /// A subquery built from a scope (its tenant filter already applied), for `eq_any` / `ne_all`
 /// and [`exists`]. Get it with [`Scoped::into_subquery`](crate::Scoped::into_subquery).
 #[derive(Debug, Clone, Copy)]

@@ -6,7 +6,7 @@
 //! clause, which keeps left joins outer joins.
 
 use crate::private::{GlobalKind, TenantKind};
-use crate::probe::{Paren, ScopeSafe, ScopedExists, ScopedSubquery};
+use crate::probe::{AndTenant, Paren, ScopeSafe, ScopedExists, ScopedSubquery};
 use diesel::internal::derives::multiconnection::NoFromClause;
 use crate::scope::Brand;
 use crate::tx::TenantTx;
@@ -21,7 +21,7 @@ use diesel::query_dsl::methods::{
 };
 use diesel::query_dsl::{JoinOnDsl, JoinWithImplicitOnClause};
 use diesel::query_source::JoinTo;
-use diesel::{BoolExpressionMethods, ExpressionMethods};
+use diesel::ExpressionMethods;
 use diesel_async::methods::LoadQuery;
 use diesel_async::return_futures::{GetResult, LoadFuture};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -70,11 +70,10 @@ pub trait ScopeJoin<R, On>: crate::private::Sealed {
 impl<R, On> ScopeJoin<R, On> for TenantKind
 where
     R: TenantTable,
-    On: Expression<SqlType = diesel::sql_types::Bool> + BoolExpressionMethods,
 {
-    type Output = dsl::And<On, TenantFilter<R>>;
+    type Output = AndTenant<On, TenantFilter<R>>;
     fn on(on: On, tenant: Uuid) -> Self::Output {
-        on.and(R::tenant_column().eq(tenant))
+        AndTenant(on, R::tenant_column().eq(tenant))
     }
 }
 

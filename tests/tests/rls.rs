@@ -1,0 +1,170 @@
+//! The database layer: RLS as the application role, and no tenant context left on a pooled
+//! connection after commit, rollback or panic.
+
+mod common;
+
+use common::*;
+use diesel::sql_types::{Bool, Text};
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use tenant_db::{Error, TenantDb, TenantId};
+
+#[derive(diesel::QueryableByName, Debug, PartialEq)]
+struct Row {
+    #[diesel(sql_type = Text)]
+    tenant: String,
+}
+
+#[derive(diesel::QueryableByName, Debug, PartialEq)]
+struct Setting {
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    setting: Option<String>,
+}
+
+#[derive(Debug)]
+struct State {
+    setting: Option<String>,
+    in_tx: bool,
+}
+
+async fn tenants_visible(conn: &mut AsyncPgConnection) -> Vec<String> {
+    let rows: Vec<Row> = diesel::sql_query("SELECT DISTINCT tenant_id::text AS tenant FROM customers ORDER BY 1")
+        .load(conn)
+        .await
+        .expect("select");
+    rows.into_iter().map(|r| r.tenant).collect()
+}
+
+#[tokio::test]
+async fn raw_sql_as_app_role_sees_only_what_rls_allows() {
+    let url = app_url().await;
+    let db = TenantDb::connect(&url, 2).unwrap();
+    let (a, b) = two_tenants(&db).await;
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+
+    // No setting at all: nothing.
+    assert!(tenants_visible(&mut conn).await.is_empty());
+    // Empty setting (what a finished SET LOCAL leaves behind): nothing, and no error.
+    conn.batch_execute("BEGIN; SET LOCAL app.current_tenant = 'x'; COMMIT;").await.unwrap();
+    conn.batch_execute("SET app.current_tenant = ''").await.unwrap();
+    assert!(tenants_visible(&mut conn).await.is_empty());
+    // Another tenant's setting: only that tenant.
+    conn.batch_execute(&format!("SET app.current_tenant = '{b}'")).await.unwrap();
+    assert_eq!(tenants_visible(&mut conn).await, vec![b.to_string()]);
+    // Writing a row for another tenant is refused by WITH CHECK.
+    let foreign = diesel::sql_query(format!(
+        "INSERT INTO customers (tenant_id, id, name) VALUES ('{a}', 777, 'smuggled')"
+    ))
+    .execute(&mut conn)
+    .await;
+    assert!(foreign.is_err(), "WITH CHECK must refuse a foreign tenant id");
+    // Moving one of B's rows to A is refused too.
+    let moved = diesel::sql_query(format!("UPDATE customers SET tenant_id = '{a}' WHERE id = 1"))
+        .execute(&mut conn)
+        .await;
+    assert!(moved.is_err(), "WITH CHECK must refuse moving a row to another tenant");
+    conn.batch_execute("RESET app.current_tenant").await.unwrap();
+
+    // Through the escape hatch inside a tenant transaction, RLS still applies.
+    let seen: Vec<Row> = db
+        .transaction(a, async |mut tx| {
+            Ok::<_, Error>(
+                tx.unscoped_load(diesel::sql_query(
+                    "SELECT DISTINCT tenant_id::text AS tenant FROM customers",
+                ))
+                .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, vec![Row { tenant: a.to_string() }]);
+}
+
+#[tokio::test]
+async fn app_role_is_not_privileged() {
+    let mut conn = AsyncPgConnection::establish(&app_url().await).await.unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Priv {
+        #[diesel(sql_type = Bool)]
+        rolsuper: bool,
+        #[diesel(sql_type = Bool)]
+        rolbypassrls: bool,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        owned: i64,
+    }
+    let p: Priv = diesel::sql_query(
+        "SELECT rolsuper, rolbypassrls,
+                (SELECT count(*) FROM pg_tables WHERE tableowner = current_user) AS owned
+         FROM pg_roles WHERE rolname = current_user",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert!(!p.rolsuper && !p.rolbypassrls && p.owned == 0);
+}
+
+async fn state(pool: &Pool<AsyncPgConnection>) -> State {
+    let mut conn = pool.get().await.expect("checkout");
+    let s: Setting = diesel::sql_query("SELECT current_setting('app.current_tenant', true) AS setting")
+        .get_result(&mut *conn)
+        .await
+        .expect("setting");
+    // SAVEPOINT succeeds only inside a transaction block.
+    let in_tx = diesel::sql_query("SAVEPOINT tenant_db_probe").execute(&mut *conn).await.is_ok();
+    State { setting: s.setting, in_tx }
+}
+
+fn clean(s: &State) -> bool {
+    !s.in_tx && s.setting.as_deref().unwrap_or("").is_empty()
+}
+
+#[tokio::test]
+async fn tenant_setting_is_gone_after_commit_rollback_and_panic_on_a_pool_of_one() {
+    let url = app_url().await;
+    let mut config = ManagerConfig::default();
+    config.recycling_method = RecyclingMethod::Verified;
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(&url, config);
+    let pool: Pool<AsyncPgConnection> = Pool::builder(manager).max_size(1).build().unwrap();
+    let db = TenantDb::from_pool(pool.clone());
+    let (a, b) = two_tenants(&db).await;
+
+    for (i, tenant) in [a, b, a, b].into_iter().enumerate() {
+        // Commit.
+        let seen: String = db
+            .transaction(tenant, async |mut tx| {
+                let r: Vec<Row> = tx
+                    .unscoped_load(diesel::sql_query(
+                        "SELECT current_setting('app.current_tenant') AS tenant",
+                    ))
+                    .await?;
+                Ok::<_, Error>(r.into_iter().next().map(|r| r.tenant).unwrap_or_default())
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen, tenant.to_string(), "round {i}: the transaction sees its own tenant");
+        let after = state(&pool).await;
+        assert!(clean(&after), "round {i}: after commit {after:?}");
+
+        // Rollback.
+        let r: Result<(), Error> = db
+            .transaction(tenant, async |_tx| Err(Error::Query(diesel::result::Error::RollbackTransaction)))
+            .await;
+        assert!(r.is_err());
+        let after = state(&pool).await;
+        assert!(clean(&after), "round {i}: after rollback {after:?}");
+
+        // Panic inside the closure, in a task.
+        let db2 = db.clone();
+        let joined = tokio::spawn(async move {
+            let _: Result<(), Error> = db2
+                .transaction(tenant, async |_tx| -> Result<(), Error> { panic!("boom") })
+                .await;
+        })
+        .await;
+        assert!(joined.is_err(), "the task panicked");
+        let after = state(&pool).await;
+        assert!(clean(&after), "round {i}: after panic {after:?}");
+    }
+    let _ = TenantId::new_random();
+}

@@ -1,0 +1,11 @@
+include!("../schema.rs");
+use tenant_db::{Error, TenantDb, TenantId};
+
+fn main() {
+    let _q = tenant_db::Scoped {
+        query: customers::table,
+        tenant: uuid::Uuid::nil(),
+        table: std::marker::PhantomData::<customers::table>,
+        brand: std::marker::PhantomData,
+    };
+}

@@ -1,0 +1,12 @@
+include!("../schema.rs");
+use tenant_db::{Error, TenantDb, TenantId};
+
+use std::sync::Mutex;
+static SAVED: Mutex<Option<tenant_db::TenantScope<'static>>> = Mutex::new(None);
+async fn f(db: TenantDb, t: TenantId) {
+    let _ = db.transaction(t, async |tx| {
+        *SAVED.lock().unwrap() = Some(tx.scope());
+        Ok::<_, Error>(())
+    }).await;
+}
+fn main() {}

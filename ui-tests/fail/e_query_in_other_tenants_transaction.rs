@@ -1,0 +1,13 @@
+include!("../schema.rs");
+use tenant_db::{Error, TenantDb, TenantId};
+
+async fn f(db: TenantDb, a: TenantId, b: TenantId) {
+    let _ = db.transaction(a, async |tx_a| {
+        let q_a = tx_a.scope().query(customers::table);
+        db.transaction(b, async |mut tx_b| {
+            let rows: Vec<Customer> = q_a.load(&mut tx_b).await?;
+            Ok::<_, Error>(rows.len())
+        }).await
+    }).await;
+}
+fn main() {}

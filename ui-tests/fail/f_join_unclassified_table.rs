@@ -1,0 +1,10 @@
+include!("../schema.rs");
+use tenant_db::{Error, TenantDb, TenantId};
+
+async fn f(db: TenantDb, t: TenantId) {
+    let _ = db.transaction(t, async |tx| {
+        let _q = tx.scope().query(customers::table).inner_join(audit::table.on(audit::id.eq(customers::id)));
+        Ok::<_, Error>(())
+    }).await;
+}
+fn main() {}

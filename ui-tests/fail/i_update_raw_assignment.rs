@@ -1,0 +1,12 @@
+include!("../schema.rs");
+use tenant_db::{Error, TenantDb, TenantId};
+
+async fn f(db: TenantDb, t: TenantId, other: uuid::Uuid) {
+    let _ = db.transaction(t, async |mut tx| {
+        tx.scope().update(customers::table)
+            .set(customers::tenant_id.eq(other))
+            .execute(&mut tx).await?;
+        Ok::<_, Error>(())
+    }).await;
+}
+fn main() {}
