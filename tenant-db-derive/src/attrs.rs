@@ -31,7 +31,10 @@ fn skip_value(input: ParseStream<'_>) -> syn::Result<()> {
 }
 
 /// Reads the struct-level attributes; `allow_tenant` says whether `#[tenant]` is meaningful.
-pub(crate) fn parse_struct_attrs(attrs: &[Attribute], allow_tenant: bool) -> syn::Result<StructAttrs> {
+pub(crate) fn parse_struct_attrs(
+    attrs: &[Attribute],
+    allow_tenant: bool,
+) -> syn::Result<StructAttrs> {
     let mut out = StructAttrs::default();
     for attr in attrs {
         if attr.path().is_ident("diesel") {

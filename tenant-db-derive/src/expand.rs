@@ -3,8 +3,8 @@
 use crate::model::{self, Kind, Model};
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
-use syn::spanned::Spanned;
 use syn::DeriveInput;
+use syn::spanned::Spanned;
 
 fn run(input: TokenStream, kind: Kind, expand: fn(Model) -> TokenStream) -> TokenStream {
     syn::parse2::<DeriveInput>(input)
@@ -34,12 +34,16 @@ fn expand_tenant(model: Model) -> TokenStream {
         return quote!();
     };
     let tenant_name = tenant.to_string();
-    let writable = model.fields.iter().filter(|f| &f.column != tenant).map(|f| {
-        let column = &f.column;
-        quote_spanned! {column.span()=>
-            impl ::tenant_db::NonTenantColumn for #table::#column {}
-        }
-    });
+    let writable = model
+        .fields
+        .iter()
+        .filter(|f| &f.column != tenant)
+        .map(|f| {
+            let column = &f.column;
+            quote_spanned! {column.span()=>
+                impl ::tenant_db::NonTenantColumn for #table::#column {}
+            }
+        });
     quote! {
         const _: () = {
             impl ::tenant_db::__private::Sealed for #table::table {}
@@ -84,14 +88,19 @@ fn expand_values(model: Model) -> TokenStream {
     let (impl_generics, ty_generics, where_clause) = model.generics.split_for_impl();
     let checks = model.fields.iter().map(|f| {
         let column = &f.column;
-        let span = f.ty.span().join(column.span()).unwrap_or_else(|| column.span());
+        let span =
+            f.ty.span()
+                .join(column.span())
+                .unwrap_or_else(|| column.span());
         quote_spanned! {span=>
             ::tenant_db::__private::assert_writable::<#table::table, #table::#column>();
         }
     });
     // `&'__tenant_db_v Struct` is insertable too (diesel derives both), so mark both.
     let mut ref_generics = model.generics.clone();
-    ref_generics.params.insert(0, syn::parse_quote!('__tenant_db_v));
+    ref_generics
+        .params
+        .insert(0, syn::parse_quote!('__tenant_db_v));
     let (ref_impl_generics, _, _) = ref_generics.split_for_impl();
     quote! {
         const _: () = {

@@ -45,13 +45,19 @@ pub(crate) fn parse(input: DeriveInput, kind: Kind) -> syn::Result<Model> {
     let Data::Struct(data) = &input.data else {
         return Err(syn::Error::new(
             input.ident.span(),
-            format!("`#[derive({})]` supports structs with named fields only", kind.name()),
+            format!(
+                "`#[derive({})]` supports structs with named fields only",
+                kind.name()
+            ),
         ));
     };
     let Fields::Named(named) = &data.fields else {
         return Err(syn::Error::new(
             input.ident.span(),
-            format!("`#[derive({})]` supports structs with named fields only", kind.name()),
+            format!(
+                "`#[derive({})]` supports structs with named fields only",
+                kind.name()
+            ),
         ));
     };
     let Some(table) = attrs.table_name else {
@@ -66,10 +72,15 @@ pub(crate) fn parse(input: DeriveInput, kind: Kind) -> syn::Result<Model> {
     let mut fields = Vec::with_capacity(named.named.len());
     for field in &named.named {
         let Some(ident) = field.ident.clone() else {
-            return Err(call_site_error("unnamed field in a struct with named fields"));
+            return Err(call_site_error(
+                "unnamed field in a struct with named fields",
+            ));
         };
         let column = field_column_name(&field.attrs)?.unwrap_or(ident);
-        fields.push(FieldColumn { column, ty: field.ty.clone() });
+        fields.push(FieldColumn {
+            column,
+            ty: field.ty.clone(),
+        });
     }
     let tenant_column = match kind {
         Kind::Tenant => {
@@ -98,17 +109,23 @@ pub(crate) fn parse(input: DeriveInput, kind: Kind) -> syn::Result<Model> {
         }
         Kind::Global | Kind::Values => None,
     };
-    Ok(Model { ident: input.ident, generics: input.generics, table, fields, tenant_column })
+    Ok(Model {
+        ident: input.ident,
+        generics: input.generics,
+        table,
+        fields,
+        tenant_column,
+    })
 }
 
 /// Whether a field type is `Uuid` / `TenantId` (by its last path segment, any prefix).
 fn is_uuid_type(ty: &Type) -> bool {
     match ty {
-        Type::Path(p) if p.qself.is_none() => p
-            .path
-            .segments
-            .last()
-            .is_some_and(|s| s.arguments.is_none() && (s.ident == "Uuid" || s.ident == "TenantId")),
+        Type::Path(p) if p.qself.is_none() => {
+            p.path.segments.last().is_some_and(|s| {
+                s.arguments.is_none() && (s.ident == "Uuid" || s.ident == "TenantId")
+            })
+        }
         Type::Group(g) => is_uuid_type(&g.elem),
         _ => false,
     }

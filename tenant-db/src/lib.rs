@@ -34,7 +34,9 @@ pub use table::{Classified, GlobalTable, NonTenantColumn, TenantTable, TenantVal
 pub use tenant_db_derive::{GlobalTable, TenantTable, TenantValues};
 pub use tenant_id::{ParseTenantIdError, TenantId};
 pub use tx::{TENANT_SETTING, TenantDb, TenantTx, TxFn};
-pub use write::{ExecuteFuture, ScopedDelete, ScopedInsert, ScopedStatement, ScopedUpdate, WithTenant};
+pub use write::{
+    ExecuteFuture, InsertOf, ScopedDelete, ScopedInsert, ScopedStatement, ScopedUpdate, WithTenant,
+};
 
 /// Not public API: used by the derive macros and `values!`.
 #[doc(hidden)]
@@ -44,7 +46,9 @@ pub mod __private {
 
 /// The usual imports: diesel's expression methods and `OptionalExtension`, tenant-db's types.
 pub mod prelude {
-    pub use crate::{GlobalTable, TenantDb, TenantId, TenantScope, TenantTable, TenantTx, TenantValues};
+    pub use crate::{
+        GlobalTable, TenantDb, TenantId, TenantScope, TenantTable, TenantTx, TenantValues,
+    };
     pub use diesel::prelude::{
         BoolExpressionMethods, ExpressionMethods, JoinOnDsl, NullableExpressionMethods,
         OptionalExtension, PgTextExpressionMethods, SelectableHelper, TextExpressionMethods,

@@ -46,7 +46,10 @@ pub struct Checked<V, T> {
 impl<V, T> Checked<V, T> {
     /// Used by `values!` after it has checked each column.
     pub fn __new(_table: T, values: V) -> Self {
-        Checked { values, table: std::marker::PhantomData }
+        Checked {
+            values,
+            table: std::marker::PhantomData,
+        }
     }
 }
 

@@ -8,16 +8,16 @@
 //! within the transaction whose brand they carry.
 
 use crate::scope::Brand;
+use diesel::QueryResult;
 use diesel::backend::Backend;
+use diesel::expression::array_comparison::{AsInExpression, InExpression};
 use diesel::expression::{
     AppearsOnTable, Expression, SelectableExpression, TypedExpressionType, ValidGrouping,
     is_aggregate,
 };
-use diesel::expression::array_comparison::{AsInExpression, InExpression};
 use diesel::query_builder::{AstPass, QueryFragment, QueryId, SelectQuery};
 use diesel::query_source::{AppearsInFromClause, Once, Table};
 use diesel::sql_types::{Bool, SqlType};
-use diesel::QueryResult;
 use std::marker::PhantomData;
 
 /// The probe source for transaction `'t`: every table's columns appear in it once, but it is
@@ -160,7 +160,11 @@ where
     type InExpression = ScopedSubselect<'t, Q, ST>;
 
     fn as_in_expression(self) -> Self::InExpression {
-        ScopedSubselect { query: self.query, sql_type: PhantomData, brand: self.brand }
+        ScopedSubselect {
+            query: self.query,
+            sql_type: PhantomData,
+            brand: self.brand,
+        }
     }
 }
 
@@ -220,7 +224,10 @@ pub struct ScopedExists<'t, Q> {
 
 /// `EXISTS (subquery)` for a subquery built from the scope.
 pub fn exists<'t, Q>(subquery: ScopedSubquery<'t, Q>) -> ScopedExists<'t, Q> {
-    ScopedExists { query: subquery.query, brand: subquery.brand }
+    ScopedExists {
+        query: subquery.query,
+        brand: subquery.brand,
+    }
 }
 
 impl<Q> Expression for ScopedExists<'_, Q> {

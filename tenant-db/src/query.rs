@@ -7,12 +7,13 @@
 
 use crate::private::{GlobalKind, TenantKind};
 use crate::probe::{AndTenant, Paren, ScopeSafe, ScopedExists, ScopedSubquery};
-use diesel::internal::derives::multiconnection::NoFromClause;
 use crate::scope::Brand;
 use crate::tx::TenantTx;
 use crate::{Classified, TenantScope, TenantTable};
+use diesel::ExpressionMethods;
 use diesel::dsl;
 use diesel::expression::Expression;
+use diesel::internal::derives::multiconnection::NoFromClause;
 use diesel::internal::table_macro::{Inner, LeftOuter};
 use diesel::pg::Pg;
 use diesel::query_dsl::methods::{
@@ -21,7 +22,6 @@ use diesel::query_dsl::methods::{
 };
 use diesel::query_dsl::{JoinOnDsl, JoinWithImplicitOnClause};
 use diesel::query_source::JoinTo;
-use diesel::ExpressionMethods;
 use diesel_async::methods::LoadQuery;
 use diesel_async::return_futures::{GetResult, LoadFuture};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -113,9 +113,9 @@ pub struct Scoped<'t, T, Q> {
 impl<'t> TenantScope<'t> {
     /// Starts a select query on `table`, a tenant table (narrowed to this scope's tenant) or a
     /// global table (read as is).
-    pub fn query<T: Classified>(&self, table: T) -> Scoped<'t, T, diesel::dsl::Select<T, T::AllColumns>>
+    pub fn query<T>(&self, table: T) -> Scoped<'t, T, diesel::dsl::Select<T, T::AllColumns>>
     where
-        T: SelectDsl<T::AllColumns>,
+        T: Classified + SelectDsl<T::AllColumns>,
     {
         Scoped {
             query: table.select(T::all_columns()),
@@ -128,7 +128,12 @@ impl<'t> TenantScope<'t> {
 
 impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     fn map<Q2>(self, f: impl FnOnce(Q) -> Q2) -> Scoped<'t, T, Q2> {
-        Scoped { query: f(self.query), tenant: self.tenant, table: PhantomData, brand: self.brand }
+        Scoped {
+            query: f(self.query),
+            tenant: self.tenant,
+            table: PhantomData,
+            brand: self.brand,
+        }
     }
 
     /// Adds `AND (predicate)`.
@@ -285,7 +290,10 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     where
         T::Kind: ApplyScope<T, Q>,
     {
-        ScopedSubquery { query: <T::Kind as ApplyScope<T, Q>>::apply(self.query, self.tenant), brand: self.brand }
+        ScopedSubquery {
+            query: <T::Kind as ApplyScope<T, Q>>::apply(self.query, self.tenant),
+            brand: self.brand,
+        }
     }
 
     fn finish(self) -> Applied<T, Q>
@@ -296,7 +304,10 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     }
 
     /// Runs the query and returns all rows.
-    pub fn load<'conn, 'q, U>(self, tx: &'conn mut TenantTx<'t>) -> LoadFuture<'conn, 'q, Applied<T, Q>, AsyncPgConnection, U>
+    pub fn load<'conn, 'q, U>(
+        self,
+        tx: &'conn mut TenantTx<'t>,
+    ) -> LoadFuture<'conn, 'q, Applied<T, Q>, AsyncPgConnection, U>
     where
         U: Send,
         T::Kind: ApplyScope<T, Q>,
@@ -307,7 +318,10 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
 
     /// Runs the query and returns exactly one row ([`diesel::result::Error::NotFound`] if none;
     /// use diesel's `OptionalExtension::optional` for an `Option`).
-    pub fn get_result<'conn, 'q, U>(self, tx: &'conn mut TenantTx<'t>) -> GetResult<'conn, 'q, Applied<T, Q>, AsyncPgConnection, U>
+    pub fn get_result<'conn, 'q, U>(
+        self,
+        tx: &'conn mut TenantTx<'t>,
+    ) -> GetResult<'conn, 'q, Applied<T, Q>, AsyncPgConnection, U>
     where
         U: Send + 'conn,
         T::Kind: ApplyScope<T, Q>,

@@ -13,9 +13,9 @@
 //!   nothing.
 
 use crate::TenantTable;
+use diesel::Table;
 use diesel::pg::Pg;
 use diesel::query_builder::{QueryBuilder, QueryFragment};
-use diesel::Table;
 
 /// The SQL expression the isolation policy compares the tenant column with.
 pub const CURRENT_TENANT_EXPR: &str =
@@ -58,7 +58,10 @@ where
     T: TenantTable,
     T::FromClause: QueryFragment<Pg>,
 {
-    Ok(policy_sql_for(&table_name::<T>()?, <T::TenantColumn as diesel::Column>::NAME))
+    Ok(policy_sql_for(
+        &table_name::<T>()?,
+        <T::TenantColumn as diesel::Column>::NAME,
+    ))
 }
 
 #[cfg(test)]

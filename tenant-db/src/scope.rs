@@ -24,7 +24,10 @@ pub struct TenantScope<'t> {
 
 impl<'t> TenantScope<'t> {
     pub(crate) fn new(tenant: TenantId) -> Self {
-        TenantScope { tenant, brand: PhantomData }
+        TenantScope {
+            tenant,
+            brand: PhantomData,
+        }
     }
 
     /// The tenant this scope acts for.

@@ -79,7 +79,9 @@ impl<T, V: TenantValues<T>> crate::private::SealedValues<T> for Vec<V> {
     type WithTenant<E: Clone> = Vec<V::WithTenant<E>>;
     type Changes = Vec<V::Changes>;
     fn with_tenant<E: Clone>(self, tenant: E) -> Self::WithTenant<E> {
-        self.into_iter().map(|row| row.with_tenant(tenant.clone())).collect()
+        self.into_iter()
+            .map(|row| row.with_tenant(tenant.clone()))
+            .collect()
     }
     fn changes(self) -> Self::Changes {
         self.into_iter().map(V::changes).collect()

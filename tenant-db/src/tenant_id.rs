@@ -43,7 +43,11 @@ const MAX_LEN: usize = 45;
 impl TenantId {
     /// Wraps a UUID. The nil UUID is refused: it never names a tenant.
     pub fn from_uuid(uuid: Uuid) -> Result<Self, ParseTenantIdError> {
-        if uuid.is_nil() { Err(ParseTenantIdError::Nil) } else { Ok(TenantId(uuid)) }
+        if uuid.is_nil() {
+            Err(ParseTenantIdError::Nil)
+        } else {
+            Ok(TenantId(uuid))
+        }
     }
 
     /// A new random tenant id (UUID v4), for provisioning a tenant.
@@ -53,7 +57,9 @@ impl TenantId {
 
     /// Parses raw bytes (from a header, say); non-UTF-8 input is [`ParseTenantIdError::NotAUuid`].
     pub fn parse_bytes(bytes: &[u8]) -> Result<Self, ParseTenantIdError> {
-        std::str::from_utf8(bytes).map_err(|_| ParseTenantIdError::NotAUuid)?.parse()
+        std::str::from_utf8(bytes)
+            .map_err(|_| ParseTenantIdError::NotAUuid)?
+            .parse()
     }
 
     /// The UUID inside.
@@ -97,16 +103,33 @@ mod tests {
     #[test]
     fn parses_and_rejects() {
         let ok = "7f1f2c1e-1111-4b5b-9a1a-5d2c0d4f8e01";
-        assert_eq!(ok.parse::<TenantId>().map(|t| t.to_string()).as_deref(), Ok(ok));
+        assert_eq!(
+            ok.parse::<TenantId>().map(|t| t.to_string()).as_deref(),
+            Ok(ok)
+        );
         assert_eq!("".parse::<TenantId>(), Err(ParseTenantIdError::Empty));
         assert_eq!("   ".parse::<TenantId>(), Err(ParseTenantIdError::Empty));
-        assert_eq!("x".repeat(10_000).parse::<TenantId>(), Err(ParseTenantIdError::TooLong(10_000)));
-        assert_eq!("'; DROP TABLE t; --".parse::<TenantId>(), Err(ParseTenantIdError::NotAUuid));
+        assert_eq!(
+            "x".repeat(10_000).parse::<TenantId>(),
+            Err(ParseTenantIdError::TooLong(10_000))
+        );
+        assert_eq!(
+            "'; DROP TABLE t; --".parse::<TenantId>(),
+            Err(ParseTenantIdError::NotAUuid)
+        );
         assert_eq!(
             "00000000-0000-0000-0000-000000000000".parse::<TenantId>(),
             Err(ParseTenantIdError::Nil)
         );
-        assert_eq!(TenantId::parse_bytes(&[0xff, 0xfe]), Err(ParseTenantIdError::NotAUuid));
-        assert_eq!(TenantId::parse_bytes(ok.as_bytes()).map(|t| t.to_string()).as_deref(), Ok(ok));
+        assert_eq!(
+            TenantId::parse_bytes(&[0xff, 0xfe]),
+            Err(ParseTenantIdError::NotAUuid)
+        );
+        assert_eq!(
+            TenantId::parse_bytes(ok.as_bytes())
+                .map(|t| t.to_string())
+                .as_deref(),
+            Ok(ok)
+        );
     }
 }

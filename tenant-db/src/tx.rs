@@ -5,7 +5,9 @@ use crate::{Error, TenantId};
 use diesel::QueryResult;
 use diesel::sql_types::Text;
 use diesel_async::pooled_connection::deadpool::Pool;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager};
 use std::future::Future;
 use std::marker::PhantomData;
@@ -42,7 +44,9 @@ pub struct TenantDb {
 
 impl std::fmt::Debug for TenantDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TenantDb").field("status", &self.pool.status()).finish()
+        f.debug_struct("TenantDb")
+            .field("status", &self.pool.status())
+            .finish()
     }
 }
 
@@ -52,8 +56,10 @@ impl TenantDb {
     pub fn connect(database_url: &str, max_size: usize) -> Result<Self, Error> {
         let mut config = ManagerConfig::default();
         config.recycling_method = RecyclingMethod::Verified;
-        let manager =
-            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+            database_url,
+            config,
+        );
         let pool = Pool::builder(manager)
             .max_size(max_size)
             .build()
@@ -86,12 +92,14 @@ impl TenantDb {
     /// let bodies: Vec<String> = db
     ///     .transaction(tenant, async |mut tx| {
     ///         let scope = tx.scope();
-    ///         Ok(scope.query(notes::table).select(notes::body).load(&mut tx).await?)
+    ///         Ok::<_, tenant_db::Error>(scope.query(notes::table).select(notes::body).load(&mut tx).await?)
     ///     })
     ///     .await?;
     /// # Ok(()) }
     /// # fn main() {}
     /// ```
+    // Not an `async fn`: the returned future must be declared `Send`.
+    #[allow(clippy::manual_async_fn)]
     pub fn transaction<'a, R, E, F>(
         &'a self,
         tenant: TenantId,
@@ -112,7 +120,9 @@ impl TenantDb {
             let outcome = f(TenantTx::new(conn, tenant)).await;
             match outcome {
                 Ok(value) => {
-                    AnsiTransactionManager::commit_transaction(conn).await.map_err(Error::from)?;
+                    AnsiTransactionManager::commit_transaction(conn)
+                        .await
+                        .map_err(Error::from)?;
                     Ok(value)
                 }
                 Err(user_error) => {
@@ -160,13 +170,19 @@ pub struct TenantTx<'t> {
 
 impl std::fmt::Debug for TenantTx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TenantTx").field("tenant", &self.scope.tenant_id()).finish()
+        f.debug_struct("TenantTx")
+            .field("tenant", &self.scope.tenant_id())
+            .finish()
     }
 }
 
 impl<'t> TenantTx<'t> {
     fn new(conn: &'t mut AsyncPgConnection, tenant: TenantId) -> Self {
-        TenantTx { conn, scope: TenantScope::new(tenant), brand: PhantomData }
+        TenantTx {
+            conn,
+            scope: TenantScope::new(tenant),
+            brand: PhantomData,
+        }
     }
 
     /// The scope to build this transaction's queries from.
@@ -190,7 +206,10 @@ impl<'t> TenantTx<'t> {
     /// Row-level security still applies: the statement runs as the application role with this
     /// transaction's tenant setting. Use it for what tenant-db cannot express yet, and keep it
     /// out of request paths that take user input.
-    pub fn unscoped_execute<'conn, 'q, Q>(&'conn mut self, query: Q) -> crate::write::ExecuteFuture<'conn, 'q>
+    pub fn unscoped_execute<'conn, 'q, Q>(
+        &'conn mut self,
+        query: Q,
+    ) -> crate::write::ExecuteFuture<'conn, 'q>
     where
         Q: diesel_async::methods::ExecuteDsl<AsyncPgConnection> + 'q,
     {

@@ -45,7 +45,10 @@ impl<'t, S> ScopedStatement<'t, S> {
     }
 
     /// Runs a statement with `RETURNING`; returns the one row.
-    pub fn get_result<'conn, 'q, U>(self, tx: &'conn mut TenantTx<'t>) -> GetResult<'conn, 'q, S, AsyncPgConnection, U>
+    pub fn get_result<'conn, 'q, U>(
+        self,
+        tx: &'conn mut TenantTx<'t>,
+    ) -> GetResult<'conn, 'q, S, AsyncPgConnection, U>
     where
         U: Send + 'conn,
         S: LoadQuery<'q, AsyncPgConnection, U> + 'q,
@@ -54,7 +57,10 @@ impl<'t, S> ScopedStatement<'t, S> {
     }
 
     /// Runs a statement with `RETURNING`; returns every row.
-    pub fn get_results<'conn, 'q, U>(self, tx: &'conn mut TenantTx<'t>) -> LoadFuture<'conn, 'q, S, AsyncPgConnection, U>
+    pub fn get_results<'conn, 'q, U>(
+        self,
+        tx: &'conn mut TenantTx<'t>,
+    ) -> LoadFuture<'conn, 'q, S, AsyncPgConnection, U>
     where
         U: Send,
         S: LoadQuery<'q, AsyncPgConnection, U> + 'q,
@@ -72,7 +78,10 @@ where
     T: diesel::Table,
 {
     /// Adds `RETURNING returns`.
-    pub fn returning<E>(self, returns: E) -> ScopedStatement<'t, InsertStatement<T, U, Op, ReturningClause<E>>>
+    pub fn returning<E>(
+        self,
+        returns: E,
+    ) -> ScopedStatement<'t, InsertStatement<T, U, Op, ReturningClause<E>>>
     where
         E: ScopeSafe<'t>,
         InsertStatement<T, U, Op, ReturningClause<E>>: diesel::query_builder::Query,
@@ -86,7 +95,10 @@ where
     T: diesel::Table + diesel::query_builder::QueryId,
 {
     /// Adds `RETURNING returns`.
-    pub fn returning<E>(self, returns: E) -> ScopedStatement<'t, UpdateStatement<T, U, V, ReturningClause<E>>>
+    pub fn returning<E>(
+        self,
+        returns: E,
+    ) -> ScopedStatement<'t, UpdateStatement<T, U, V, ReturningClause<E>>>
     where
         E: ScopeSafe<'t>,
         UpdateStatement<T, U, V, ReturningClause<E>>: diesel::query_builder::Query,
@@ -100,7 +112,10 @@ where
     T: diesel::Table + diesel::query_builder::QueryId,
 {
     /// Adds `RETURNING returns`.
-    pub fn returning<E>(self, returns: E) -> ScopedStatement<'t, DeleteStatement<T, U, ReturningClause<E>>>
+    pub fn returning<E>(
+        self,
+        returns: E,
+    ) -> ScopedStatement<'t, DeleteStatement<T, U, ReturningClause<E>>>
     where
         E: ScopeSafe<'t> + diesel::SelectableExpression<T>,
         DeleteStatement<T, U, ReturningClause<E>>: diesel::query_builder::Query,
@@ -118,18 +133,24 @@ pub struct ScopedInsert<'t, T> {
     brand: Brand<'t>,
 }
 
+/// The `INSERT` statement for rows `V` into `T`, tenant column included.
+pub type InsertOf<T, V> = InsertStatement<T, <WithTenant<T, V> as Insertable<T>>::Values>;
+
 /// The rows `V` with the scope's tenant column added, ready for `INSERT`.
 pub type WithTenant<T, V> = <V as crate::private::SealedValues<T>>::WithTenant<TenantFilter<T>>;
 
 impl<'t, T: TenantTable> ScopedInsert<'t, T> {
     /// The row (or `Vec` of rows) to insert; the tenant column is filled from the scope.
-    pub fn values<V>(self, values: V) -> ScopedStatement<'t, InsertStatement<T, <WithTenant<T, V> as Insertable<T>>::Values>>
+    pub fn values<V>(self, values: V) -> ScopedStatement<'t, InsertOf<T, V>>
     where
         V: TenantValues<T>,
         WithTenant<T, V>: Insertable<T>,
     {
         let tenant = T::tenant_column().eq(self.tenant);
-        ScopedStatement::new(diesel::insert_into(self.table).values(values.with_tenant(tenant)), self.brand)
+        ScopedStatement::new(
+            diesel::insert_into(self.table).values(values.with_tenant(tenant)),
+            self.brand,
+        )
     }
 }
 
@@ -155,7 +176,11 @@ pub struct ScopedDelete<'t, T, S> {
 impl<'t> TenantScope<'t> {
     /// `INSERT INTO table …`; the tenant column is filled from this scope.
     pub fn insert<T: TenantTable>(&self, table: T) -> ScopedInsert<'t, T> {
-        ScopedInsert { table, tenant: self.tenant_id().as_uuid(), brand: self.brand() }
+        ScopedInsert {
+            table,
+            tenant: self.tenant_id().as_uuid(),
+            brand: self.brand(),
+        }
     }
 
     /// `UPDATE table SET … WHERE tenant_col = $tenant AND (…)`.
@@ -164,7 +189,11 @@ impl<'t> TenantScope<'t> {
         T: TenantTable + FilterDsl<TenantFilter<T>>,
     {
         let source = table.filter(T::tenant_column().eq(self.tenant_id().as_uuid()));
-        ScopedUpdate { source, table: PhantomData, brand: self.brand() }
+        ScopedUpdate {
+            source,
+            table: PhantomData,
+            brand: self.brand(),
+        }
     }
 
     /// `DELETE FROM table WHERE tenant_col = $tenant AND (…)`.
@@ -173,7 +202,11 @@ impl<'t> TenantScope<'t> {
         T: TenantTable + FilterDsl<TenantFilter<T>>,
     {
         let source = table.filter(T::tenant_column().eq(self.tenant_id().as_uuid()));
-        ScopedDelete { source, table: PhantomData, brand: self.brand() }
+        ScopedDelete {
+            source,
+            table: PhantomData,
+            brand: self.brand(),
+        }
     }
 }
 
@@ -184,14 +217,21 @@ impl<'t, T: TenantTable, S> ScopedUpdate<'t, T, S> {
         P: ScopeSafe<'t>,
         S: FilterDsl<Paren<P>>,
     {
-        ScopedUpdate { source: self.source.filter(Paren(predicate)), table: PhantomData, brand: self.brand }
+        ScopedUpdate {
+            source: self.source.filter(Paren(predicate)),
+            table: PhantomData,
+            brand: self.brand,
+        }
     }
 
     /// The new values; they cannot name the tenant column.
     pub fn set<V>(
         self,
         values: V,
-    ) -> ScopedStatement<'t, UpdateStatement<T, S::WhereClause, <V::Changes as AsChangeset>::Changeset>>
+    ) -> ScopedStatement<
+        't,
+        UpdateStatement<T, S::WhereClause, <V::Changes as AsChangeset>::Changeset>,
+    >
     where
         V: TenantValues<T>,
         V::Changes: AsChangeset<Target = T>,
@@ -199,7 +239,10 @@ impl<'t, T: TenantTable, S> ScopedUpdate<'t, T, S> {
         UpdateStatement<T, S::WhereClause, <V::Changes as AsChangeset>::Changeset>:
             diesel::query_builder::AsQuery,
     {
-        ScopedStatement::new(diesel::update(self.source).set(values.changes()), self.brand)
+        ScopedStatement::new(
+            diesel::update(self.source).set(values.changes()),
+            self.brand,
+        )
     }
 }
 
@@ -210,7 +253,11 @@ impl<'t, T: TenantTable, S> ScopedDelete<'t, T, S> {
         P: ScopeSafe<'t>,
         S: FilterDsl<Paren<P>>,
     {
-        ScopedDelete { source: self.source.filter(Paren(predicate)), table: PhantomData, brand: self.brand }
+        ScopedDelete {
+            source: self.source.filter(Paren(predicate)),
+            table: PhantomData,
+            brand: self.brand,
+        }
     }
 
     /// The statement, ready to run or to take a `RETURNING` clause.

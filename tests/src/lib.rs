@@ -47,8 +47,16 @@ fn step<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, Setup
 /// Creates (if missing) the roles and `database`, then applies `schema_sql` as the owner and
 /// grants the application role what it needs. Returns the application role's URL.
 pub async fn provision(database: &str, schema_sql: &str) -> Result<String, SetupError> {
-    let mut admin = step("connect as admin", AsyncPgConnection::establish(&admin_url()).await)?;
-    step("lock", admin.batch_execute("SELECT pg_advisory_lock(4242001)").await)?;
+    let mut admin = step(
+        "connect as admin",
+        AsyncPgConnection::establish(&admin_url()).await,
+    )?;
+    step(
+        "lock",
+        admin
+            .batch_execute("SELECT pg_advisory_lock(4242001)")
+            .await,
+    )?;
     let roles = format!(
         "DO $$ BEGIN
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{OWNER_ROLE}') THEN
@@ -84,12 +92,21 @@ pub async fn provision(database: &str, schema_sql: &str) -> Result<String, Setup
         Ok::<(), SetupError>(())
     }
     .await;
-    let _ = admin.batch_execute("SELECT pg_advisory_unlock(4242001)").await;
+    let _ = admin
+        .batch_execute("SELECT pg_advisory_unlock(4242001)")
+        .await;
     created?;
 
-    let mut owner =
-        step("connect as owner", AsyncPgConnection::establish(&url_for(OWNER_ROLE, database)).await)?;
-    step("lock schema", owner.batch_execute("SELECT pg_advisory_lock(4242002)").await)?;
+    let mut owner = step(
+        "connect as owner",
+        AsyncPgConnection::establish(&url_for(OWNER_ROLE, database)).await,
+    )?;
+    step(
+        "lock schema",
+        owner
+            .batch_execute("SELECT pg_advisory_lock(4242002)")
+            .await,
+    )?;
     let applied = owner
         .batch_execute(&format!(
             "{schema_sql}
@@ -99,7 +116,9 @@ pub async fn provision(database: &str, schema_sql: &str) -> Result<String, Setup
              GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE};"
         ))
         .await;
-    let _ = owner.batch_execute("SELECT pg_advisory_unlock(4242002)").await;
+    let _ = owner
+        .batch_execute("SELECT pg_advisory_unlock(4242002)")
+        .await;
     step("apply schema", applied)?;
     Ok(url_for(APP_ROLE, database))
 }

@@ -83,7 +83,8 @@ pub struct Country {
 
 /// The DDL, run as the owner role; RLS comes from `tenant_db::rls`.
 pub fn schema_sql() -> String {
-    let rls = |sql: Result<String, diesel::result::Error>| sql.unwrap_or_else(|e| format!("-- {e}"));
+    let rls =
+        |sql: Result<String, diesel::result::Error>| sql.unwrap_or_else(|e| format!("-- {e}"));
     format!(
         "CREATE TABLE IF NOT EXISTS countries (code text PRIMARY KEY, name text NOT NULL);
          INSERT INTO countries VALUES ('FR', 'France'), ('JP', 'Japan') ON CONFLICT DO NOTHING;

@@ -1,5 +1,7 @@
 //! Every scoped operation sees and changes only its own tenant's rows.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;
@@ -17,7 +19,12 @@ async fn load_filter_or_filter_see_only_own_rows() {
     let rows: Vec<Customer> = db
         .transaction(a, async |mut tx| {
             let s = tx.scope();
-            Ok::<_, Error>(s.query(customers::table).order(customers::id).load(&mut tx).await?)
+            Ok::<_, Error>(
+                s.query(customers::table)
+                    .order(customers::id)
+                    .load(&mut tx)
+                    .await?,
+            )
         })
         .await
         .unwrap();
@@ -51,7 +58,11 @@ async fn by_id_access_to_another_tenants_row_reads_and_changes_nothing() {
     db.transaction(b, async |mut tx| {
         let s = tx.scope();
         s.insert(customers::table)
-            .values(NewCustomer { id: 99, name: "only-b".into(), email: None })
+            .values(NewCustomer {
+                id: 99,
+                name: "only-b".into(),
+                email: None,
+            })
             .execute(&mut tx)
             .await?;
         Ok::<_, Error>(())
@@ -81,8 +92,11 @@ async fn by_id_access_to_another_tenants_row_reads_and_changes_nothing() {
                 .set(values!(customers::table, customers::name = "hijacked"))
                 .execute(&mut tx)
                 .await?;
-            let deleted =
-                s.delete(customers::table).filter(customers::id.eq(99)).execute(&mut tx).await?;
+            let deleted = s
+                .delete(customers::table)
+                .filter(customers::id.eq(99))
+                .execute(&mut tx)
+                .await?;
             Ok::<_, Error>((found, first, updated, deleted))
         })
         .await
@@ -113,8 +127,16 @@ async fn count_exists_order_limit_offset_distinct_group_by() {
         .transaction(a, async |mut tx| {
             let s = tx.scope();
             let count: i64 = s.query(orders::table).count().get_result(&mut tx).await?;
-            let any_jp = s.query(orders::table).filter(orders::country_code.eq("JP")).exists(&mut tx).await?;
-            let none = s.query(orders::table).filter(orders::total_cents.gt(10_000)).exists(&mut tx).await?;
+            let any_jp = s
+                .query(orders::table)
+                .filter(orders::country_code.eq("JP"))
+                .exists(&mut tx)
+                .await?;
+            let none = s
+                .query(orders::table)
+                .filter(orders::total_cents.gt(10_000))
+                .exists(&mut tx)
+                .await?;
             let page: Vec<i64> = s
                 .query(orders::table)
                 .select(orders::id)
@@ -123,8 +145,12 @@ async fn count_exists_order_limit_offset_distinct_group_by() {
                 .offset(1)
                 .load(&mut tx)
                 .await?;
-            let mut countries: Vec<String> =
-                s.query(orders::table).select(orders::country_code).distinct().load(&mut tx).await?;
+            let mut countries: Vec<String> = s
+                .query(orders::table)
+                .select(orders::country_code)
+                .distinct()
+                .load(&mut tx)
+                .await?;
             countries.sort();
             let grouped: Vec<(i64, i64)> = s
                 .query(orders::table)
@@ -139,7 +165,15 @@ async fn count_exists_order_limit_offset_distinct_group_by() {
                 .order(orders::id)
                 .load(&mut tx)
                 .await?;
-            Ok::<_, Error>((count, any_jp, none, page, countries, grouped, as_select.len()))
+            Ok::<_, Error>((
+                count,
+                any_jp,
+                none,
+                page,
+                countries,
+                grouped,
+                as_select.len(),
+            ))
         })
         .await
         .unwrap();
@@ -159,12 +193,21 @@ async fn aggregate_sum_is_per_tenant() {
     let total: Option<diesel::data_types::PgNumeric> = db
         .transaction(a, async |mut tx| {
             let s = tx.scope();
-            Ok::<_, Error>(s.query(orders::table).select(sum(orders::total_cents)).get_result(&mut tx).await?)
+            Ok::<_, Error>(
+                s.query(orders::table)
+                    .select(sum(orders::total_cents))
+                    .get_result(&mut tx)
+                    .await?,
+            )
         })
         .await
         .unwrap();
     // 100 + 250 + 400 for this tenant only.
-    let expected = diesel::data_types::PgNumeric::Positive { weight: 0, scale: 0, digits: vec![750] };
+    let expected = diesel::data_types::PgNumeric::Positive {
+        weight: 0,
+        scale: 0,
+        digits: vec![750],
+    };
     assert_eq!(total, Some(expected));
 }
 
@@ -203,8 +246,18 @@ async fn joins_filter_each_tenant_table_and_left_join_keeps_outer_rows() {
     let a_ = a.as_uuid();
     assert_eq!(inner, vec![(a_, a_, 10), (a_, a_, 11), (a_, a_, 12)]);
     // Customer 3 has no orders and must still appear, once.
-    assert_eq!(left, vec![(1, Some(10)), (1, Some(11)), (2, Some(12)), (3, None)]);
-    assert_eq!(with_country, vec![(10, "France".into()), (11, "Japan".into()), (12, "France".into())]);
+    assert_eq!(
+        left,
+        vec![(1, Some(10)), (1, Some(11)), (2, Some(12)), (3, None)]
+    );
+    assert_eq!(
+        with_country,
+        vec![
+            (10, "France".into()),
+            (11, "Japan".into()),
+            (12, "France".into())
+        ]
+    );
     let _ = b;
 }
 
@@ -218,7 +271,12 @@ async fn scoped_subqueries_and_boxed_queries() {
     db.transaction(b, async |mut tx| {
         tx.scope()
             .insert(orders::table)
-            .values(NewOrder { id: 13, customer_id: 3, total_cents: 1, country_code: "FR".into() })
+            .values(NewOrder {
+                id: 13,
+                customer_id: 3,
+                total_cents: 1,
+                country_code: "FR".into(),
+            })
             .execute(&mut tx)
             .await?;
         Ok::<_, Error>(())
@@ -230,14 +288,24 @@ async fn scoped_subqueries_and_boxed_queries() {
             let s = tx.scope();
             let with_orders: Vec<i64> = s
                 .query(customers::table)
-                .filter(customers::id.eq_any(s.query(orders::table).select(orders::customer_id).into_subquery()))
+                .filter(
+                    customers::id.eq_any(
+                        s.query(orders::table)
+                            .select(orders::customer_id)
+                            .into_subquery(),
+                    ),
+                )
                 .select(customers::id)
                 .order(customers::id)
                 .load(&mut tx)
                 .await?;
             let any: Vec<i64> = s
                 .query(customers::table)
-                .filter(exists(s.query(orders::table).filter(orders::customer_id.eq(customers::id)).into_subquery()))
+                .filter(exists(
+                    s.query(orders::table)
+                        .filter(orders::customer_id.eq(customers::id))
+                        .into_subquery(),
+                ))
                 .select(customers::id)
                 .order(customers::id)
                 .load(&mut tx)
@@ -263,7 +331,11 @@ async fn inserts_fill_the_tenant_and_updates_and_deletes_stay_in_scope() {
             let s = tx.scope();
             let returned: Customer = s
                 .insert(customers::table)
-                .values(NewCustomer { id: 50, name: "new".into(), email: None })
+                .values(NewCustomer {
+                    id: 50,
+                    name: "new".into(),
+                    email: None,
+                })
                 .returning(Customer::as_select())
                 .get_result(&mut tx)
                 .await?;
@@ -273,7 +345,11 @@ async fn inserts_fill_the_tenant_and_updates_and_deletes_stay_in_scope() {
                 .returning((customers::tenant_id, customers::id))
                 .get_results(&mut tx)
                 .await?;
-            let deleted = s.delete(customers::table).filter(customers::id.eq(50)).execute(&mut tx).await?;
+            let deleted = s
+                .delete(customers::table)
+                .filter(customers::id.eq(50))
+                .execute(&mut tx)
+                .await?;
             Ok::<_, Error>((returned, updated, deleted))
         })
         .await
@@ -288,11 +364,24 @@ async fn inserts_fill_the_tenant_and_updates_and_deletes_stay_in_scope() {
     let emails: Vec<Option<String>> = db
         .transaction(b, async |mut tx| {
             let s = tx.scope();
-            Ok::<_, Error>(s.query(customers::table).select(customers::email).order(customers::id).load(&mut tx).await?)
+            Ok::<_, Error>(
+                s.query(customers::table)
+                    .select(customers::email)
+                    .order(customers::id)
+                    .load(&mut tx)
+                    .await?,
+            )
         })
         .await
         .unwrap();
-    assert_eq!(emails, vec![Some("b1@x".into()), Some("b2@x".into()), Some("b3@x".into())]);
+    assert_eq!(
+        emails,
+        vec![
+            Some("b1@x".into()),
+            Some("b2@x".into()),
+            Some("b3@x".into())
+        ]
+    );
 }
 
 #[tokio::test]
@@ -304,7 +393,11 @@ async fn struct_changeset_update_and_rollback_on_error() {
             let s = tx.scope();
             s.update(customers::table)
                 .filter(customers::id.eq(1))
-                .set(NewCustomer { id: 1, name: "renamed".into(), email: None })
+                .set(NewCustomer {
+                    id: 1,
+                    name: "renamed".into(),
+                    email: None,
+                })
                 .execute(&mut tx)
                 .await?;
             Err(Error::Query(diesel::result::Error::RollbackTransaction))
@@ -315,7 +408,11 @@ async fn struct_changeset_update_and_rollback_on_error() {
         .transaction(a, async |mut tx| {
             let s = tx.scope();
             Ok::<_, Error>(
-                s.query(customers::table).filter(customers::id.eq(1)).select(customers::name).get_result(&mut tx).await?,
+                s.query(customers::table)
+                    .filter(customers::id.eq(1))
+                    .select(customers::name)
+                    .get_result(&mut tx)
+                    .await?,
             )
         })
         .await
@@ -330,7 +427,13 @@ async fn global_tables_are_readable_in_a_tenant_transaction() {
     let names: Vec<String> = db
         .transaction(a, async |mut tx| {
             let s = tx.scope();
-            Ok::<_, Error>(s.query(countries::table).select(countries::name).order(countries::code).load(&mut tx).await?)
+            Ok::<_, Error>(
+                s.query(countries::table)
+                    .select(countries::name)
+                    .order(countries::code)
+                    .load(&mut tx)
+                    .await?,
+            )
         })
         .await
         .unwrap();
@@ -339,7 +442,12 @@ async fn global_tables_are_readable_in_a_tenant_transaction() {
 
 #[tokio::test]
 async fn bad_tenant_ids_are_typed_errors() {
-    for bad in ["", "abc", "'; DROP TABLE customers; --", "00000000-0000-0000-0000-000000000000"] {
+    for bad in [
+        "",
+        "abc",
+        "'; DROP TABLE customers; --",
+        "00000000-0000-0000-0000-000000000000",
+    ] {
         assert!(bad.parse::<TenantId>().is_err(), "{bad:?}");
     }
 }

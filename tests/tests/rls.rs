@@ -1,12 +1,16 @@
 //! The database layer: RLS as the application role, and no tenant context left on a pooled
 //! connection after commit, rollback or panic.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;
 use diesel::sql_types::{Bool, Text};
 use diesel_async::pooled_connection::deadpool::Pool;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use tenant_db::{Error, TenantDb, TenantId};
 
@@ -29,10 +33,11 @@ struct State {
 }
 
 async fn tenants_visible(conn: &mut AsyncPgConnection) -> Vec<String> {
-    let rows: Vec<Row> = diesel::sql_query("SELECT DISTINCT tenant_id::text AS tenant FROM customers ORDER BY 1")
-        .load(conn)
-        .await
-        .expect("select");
+    let rows: Vec<Row> =
+        diesel::sql_query("SELECT DISTINCT tenant_id::text AS tenant FROM customers ORDER BY 1")
+            .load(conn)
+            .await
+            .expect("select");
     rows.into_iter().map(|r| r.tenant).collect()
 }
 
@@ -46,11 +51,17 @@ async fn raw_sql_as_app_role_sees_only_what_rls_allows() {
     // No setting at all: nothing.
     assert!(tenants_visible(&mut conn).await.is_empty());
     // Empty setting (what a finished SET LOCAL leaves behind): nothing, and no error.
-    conn.batch_execute("BEGIN; SET LOCAL app.current_tenant = 'x'; COMMIT;").await.unwrap();
-    conn.batch_execute("SET app.current_tenant = ''").await.unwrap();
+    conn.batch_execute("BEGIN; SET LOCAL app.current_tenant = 'x'; COMMIT;")
+        .await
+        .unwrap();
+    conn.batch_execute("SET app.current_tenant = ''")
+        .await
+        .unwrap();
     assert!(tenants_visible(&mut conn).await.is_empty());
     // Another tenant's setting: only that tenant.
-    conn.batch_execute(&format!("SET app.current_tenant = '{b}'")).await.unwrap();
+    conn.batch_execute(&format!("SET app.current_tenant = '{b}'"))
+        .await
+        .unwrap();
     assert_eq!(tenants_visible(&mut conn).await, vec![b.to_string()]);
     // Writing a row for another tenant is refused by WITH CHECK.
     let foreign = diesel::sql_query(format!(
@@ -58,13 +69,23 @@ async fn raw_sql_as_app_role_sees_only_what_rls_allows() {
     ))
     .execute(&mut conn)
     .await;
-    assert!(foreign.is_err(), "WITH CHECK must refuse a foreign tenant id");
+    assert!(
+        foreign.is_err(),
+        "WITH CHECK must refuse a foreign tenant id"
+    );
     // Moving one of B's rows to A is refused too.
-    let moved = diesel::sql_query(format!("UPDATE customers SET tenant_id = '{a}' WHERE id = 1"))
-        .execute(&mut conn)
-        .await;
-    assert!(moved.is_err(), "WITH CHECK must refuse moving a row to another tenant");
-    conn.batch_execute("RESET app.current_tenant").await.unwrap();
+    let moved = diesel::sql_query(format!(
+        "UPDATE customers SET tenant_id = '{a}' WHERE id = 1"
+    ))
+    .execute(&mut conn)
+    .await;
+    assert!(
+        moved.is_err(),
+        "WITH CHECK must refuse moving a row to another tenant"
+    );
+    conn.batch_execute("RESET app.current_tenant")
+        .await
+        .unwrap();
 
     // Through the escape hatch inside a tenant transaction, RLS still applies.
     let seen: Vec<Row> = db
@@ -78,12 +99,19 @@ async fn raw_sql_as_app_role_sees_only_what_rls_allows() {
         })
         .await
         .unwrap();
-    assert_eq!(seen, vec![Row { tenant: a.to_string() }]);
+    assert_eq!(
+        seen,
+        vec![Row {
+            tenant: a.to_string()
+        }]
+    );
 }
 
 #[tokio::test]
 async fn app_role_is_not_privileged() {
-    let mut conn = AsyncPgConnection::establish(&app_url().await).await.unwrap();
+    let mut conn = AsyncPgConnection::establish(&app_url().await)
+        .await
+        .unwrap();
     #[derive(diesel::QueryableByName)]
     struct Priv {
         #[diesel(sql_type = Bool)]
@@ -106,13 +134,20 @@ async fn app_role_is_not_privileged() {
 
 async fn state(pool: &Pool<AsyncPgConnection>) -> State {
     let mut conn = pool.get().await.expect("checkout");
-    let s: Setting = diesel::sql_query("SELECT current_setting('app.current_tenant', true) AS setting")
-        .get_result(&mut *conn)
-        .await
-        .expect("setting");
+    let s: Setting =
+        diesel::sql_query("SELECT current_setting('app.current_tenant', true) AS setting")
+            .get_result(&mut *conn)
+            .await
+            .expect("setting");
     // SAVEPOINT succeeds only inside a transaction block.
-    let in_tx = diesel::sql_query("SAVEPOINT tenant_db_probe").execute(&mut *conn).await.is_ok();
-    State { setting: s.setting, in_tx }
+    let in_tx = diesel::sql_query("SAVEPOINT tenant_db_probe")
+        .execute(&mut *conn)
+        .await
+        .is_ok();
+    State {
+        setting: s.setting,
+        in_tx,
+    }
 }
 
 fn clean(s: &State) -> bool {
@@ -142,13 +177,19 @@ async fn tenant_setting_is_gone_after_commit_rollback_and_panic_on_a_pool_of_one
             })
             .await
             .unwrap();
-        assert_eq!(seen, tenant.to_string(), "round {i}: the transaction sees its own tenant");
+        assert_eq!(
+            seen,
+            tenant.to_string(),
+            "round {i}: the transaction sees its own tenant"
+        );
         let after = state(&pool).await;
         assert!(clean(&after), "round {i}: after commit {after:?}");
 
         // Rollback.
         let r: Result<(), Error> = db
-            .transaction(tenant, async |_tx| Err(Error::Query(diesel::result::Error::RollbackTransaction)))
+            .transaction(tenant, async |_tx| {
+                Err(Error::Query(diesel::result::Error::RollbackTransaction))
+            })
             .await;
         assert!(r.is_err());
         let after = state(&pool).await;

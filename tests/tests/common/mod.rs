@@ -23,15 +23,40 @@ pub async fn seed(db: &TenantDb, tenant: TenantId, tag: &str) {
     db.transaction(tenant, async |mut tx| {
         let s = tx.scope();
         let customers: Vec<NewCustomer> = (1..=3)
-            .map(|id| NewCustomer { id, name: format!("c{id}"), email: Some(format!("{tag}{id}@x")) })
+            .map(|id| NewCustomer {
+                id,
+                name: format!("c{id}"),
+                email: Some(format!("{tag}{id}@x")),
+            })
             .collect();
-        s.insert(customers::table).values(customers).execute(&mut tx).await?;
+        s.insert(customers::table)
+            .values(customers)
+            .execute(&mut tx)
+            .await?;
         let orders = vec![
-            NewOrder { id: 10, customer_id: 1, total_cents: 100, country_code: "FR".into() },
-            NewOrder { id: 11, customer_id: 1, total_cents: 250, country_code: "JP".into() },
-            NewOrder { id: 12, customer_id: 2, total_cents: 400, country_code: "FR".into() },
+            NewOrder {
+                id: 10,
+                customer_id: 1,
+                total_cents: 100,
+                country_code: "FR".into(),
+            },
+            NewOrder {
+                id: 11,
+                customer_id: 1,
+                total_cents: 250,
+                country_code: "JP".into(),
+            },
+            NewOrder {
+                id: 12,
+                customer_id: 2,
+                total_cents: 400,
+                country_code: "FR".into(),
+            },
         ];
-        s.insert(orders::table).values(orders).execute(&mut tx).await?;
+        s.insert(orders::table)
+            .values(orders)
+            .execute(&mut tx)
+            .await?;
         Ok::<_, tenant_db::Error>(())
     })
     .await
