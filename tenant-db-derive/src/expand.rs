@@ -28,16 +28,14 @@ pub(crate) fn tenant_values(input: TokenStream) -> TokenStream {
     run(input, Kind::Values, expand_values)
 }
 
-fn expand_tenant(model: Model) -> TokenStream {
+/// What both table derives emit: the seal, the kind-specific impls, and `NonTenantColumn` for
+/// every field's column except the tenant column.
+fn classify(model: &Model, kind_impls: TokenStream) -> TokenStream {
     let table = &model.table;
-    let Some(tenant) = model.tenant_column.as_ref() else {
-        return quote!();
-    };
-    let tenant_name = tenant.to_string();
     let writable = model
         .fields
         .iter()
-        .filter(|f| &f.column != tenant)
+        .filter(|f| Some(&f.column) != model.tenant_column.as_ref())
         .map(|f| {
             let column = &f.column;
             quote_spanned! {column.span()=>
@@ -47,6 +45,21 @@ fn expand_tenant(model: Model) -> TokenStream {
     quote! {
         const _: () = {
             impl ::tenant_db::__private::Sealed for #table::table {}
+            #kind_impls
+            #(#writable)*
+        };
+    }
+}
+
+fn expand_tenant(model: Model) -> TokenStream {
+    let table = &model.table;
+    let Some(tenant) = model.tenant_column.as_ref() else {
+        return crate::attrs::call_site_error("tenant column not resolved").into_compile_error();
+    };
+    let tenant_name = tenant.to_string();
+    classify(
+        &model,
+        quote! {
             impl ::tenant_db::Classified for #table::table {
                 type Kind = ::tenant_db::__private::TenantKind;
             }
@@ -57,29 +70,21 @@ fn expand_tenant(model: Model) -> TokenStream {
                     #table::#tenant
                 }
             }
-            #(#writable)*
-        };
-    }
+        },
+    )
 }
 
 fn expand_global(model: Model) -> TokenStream {
     let table = &model.table;
-    let writable = model.fields.iter().map(|f| {
-        let column = &f.column;
-        quote_spanned! {column.span()=>
-            impl ::tenant_db::NonTenantColumn for #table::#column {}
-        }
-    });
-    quote! {
-        const _: () = {
-            impl ::tenant_db::__private::Sealed for #table::table {}
+    classify(
+        &model,
+        quote! {
             impl ::tenant_db::Classified for #table::table {
                 type Kind = ::tenant_db::__private::GlobalKind;
             }
             impl ::tenant_db::GlobalTable for #table::table {}
-            #(#writable)*
-        };
-    }
+        },
+    )
 }
 
 fn expand_values(model: Model) -> TokenStream {

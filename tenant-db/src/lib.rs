@@ -35,7 +35,8 @@ pub use tenant_db_derive::{GlobalTable, TenantTable, TenantValues};
 pub use tenant_id::{ParseTenantIdError, TenantId};
 pub use tx::{TENANT_SETTING, TenantDb, TenantTx, TxFn};
 pub use write::{
-    ExecuteFuture, InsertOf, ScopedDelete, ScopedInsert, ScopedStatement, ScopedUpdate, WithTenant,
+    DeleteOp, ExecuteFuture, InsertOf, Narrowed, ScopedDelete, ScopedInsert, ScopedStatement,
+    ScopedUpdate, UpdateOp, WithTenant,
 };
 
 /// Not public API: used by the derive macros and `values!`.

@@ -7,7 +7,6 @@
 
 use crate::private::{GlobalKind, TenantKind};
 use crate::probe::{AndTenant, Paren, ScopeSafe, ScopedExists, ScopedSubquery};
-use crate::scope::Brand;
 use crate::tx::TenantTx;
 use crate::{Classified, TenantScope, TenantTable};
 use diesel::ExpressionMethods;
@@ -40,6 +39,11 @@ pub trait ApplyScope<T, Q>: crate::private::Sealed {
 /// The tenant predicate of table `T`.
 pub type TenantFilter<T> = dsl::Eq<<T as TenantTable>::TenantColumn, Uuid>;
 
+/// `T.tenant_col = tenant`: the one place the tenant predicate is built.
+pub(crate) fn tenant_filter<T: TenantTable>(tenant: Uuid) -> TenantFilter<T> {
+    T::tenant_column().eq(tenant)
+}
+
 impl<T, Q> ApplyScope<T, Q> for TenantKind
 where
     T: TenantTable,
@@ -47,7 +51,7 @@ where
 {
     type Output = Q::Output;
     fn apply(query: Q, tenant: Uuid) -> Self::Output {
-        query.filter(T::tenant_column().eq(tenant))
+        query.filter(tenant_filter::<T>(tenant))
     }
 }
 
@@ -73,7 +77,7 @@ where
 {
     type Output = AndTenant<On, TenantFilter<R>>;
     fn on(on: On, tenant: Uuid) -> Self::Output {
-        AndTenant(on, R::tenant_column().eq(tenant))
+        AndTenant(on, tenant_filter::<R>(tenant))
     }
 }
 
@@ -105,9 +109,8 @@ pub type ScopedJoinTarget<Q, R> = dsl::On<
 #[derive(Debug, Clone, Copy)]
 pub struct Scoped<'t, T, Q> {
     query: Q,
-    tenant: Uuid,
+    scope: TenantScope<'t>,
     table: PhantomData<T>,
-    brand: Brand<'t>,
 }
 
 impl<'t> TenantScope<'t> {
@@ -119,9 +122,8 @@ impl<'t> TenantScope<'t> {
     {
         Scoped {
             query: table.select(T::all_columns()),
-            tenant: self.tenant_id().as_uuid(),
+            scope: *self,
             table: PhantomData,
-            brand: self.brand(),
         }
     }
 }
@@ -130,9 +132,8 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     fn map<Q2>(self, f: impl FnOnce(Q) -> Q2) -> Scoped<'t, T, Q2> {
         Scoped {
             query: f(self.query),
-            tenant: self.tenant,
+            scope: self.scope,
             table: PhantomData,
-            brand: self.brand,
         }
     }
 
@@ -252,14 +253,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         <Q as JoinTo<R>>::FromClause: JoinOnDsl,
         Q: JoinWithImplicitOnClause<ScopedJoinTarget<Q, R>, Inner>,
     {
-        let tenant = self.tenant;
-        self.map(|q| {
-            let (from, on) = <Q as JoinTo<R>>::join_target(rhs);
-            let on = <<<Q as JoinTo<R>>::FromClause as Classified>::Kind as ScopeJoin<_, _>>::on(
-                on, tenant,
-            );
-            q.join_with_implicit_on_clause(from.on(on), Inner)
-        })
+        self.join(rhs, Inner)
     }
 
     /// `LEFT OUTER JOIN` another classified table, as [`inner_join`](Scoped::inner_join); the
@@ -274,13 +268,31 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         <Q as JoinTo<R>>::FromClause: JoinOnDsl,
         Q: JoinWithImplicitOnClause<ScopedJoinTarget<Q, R>, LeftOuter>,
     {
-        let tenant = self.tenant;
+        self.join(rhs, LeftOuter)
+    }
+
+    /// Joins `rhs` with the join kind `kind`, its tenant filter (if any) added to the `ON` clause.
+    fn join<R, K>(
+        self,
+        rhs: R,
+        kind: K,
+    ) -> Scoped<'t, T, <Q as JoinWithImplicitOnClause<ScopedJoinTarget<Q, R>, K>>::Output>
+    where
+        Q: JoinTo<R>,
+        <Q as JoinTo<R>>::FromClause: Classified,
+        <Q as JoinTo<R>>::OnClause: ScopeSafe<'t>,
+        <<Q as JoinTo<R>>::FromClause as Classified>::Kind:
+            ScopeJoin<<Q as JoinTo<R>>::FromClause, <Q as JoinTo<R>>::OnClause>,
+        <Q as JoinTo<R>>::FromClause: JoinOnDsl,
+        Q: JoinWithImplicitOnClause<ScopedJoinTarget<Q, R>, K>,
+    {
+        let tenant = self.scope.tenant_id().as_uuid();
         self.map(|q| {
             let (from, on) = <Q as JoinTo<R>>::join_target(rhs);
             let on = <<<Q as JoinTo<R>>::FromClause as Classified>::Kind as ScopeJoin<_, _>>::on(
                 on, tenant,
             );
-            q.join_with_implicit_on_clause(from.on(on), LeftOuter)
+            q.join_with_implicit_on_clause(from.on(on), kind)
         })
     }
 
@@ -290,9 +302,10 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     where
         T::Kind: ApplyScope<T, Q>,
     {
+        let brand = self.scope.brand();
         ScopedSubquery {
-            query: <T::Kind as ApplyScope<T, Q>>::apply(self.query, self.tenant),
-            brand: self.brand,
+            query: self.finish(),
+            brand,
         }
     }
 
@@ -300,7 +313,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     where
         T::Kind: ApplyScope<T, Q>,
     {
-        <T::Kind as ApplyScope<T, Q>>::apply(self.query, self.tenant)
+        <T::Kind as ApplyScope<T, Q>>::apply(self.query, self.scope.tenant_id().as_uuid())
     }
 
     /// Runs the query and returns all rows.

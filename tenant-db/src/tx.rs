@@ -1,6 +1,6 @@
 //! [`TenantDb`] (the pool) and [`TenantTx`] (one tenant transaction).
 
-use crate::scope::{Brand, TenantScope};
+use crate::scope::TenantScope;
 use crate::{Error, TenantId};
 use diesel::QueryResult;
 use diesel::sql_types::Text;
@@ -10,7 +10,6 @@ use diesel_async::pooled_connection::{
 };
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager};
 use std::future::Future;
-use std::marker::PhantomData;
 
 /// The closure type [`TenantDb::transaction`] accepts: an async closure over a [`TenantTx`] whose
 /// future can be named, so that it can be required to be `Send`.
@@ -165,7 +164,6 @@ async fn begin_tenant(conn: &mut AsyncPgConnection, tenant: TenantId) -> QueryRe
 pub struct TenantTx<'t> {
     conn: &'t mut AsyncPgConnection,
     scope: TenantScope<'t>,
-    brand: Brand<'t>,
 }
 
 impl std::fmt::Debug for TenantTx<'_> {
@@ -181,7 +179,6 @@ impl<'t> TenantTx<'t> {
         TenantTx {
             conn,
             scope: TenantScope::new(tenant),
-            brand: PhantomData,
         }
     }
 
@@ -196,7 +193,6 @@ impl<'t> TenantTx<'t> {
     }
 
     pub(crate) fn conn(&mut self) -> &mut AsyncPgConnection {
-        let _ = self.brand;
         self.conn
     }
 

@@ -5,17 +5,17 @@
 //! parenthesise each user predicate; an update's changeset cannot name the tenant column.
 
 use crate::probe::{Paren, ScopeSafe};
-use crate::query::TenantFilter;
+use crate::query::{TenantFilter, tenant_filter};
 use crate::scope::Brand;
 use crate::tx::TenantTx;
 use crate::{TenantScope, TenantTable, TenantValues};
+use diesel::Insertable;
 use diesel::dsl;
 use diesel::query_builder::{
     AsChangeset, DeleteStatement, InsertStatement, IntoUpdateTarget, ReturningClause,
     UpdateStatement,
 };
 use diesel::query_dsl::methods::FilterDsl;
-use diesel::{ExpressionMethods, Insertable};
 use diesel_async::methods::{ExecuteDsl, LoadQuery};
 use diesel_async::return_futures::{GetResult, LoadFuture};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -129,8 +129,7 @@ where
 #[derive(Debug, Clone, Copy)]
 pub struct ScopedInsert<'t, T> {
     table: T,
-    tenant: uuid::Uuid,
-    brand: Brand<'t>,
+    scope: TenantScope<'t>,
 }
 
 /// The `INSERT` statement for rows `V` into `T`, tenant column included.
@@ -146,40 +145,44 @@ impl<'t, T: TenantTable> ScopedInsert<'t, T> {
         V: TenantValues<T>,
         WithTenant<T, V>: Insertable<T>,
     {
-        let tenant = T::tenant_column().eq(self.tenant);
+        let tenant = tenant_filter::<T>(self.scope.tenant_id().as_uuid());
         ScopedStatement::new(
             diesel::insert_into(self.table).values(values.with_tenant(tenant)),
-            self.brand,
+            self.scope.brand(),
         )
     }
 }
 
-/// `UPDATE` or `DELETE` on a tenant table, already narrowed to the scope, waiting for more
-/// filters and then `set` (update) or `execute` (delete).
-#[must_use = "call `.set(..)` and run it"]
+/// An `UPDATE` or a `DELETE` on a tenant table, already narrowed to the scope and waiting for
+/// more filters; `Op` ([`UpdateOp`] / [`DeleteOp`]) says which, and so which methods finish it.
+#[must_use = "a statement does nothing until it runs"]
 #[derive(Debug, Clone, Copy)]
-pub struct ScopedUpdate<'t, T, S> {
+pub struct Narrowed<'t, T, S, Op> {
     source: S,
-    table: PhantomData<T>,
+    table: PhantomData<(T, Op)>,
     brand: Brand<'t>,
 }
 
-/// `DELETE` on a tenant table, narrowed to the scope.
-#[must_use = "a statement does nothing until it runs"]
+/// Marks a [`Narrowed`] statement as an `UPDATE`: finish it with `set`.
 #[derive(Debug, Clone, Copy)]
-pub struct ScopedDelete<'t, T, S> {
-    source: S,
-    table: PhantomData<T>,
-    brand: Brand<'t>,
-}
+pub struct UpdateOp;
+
+/// Marks a [`Narrowed`] statement as a `DELETE`: finish it with `execute` or `statement`.
+#[derive(Debug, Clone, Copy)]
+pub struct DeleteOp;
+
+/// `UPDATE table SET … WHERE tenant_col = $tenant AND (…)`, waiting for `set`.
+pub type ScopedUpdate<'t, T, S> = Narrowed<'t, T, S, UpdateOp>;
+
+/// `DELETE FROM table WHERE tenant_col = $tenant AND (…)`.
+pub type ScopedDelete<'t, T, S> = Narrowed<'t, T, S, DeleteOp>;
 
 impl<'t> TenantScope<'t> {
     /// `INSERT INTO table …`; the tenant column is filled from this scope.
     pub fn insert<T: TenantTable>(&self, table: T) -> ScopedInsert<'t, T> {
         ScopedInsert {
             table,
-            tenant: self.tenant_id().as_uuid(),
-            brand: self.brand(),
+            scope: *self,
         }
     }
 
@@ -188,12 +191,7 @@ impl<'t> TenantScope<'t> {
     where
         T: TenantTable + FilterDsl<TenantFilter<T>>,
     {
-        let source = table.filter(T::tenant_column().eq(self.tenant_id().as_uuid()));
-        ScopedUpdate {
-            source,
-            table: PhantomData,
-            brand: self.brand(),
-        }
+        self.narrowed(table)
     }
 
     /// `DELETE FROM table WHERE tenant_col = $tenant AND (…)`.
@@ -201,29 +199,37 @@ impl<'t> TenantScope<'t> {
     where
         T: TenantTable + FilterDsl<TenantFilter<T>>,
     {
-        let source = table.filter(T::tenant_column().eq(self.tenant_id().as_uuid()));
-        ScopedDelete {
-            source,
+        self.narrowed(table)
+    }
+
+    fn narrowed<T, Op>(&self, table: T) -> Narrowed<'t, T, dsl::Filter<T, TenantFilter<T>>, Op>
+    where
+        T: TenantTable + FilterDsl<TenantFilter<T>>,
+    {
+        Narrowed {
+            source: table.filter(tenant_filter::<T>(self.tenant_id().as_uuid())),
             table: PhantomData,
             brand: self.brand(),
         }
     }
 }
 
-impl<'t, T: TenantTable, S> ScopedUpdate<'t, T, S> {
+impl<'t, T: TenantTable, S, Op> Narrowed<'t, T, S, Op> {
     /// Adds `AND (predicate)`.
-    pub fn filter<P>(self, predicate: P) -> ScopedUpdate<'t, T, dsl::Filter<S, Paren<P>>>
+    pub fn filter<P>(self, predicate: P) -> Narrowed<'t, T, dsl::Filter<S, Paren<P>>, Op>
     where
         P: ScopeSafe<'t>,
         S: FilterDsl<Paren<P>>,
     {
-        ScopedUpdate {
+        Narrowed {
             source: self.source.filter(Paren(predicate)),
             table: PhantomData,
             brand: self.brand,
         }
     }
+}
 
+impl<'t, T: TenantTable, S> ScopedUpdate<'t, T, S> {
     /// The new values; they cannot name the tenant column.
     pub fn set<V>(
         self,
@@ -247,19 +253,6 @@ impl<'t, T: TenantTable, S> ScopedUpdate<'t, T, S> {
 }
 
 impl<'t, T: TenantTable, S> ScopedDelete<'t, T, S> {
-    /// Adds `AND (predicate)`.
-    pub fn filter<P>(self, predicate: P) -> ScopedDelete<'t, T, dsl::Filter<S, Paren<P>>>
-    where
-        P: ScopeSafe<'t>,
-        S: FilterDsl<Paren<P>>,
-    {
-        ScopedDelete {
-            source: self.source.filter(Paren(predicate)),
-            table: PhantomData,
-            brand: self.brand,
-        }
-    }
-
     /// The statement, ready to run or to take a `RETURNING` clause.
     pub fn statement(self) -> ScopedStatement<'t, DeleteStatement<T, S::WhereClause>>
     where
