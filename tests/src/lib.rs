@@ -19,6 +19,9 @@ pub fn admin_url() -> String {
 pub const OWNER_ROLE: &str = "tenant_db_owner";
 /// The application role: not superuser, not `BYPASSRLS`, owns nothing.
 pub const APP_ROLE: &str = "tenant_db_app";
+/// A role the test suite alone uses to check the compile-time layer with RLS out of the way:
+/// the application role's grants, plus `BYPASSRLS`. Never give it to an application.
+pub const NO_RLS_ROLE: &str = "tenant_db_no_rls";
 
 /// `admin_url` with the user and database replaced.
 pub fn url_for(user: &str, database: &str) -> String {
@@ -64,6 +67,9 @@ pub async fn provision(database: &str, schema_sql: &str) -> Result<String, Setup
            END IF;
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
              CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+           END IF;
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{NO_RLS_ROLE}') THEN
+             CREATE ROLE {NO_RLS_ROLE} LOGIN NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE;
            END IF;
          END $$;
          ALTER ROLE {APP_ROLE} SET idle_in_transaction_session_timeout = '60s';"
@@ -111,9 +117,10 @@ pub async fn provision(database: &str, schema_sql: &str) -> Result<String, Setup
         .batch_execute(&format!(
             "{schema_sql}
              REVOKE ALL ON SCHEMA public FROM PUBLIC;
-             GRANT USAGE ON SCHEMA public TO {APP_ROLE};
-             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE};
-             GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE};"
+             GRANT USAGE ON SCHEMA public TO {APP_ROLE}, {NO_RLS_ROLE};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public
+                 TO {APP_ROLE}, {NO_RLS_ROLE};
+             GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}, {NO_RLS_ROLE};"
         ))
         .await;
     let _ = owner

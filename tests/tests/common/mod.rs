@@ -6,15 +6,28 @@ use tenant_db_tests::schema::*;
 
 pub const DATABASE: &str = "tenant_db_test";
 
+/// Provisions the database once per test binary; returns the application role's URL.
 pub async fn app_url() -> String {
-    match tenant_db_tests::provision(DATABASE, &schema_sql()).await {
-        Ok(url) => url,
+    static URL: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    let url = URL
+        .get_or_try_init(|| async { tenant_db_tests::provision(DATABASE, &schema_sql()).await })
+        .await;
+    match url {
+        Ok(url) => url.clone(),
         Err(e) => panic!("database set-up failed: {e}"),
     }
 }
 
-pub async fn db(max_size: usize) -> TenantDb {
+/// A pool as the application role: both layers (compile time and RLS) apply.
+pub async fn db_with_rls(max_size: usize) -> TenantDb {
     TenantDb::connect(&app_url().await, max_size).expect("pool")
+}
+
+/// A pool as the `BYPASSRLS` test role: only the compile-time layer applies.
+pub async fn db_without_rls(max_size: usize) -> TenantDb {
+    app_url().await;
+    let url = tenant_db_tests::url_for(tenant_db_tests::NO_RLS_ROLE, DATABASE);
+    TenantDb::connect(&url, max_size).expect("pool")
 }
 
 /// Seeds the same ids and names for a tenant: customers 1..=3, orders 10, 11 (customer 1) and

@@ -1,0 +1,469 @@
+// The isolation cases, included by `isolation.rs` (as the application role: compile-time layer
+// and RLS) and `isolation_without_rls.rs` (as a BYPASSRLS role: the compile-time layer alone).
+// Each includer defines `async fn db(max_size: usize) -> TenantDb`.
+
+use common::*;
+use diesel::dsl::{count_star, sum};
+use tenant_db::prelude::*;
+use tenant_db::{Error, TenantId, exists, values};
+use tenant_db_tests::schema::*;
+use uuid::Uuid;
+
+type R<T> = Result<T, Error>;
+
+#[tokio::test]
+async fn load_filter_or_filter_see_only_own_rows() {
+    let db = db(4).await;
+    let (a, b) = two_tenants(&db).await;
+    let rows: Vec<Customer> = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(
+                s.query(customers::table)
+                    .order(customers::id)
+                    .load(&mut tx)
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|c| c.tenant_id == a.as_uuid()));
+
+    // `or_filter` must not widen the tenant filter: c1 OR c2 exist in both tenants.
+    let ids: Vec<(uuid::Uuid, i64)> = db
+        .transaction(b, async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(
+                s.query(customers::table)
+                    .filter(customers::name.eq("c1"))
+                    .or_filter(customers::name.eq("c2"))
+                    .select((customers::tenant_id, customers::id))
+                    .order(customers::id)
+                    .load(&mut tx)
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![(b.as_uuid(), 1), (b.as_uuid(), 2)]);
+}
+
+#[tokio::test]
+async fn by_id_access_to_another_tenants_row_reads_and_changes_nothing() {
+    let db = db(4).await;
+    let (a, b) = two_tenants(&db).await;
+    // A row only tenant B has.
+    db.transaction(b, async |mut tx| {
+        let s = tx.scope();
+        s.insert(customers::table)
+            .values(NewCustomer {
+                id: 99,
+                name: "only-b".into(),
+                email: None,
+            })
+            .execute(&mut tx)
+            .await?;
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+
+    let (found, first, updated, deleted) = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            let found: Option<Customer> = s
+                .query(customers::table)
+                .filter(customers::id.eq(99))
+                .get_result(&mut tx)
+                .await
+                .optional()?;
+            let first: Option<String> = s
+                .query(customers::table)
+                .filter(customers::name.eq("only-b"))
+                .select(customers::name)
+                .first(&mut tx)
+                .await
+                .optional()?;
+            let updated = s
+                .update(customers::table)
+                .filter(customers::id.eq(99))
+                .set(values!(customers::table, customers::name = "hijacked"))
+                .execute(&mut tx)
+                .await?;
+            let deleted = s
+                .delete(customers::table)
+                .filter(customers::id.eq(99))
+                .execute(&mut tx)
+                .await?;
+            Ok::<_, Error>((found, first, updated, deleted))
+        })
+        .await
+        .unwrap();
+    assert_eq!((found, first, updated, deleted), (None, None, 0, 0));
+
+    let name: String = db
+        .transaction(b, async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(
+                s.query(customers::table)
+                    .filter(customers::id.eq(99))
+                    .select(customers::name)
+                    .get_result(&mut tx)
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(name, "only-b");
+}
+
+#[tokio::test]
+async fn count_exists_order_limit_offset_distinct_group_by() {
+    let db = db(4).await;
+    let (a, _b) = two_tenants(&db).await;
+    let out = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            let count: i64 = s.query(orders::table).count().get_result(&mut tx).await?;
+            let any_jp = s
+                .query(orders::table)
+                .filter(orders::country_code.eq("JP"))
+                .exists(&mut tx)
+                .await?;
+            let none = s
+                .query(orders::table)
+                .filter(orders::total_cents.gt(10_000))
+                .exists(&mut tx)
+                .await?;
+            let page: Vec<i64> = s
+                .query(orders::table)
+                .select(orders::id)
+                .order(orders::total_cents.desc())
+                .limit(2)
+                .offset(1)
+                .load(&mut tx)
+                .await?;
+            let mut countries: Vec<String> = s
+                .query(orders::table)
+                .select(orders::country_code)
+                .distinct()
+                .load(&mut tx)
+                .await?;
+            countries.sort();
+            let grouped: Vec<(i64, i64)> = s
+                .query(orders::table)
+                .group_by(orders::customer_id)
+                .select((orders::customer_id, count_star()))
+                .order(orders::customer_id)
+                .load(&mut tx)
+                .await?;
+            let as_select: Vec<Order> = s
+                .query(orders::table)
+                .select(Order::as_select())
+                .order(orders::id)
+                .load(&mut tx)
+                .await?;
+            Ok::<_, Error>((
+                count,
+                any_jp,
+                none,
+                page,
+                countries,
+                grouped,
+                as_select.len(),
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(out.0, 3);
+    assert!(out.1);
+    assert!(!out.2);
+    assert_eq!(out.3, vec![11, 10]);
+    assert_eq!(out.4, vec!["FR".to_string(), "JP".to_string()]);
+    assert_eq!(out.5, vec![(1, 2), (2, 1)]);
+    assert_eq!(out.6, 3);
+}
+
+#[tokio::test]
+async fn aggregate_sum_is_per_tenant() {
+    let db = db(4).await;
+    let (a, _b) = two_tenants(&db).await;
+    let total: Option<diesel::data_types::PgNumeric> = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(
+                s.query(orders::table)
+                    .select(sum(orders::total_cents))
+                    .get_result(&mut tx)
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    // 100 + 250 + 400 for this tenant only.
+    let expected = diesel::data_types::PgNumeric::Positive {
+        weight: 0,
+        scale: 0,
+        digits: vec![750],
+    };
+    assert_eq!(total, Some(expected));
+}
+
+#[tokio::test]
+async fn joins_filter_each_tenant_table_and_left_join_keeps_outer_rows() {
+    let db = db(4).await;
+    let (a, _b) = two_tenants(&db).await;
+    let (inner, left, with_country) = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            let inner: Vec<(Uuid, Uuid, i64)> = s
+                .query(orders::table)
+                .inner_join(customers::table.on(customers::id.eq(orders::customer_id)))
+                .select((orders::tenant_id, customers::tenant_id, orders::id))
+                .order(orders::id)
+                .load(&mut tx)
+                .await?;
+            let left: Vec<(i64, Option<i64>)> = s
+                .query(customers::table)
+                .left_join(orders::table.on(orders::customer_id.eq(customers::id)))
+                .select((customers::id, orders::id.nullable()))
+                .order((customers::id, orders::id))
+                .load(&mut tx)
+                .await?;
+            let with_country: Vec<(i64, String)> = s
+                .query(orders::table)
+                .inner_join(countries::table)
+                .select((orders::id, countries::name))
+                .order(orders::id)
+                .load(&mut tx)
+                .await?;
+            Ok::<_, Error>((inner, left, with_country))
+        })
+        .await
+        .unwrap();
+    let a_ = a.as_uuid();
+    assert_eq!(inner, vec![(a_, a_, 10), (a_, a_, 11), (a_, a_, 12)]);
+    // Customer 3 has no orders and must still appear, once.
+    assert_eq!(
+        left,
+        vec![(1, Some(10)), (1, Some(11)), (2, Some(12)), (3, None)]
+    );
+    assert_eq!(
+        with_country,
+        vec![
+            (10, "France".into()),
+            (11, "Japan".into()),
+            (12, "France".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn scoped_subqueries_and_boxed_queries() {
+    let db = db(4).await;
+    let (a, b) = two_tenants(&db).await;
+    // In tenant B only, customer 3 gets an order: A's customer 3 must not match through it.
+    db.transaction(b, async |mut tx| {
+        tx.scope()
+            .insert(orders::table)
+            .values(NewOrder {
+                id: 13,
+                customer_id: 3,
+                total_cents: 1,
+                country_code: "FR".into(),
+            })
+            .execute(&mut tx)
+            .await?;
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+    let (with_orders, any, boxed) = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            let with_orders: Vec<i64> = s
+                .query(customers::table)
+                .filter(
+                    customers::id.eq_any(
+                        s.query(orders::table)
+                            .select(orders::customer_id)
+                            .into_subquery(),
+                    ),
+                )
+                .select(customers::id)
+                .order(customers::id)
+                .load(&mut tx)
+                .await?;
+            let any: Vec<i64> = s
+                .query(customers::table)
+                .filter(exists(
+                    s.query(orders::table)
+                        .filter(orders::customer_id.eq(customers::id))
+                        .into_subquery(),
+                ))
+                .select(customers::id)
+                .order(customers::id)
+                .load(&mut tx)
+                .await?;
+            let mut q = s.query(customers::table).select(customers::id).into_boxed();
+            q = q.filter(customers::id.ge(2));
+            let boxed: Vec<i64> = q.order(customers::id).load(&mut tx).await?;
+            Ok::<_, Error>((with_orders, any, boxed))
+        })
+        .await
+        .unwrap();
+    assert_eq!(with_orders, vec![1, 2]);
+    assert_eq!(any, vec![1, 2]);
+    assert_eq!(boxed, vec![2, 3]);
+}
+
+#[tokio::test]
+async fn inserts_fill_the_tenant_and_updates_and_deletes_stay_in_scope() {
+    let db = db(4).await;
+    let (a, b) = two_tenants(&db).await;
+    let (returned, updated, deleted) = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            let returned: Customer = s
+                .insert(customers::table)
+                .values(NewCustomer {
+                    id: 50,
+                    name: "new".into(),
+                    email: None,
+                })
+                .returning(Customer::as_select())
+                .get_result(&mut tx)
+                .await?;
+            let updated: Vec<(Uuid, i64)> = s
+                .update(customers::table)
+                .set(values!(customers::table, customers::email = Some("same@x")))
+                .returning((customers::tenant_id, customers::id))
+                .get_results(&mut tx)
+                .await?;
+            let deleted = s
+                .delete(customers::table)
+                .filter(customers::id.eq(50))
+                .execute(&mut tx)
+                .await?;
+            Ok::<_, Error>((returned, updated, deleted))
+        })
+        .await
+        .unwrap();
+    assert_eq!(returned.tenant_id, a.as_uuid());
+    assert_eq!(returned.id, 50);
+    assert_eq!(updated.len(), 4, "3 seeded + 1 new, all in tenant A");
+    assert!(updated.iter().all(|(t, _)| *t == a.as_uuid()));
+    assert_eq!(deleted, 1);
+
+    // Tenant B's rows were untouched by A's unfiltered update.
+    let emails: Vec<Option<String>> = db
+        .transaction(b, async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(
+                s.query(customers::table)
+                    .select(customers::email)
+                    .order(customers::id)
+                    .load(&mut tx)
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        emails,
+        vec![
+            Some("b1@x".into()),
+            Some("b2@x".into()),
+            Some("b3@x".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn struct_changeset_update_and_rollback_on_error() {
+    let db = db(4).await;
+    let (a, _b) = two_tenants(&db).await;
+    let r: R<()> = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            s.update(customers::table)
+                .filter(customers::id.eq(1))
+                .set(NewCustomer {
+                    id: 1,
+                    name: "renamed".into(),
+                    email: None,
+                })
+                .execute(&mut tx)
+                .await?;
+            Err(Error::Query(diesel::result::Error::RollbackTransaction))
+        })
+        .await;
+    assert!(r.is_err());
+    let name: String = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(
+                s.query(customers::table)
+                    .filter(customers::id.eq(1))
+                    .select(customers::name)
+                    .get_result(&mut tx)
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(name, "c1", "the update was rolled back");
+}
+
+#[tokio::test]
+async fn global_tables_are_readable_in_a_tenant_transaction() {
+    let db = db(2).await;
+    let (a, _b) = two_tenants(&db).await;
+    let names: Vec<String> = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(
+                s.query(countries::table)
+                    .select(countries::name)
+                    .order(countries::code)
+                    .load(&mut tx)
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(names, vec!["France".to_string(), "Japan".to_string()]);
+}
+
+#[tokio::test]
+async fn bad_tenant_ids_are_typed_errors() {
+    for bad in [
+        "",
+        "abc",
+        "'; DROP TABLE customers; --",
+        "00000000-0000-0000-0000-000000000000",
+    ] {
+        assert!(bad.parse::<TenantId>().is_err(), "{bad:?}");
+    }
+}
+
+#[tokio::test]
+async fn raw_sql_fragments_in_a_filter_cannot_widen_the_tenant_filter() {
+    let db = db(2).await;
+    let (a, _b) = two_tenants(&db).await;
+    let n: i64 = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(
+                s.query(customers::table)
+                    .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("true OR true"))
+                    .count()
+                    .get_result(&mut tx)
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 3, "`true OR true` stays parenthesised under the tenant filter");
+}
