@@ -21,17 +21,12 @@ async fn the_role_bypasses_rls() {
     }
     let db = db(2).await;
     let (a, _b) = two_tenants(&db).await;
-    let seen: Vec<N> = db
-        .transaction(a, async |mut tx| {
-            Ok::<_, Error>(
-                tx.unscoped_load(diesel::sql_query(
-                    "SELECT count(DISTINCT tenant_id) AS n FROM customers",
-                ))
-                .await?,
-            )
-        })
-        .await
-        .unwrap();
+    let seen: Vec<N> = load_raw(
+        &db,
+        a,
+        "SELECT count(DISTINCT tenant_id) AS n FROM customers",
+    )
+    .await;
     assert!(
         seen[0].n >= 2,
         "expected rows of several tenants, saw {}",

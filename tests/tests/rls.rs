@@ -12,7 +12,7 @@ use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, TenantDb};
 
 #[derive(diesel::QueryableByName, Debug, PartialEq)]
 struct Row {
@@ -88,23 +88,39 @@ async fn raw_sql_as_app_role_sees_only_what_rls_allows() {
         .unwrap();
 
     // Through the escape hatch inside a tenant transaction, RLS still applies.
-    let seen: Vec<Row> = db
-        .transaction(a, async |mut tx| {
-            Ok::<_, Error>(
-                tx.unscoped_load(diesel::sql_query(
-                    "SELECT DISTINCT tenant_id::text AS tenant FROM customers",
-                ))
-                .await?,
-            )
-        })
-        .await
-        .unwrap();
+    let seen: Vec<Row> = load_raw(
+        &db,
+        a,
+        "SELECT DISTINCT tenant_id::text AS tenant FROM customers",
+    )
+    .await;
     assert_eq!(
         seen,
         vec![Row {
             tenant: a.to_string()
         }]
     );
+}
+
+#[tokio::test]
+async fn the_policy_reads_the_tenant_setting_once_per_statement() {
+    #[derive(diesel::QueryableByName)]
+    struct PlanLine {
+        #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    let db = TenantDb::connect(&app_url().await, 1).unwrap();
+    let (a, _b) = two_tenants(&db).await;
+    let plan: Vec<PlanLine> =
+        load_raw(&db, a, "EXPLAIN SELECT * FROM orders WHERE customer_id = 1").await;
+    let text = plan
+        .into_iter()
+        .map(|l| l.line)
+        .collect::<Vec<_>>()
+        .join("\n");
+    // The setting is read once per statement (an InitPlan), not once per row (a SubPlan).
+    assert!(text.contains("InitPlan"), "{text}");
+    assert!(!text.contains("SubPlan"), "{text}");
 }
 
 #[tokio::test]
@@ -166,17 +182,17 @@ async fn tenant_setting_is_gone_after_commit_rollback_and_panic_on_a_pool_of_one
 
     for (i, tenant) in [a, b, a, b].into_iter().enumerate() {
         // Commit.
-        let seen: String = db
-            .transaction(tenant, async |mut tx| {
-                let r: Vec<Row> = tx
-                    .unscoped_load(diesel::sql_query(
-                        "SELECT current_setting('app.current_tenant') AS tenant",
-                    ))
-                    .await?;
-                Ok::<_, Error>(r.into_iter().next().map(|r| r.tenant).unwrap_or_default())
-            })
-            .await
-            .unwrap();
+        let rows: Vec<Row> = load_raw(
+            &db,
+            tenant,
+            "SELECT current_setting('app.current_tenant') AS tenant",
+        )
+        .await;
+        let seen = rows
+            .into_iter()
+            .next()
+            .map(|r| r.tenant)
+            .unwrap_or_default();
         assert_eq!(
             seen,
             tenant.to_string(),
@@ -207,5 +223,4 @@ async fn tenant_setting_is_gone_after_commit_rollback_and_panic_on_a_pool_of_one
         let after = state(&pool).await;
         assert!(clean(&after), "round {i}: after panic {after:?}");
     }
-    let _ = TenantId::new_random();
 }

@@ -4,8 +4,7 @@ use tenant_db::{Error, TenantDb, TenantId};
 fn main() {
     let _q = tenant_db::Scoped {
         query: customers::table,
-        tenant: uuid::Uuid::nil(),
+        scope: unimplemented!(),
         table: std::marker::PhantomData::<customers::table>,
-        brand: std::marker::PhantomData,
     };
 }

@@ -84,3 +84,15 @@ pub async fn two_tenants(db: &TenantDb) -> (TenantId, TenantId) {
     seed(db, b, "b").await;
     (a, b)
 }
+
+/// Runs raw SQL through the escape hatch inside a transaction for `tenant` (RLS applies).
+pub async fn load_raw<U>(db: &TenantDb, tenant: TenantId, sql: &'static str) -> Vec<U>
+where
+    U: diesel::QueryableByName<diesel::pg::Pg> + Send + 'static,
+{
+    db.transaction(tenant, async |mut tx| {
+        Ok::<_, tenant_db::Error>(tx.unscoped_load(diesel::sql_query(sql)).await?)
+    })
+    .await
+    .expect("raw query in a tenant transaction")
+}
