@@ -134,3 +134,63 @@ fn expand_values(model: Model) -> TokenStream {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    /// The expansion, pretty-printed (or the raw tokens if it is not a valid file).
+    fn pretty(tokens: proc_macro2::TokenStream) -> String {
+        match syn::parse2::<syn::File>(tokens.clone()) {
+            Ok(file) => prettyplease::unparse(&file),
+            Err(_) => tokens.to_string(),
+        }
+    }
+
+    #[test]
+    fn tenant_table_default_column() {
+        insta::assert_snapshot!(pretty(super::tenant_table(quote! {
+            #[diesel(table_name = notes)]
+            struct Note { id: i64, tenant_id: uuid::Uuid, body: String }
+        })));
+    }
+
+    #[test]
+    fn tenant_table_renamed_column() {
+        insta::assert_snapshot!(pretty(super::tenant_table(quote! {
+            #[diesel(table_name = crate::schema::notes, check_for_backend(diesel::pg::Pg))]
+            #[tenant(column = org_id)]
+            struct Note {
+                id: i64,
+                org_id: tenant_db::TenantId,
+                #[diesel(column_name = text)]
+                body: String,
+            }
+        })));
+    }
+
+    #[test]
+    fn global_table() {
+        insta::assert_snapshot!(pretty(super::global_table(quote! {
+            #[diesel(table_name = countries)]
+            struct Country { code: String, name: String }
+        })));
+    }
+
+    #[test]
+    fn tenant_values_generic() {
+        insta::assert_snapshot!(pretty(super::tenant_values(quote! {
+            #[diesel(table_name = notes)]
+            struct NewNote<'a> { id: i64, body: &'a str }
+        })));
+    }
+
+    #[test]
+    fn misuse_becomes_compile_error() {
+        insta::assert_snapshot!(pretty(super::tenant_table(quote! {
+            #[diesel(table_name = notes)]
+            #[tenant(colum = org_id)]
+            struct Note { id: i64, org_id: uuid::Uuid }
+        })));
+    }
+}

@@ -4,7 +4,8 @@
 //!
 //! - [`TenantDb`] / [`TenantTx`]: the pool and one tenant transaction.
 //! - [`TenantScope`]: the branded token queries are built from; [`Scoped`] (select),
-//!   [`ScopedInsert`], [`ScopedUpdate`], [`ScopedDelete`], [`ScopedStatement`] (writes).
+//!   [`ScopedInsert`] (with upserts: [`ScopedStatement::on_conflict`]), [`ScopedUpdate`],
+//!   [`ScopedDelete`], [`ScopedStatement`] (writes).
 //! - [`TenantTable`], [`GlobalTable`] (derive them), [`TenantValues`] (derive it, or
 //!   [`values!`]), [`NonTenantColumn`].
 //! - [`exists`], [`ScopedSubquery`]: subqueries that stay in the scope.
@@ -13,6 +14,7 @@
 //! There are no optional features.
 
 mod error;
+mod insert;
 mod private;
 mod probe;
 mod query;
@@ -23,7 +25,13 @@ mod tenant_id;
 mod tx;
 mod write;
 
+pub use diesel::upsert::excluded;
 pub use error::{Error, Result};
+pub use insert::{
+    ConflictKey, DoNothing, DoUpdate, DoUpdateOf, InsertOf, InsertRows, NoConflict, NoReturning,
+    OnConflict, Returning, RowsOf, ScopedDoUpdate, ScopedInsert, ScopedOnConflict, Upsert,
+    WithTenant,
+};
 pub use probe::{
     AndTenant, InScopeSource, OnlyScopedSubqueries, Paren, ScopeSafe, ScopedExists, ScopedSubquery,
     ScopedSubselect, exists,
@@ -35,8 +43,7 @@ pub use tenant_db_derive::{GlobalTable, TenantTable, TenantValues};
 pub use tenant_id::{ParseTenantIdError, TenantId};
 pub use tx::{TENANT_SETTING, TenantDb, TenantTx, TxFn};
 pub use write::{
-    DeleteOp, ExecuteFuture, InsertOf, Narrowed, ScopedDelete, ScopedInsert, ScopedStatement,
-    ScopedUpdate, UpdateOp, WithTenant,
+    DeleteOp, ExecuteFuture, Narrowed, ScopedDelete, ScopedStatement, ScopedUpdate, UpdateOp,
 };
 
 /// Not public API: used by the derive macros and `values!`.

@@ -1,19 +1,17 @@
-//! Inserts, updates and deletes on tenant tables, narrowed to the scope.
+//! Scoped write statements: [`ScopedStatement`] (any write, ready to run), and updates and
+//! deletes on tenant tables, narrowed to the scope.
 //!
-//! Inserts fill the tenant column from the scope; values are [`TenantValues`], so they cannot
-//! carry the tenant column themselves. Updates and deletes filter by the scope's tenant first and
-//! parenthesise each user predicate; an update's changeset cannot name the tenant column.
+//! Updates and deletes filter by the scope's tenant first and parenthesise each user predicate;
+//! an update's changeset is [`TenantValues`], so it cannot name the tenant column. Inserts live
+//! in [`crate::insert`].
 
 use crate::probe::{Paren, ScopeSafe};
 use crate::query::{TenantFilter, tenant_filter};
-use crate::scope::Brand;
 use crate::tx::TenantTx;
 use crate::{TenantScope, TenantTable, TenantValues};
-use diesel::Insertable;
 use diesel::dsl;
 use diesel::query_builder::{
-    AsChangeset, DeleteStatement, InsertStatement, IntoUpdateTarget, ReturningClause,
-    UpdateStatement,
+    AsChangeset, DeleteStatement, IntoUpdateTarget, ReturningClause, UpdateStatement,
 };
 use diesel::query_dsl::methods::FilterDsl;
 use diesel_async::methods::{ExecuteDsl, LoadQuery};
@@ -28,12 +26,16 @@ use std::marker::PhantomData;
 #[derive(Debug, Clone, Copy)]
 pub struct ScopedStatement<'t, S> {
     statement: S,
-    brand: Brand<'t>,
+    scope: TenantScope<'t>,
 }
 
 impl<'t, S> ScopedStatement<'t, S> {
-    fn new(statement: S, brand: Brand<'t>) -> Self {
-        ScopedStatement { statement, brand }
+    pub(crate) fn new(statement: S, scope: TenantScope<'t>) -> Self {
+        ScopedStatement { statement, scope }
+    }
+
+    pub(crate) fn into_parts(self) -> (S, TenantScope<'t>) {
+        (self.statement, self.scope)
     }
 
     /// Runs the statement; returns the number of rows affected.
@@ -73,23 +75,6 @@ impl<'t, S> ScopedStatement<'t, S> {
 pub type ExecuteFuture<'conn, 'q> =
     <AsyncPgConnection as diesel_async::AsyncConnectionCore>::ExecuteFuture<'conn, 'q>;
 
-impl<'t, T, U, Op> ScopedStatement<'t, InsertStatement<T, U, Op>>
-where
-    T: diesel::Table,
-{
-    /// Adds `RETURNING returns`.
-    pub fn returning<E>(
-        self,
-        returns: E,
-    ) -> ScopedStatement<'t, InsertStatement<T, U, Op, ReturningClause<E>>>
-    where
-        E: ScopeSafe<'t>,
-        InsertStatement<T, U, Op, ReturningClause<E>>: diesel::query_builder::Query,
-    {
-        ScopedStatement::new(self.statement.returning(returns), self.brand)
-    }
-}
-
 impl<'t, T, U, V> ScopedStatement<'t, UpdateStatement<T, U, V>>
 where
     T: diesel::Table + diesel::query_builder::QueryId,
@@ -103,7 +88,7 @@ where
         E: ScopeSafe<'t>,
         UpdateStatement<T, U, V, ReturningClause<E>>: diesel::query_builder::Query,
     {
-        ScopedStatement::new(self.statement.returning(returns), self.brand)
+        ScopedStatement::new(self.statement.returning(returns), self.scope)
     }
 }
 
@@ -120,36 +105,7 @@ where
         E: ScopeSafe<'t> + diesel::SelectableExpression<T>,
         DeleteStatement<T, U, ReturningClause<E>>: diesel::query_builder::Query,
     {
-        ScopedStatement::new(self.statement.returning(returns), self.brand)
-    }
-}
-
-/// `INSERT INTO table`, waiting for its values.
-#[must_use = "call `.values(..)`"]
-#[derive(Debug, Clone, Copy)]
-pub struct ScopedInsert<'t, T> {
-    table: T,
-    scope: TenantScope<'t>,
-}
-
-/// The `INSERT` statement for rows `V` into `T`, tenant column included.
-pub type InsertOf<T, V> = InsertStatement<T, <WithTenant<T, V> as Insertable<T>>::Values>;
-
-/// The rows `V` with the scope's tenant column added, ready for `INSERT`.
-pub type WithTenant<T, V> = <V as crate::private::SealedValues<T>>::WithTenant<TenantFilter<T>>;
-
-impl<'t, T: TenantTable> ScopedInsert<'t, T> {
-    /// The row (or `Vec` of rows) to insert; the tenant column is filled from the scope.
-    pub fn values<V>(self, values: V) -> ScopedStatement<'t, InsertOf<T, V>>
-    where
-        V: TenantValues<T>,
-        WithTenant<T, V>: Insertable<T>,
-    {
-        let tenant = tenant_filter::<T>(self.scope.tenant_id().as_uuid());
-        ScopedStatement::new(
-            diesel::insert_into(self.table).values(values.with_tenant(tenant)),
-            self.scope.brand(),
-        )
+        ScopedStatement::new(self.statement.returning(returns), self.scope)
     }
 }
 
@@ -160,7 +116,7 @@ impl<'t, T: TenantTable> ScopedInsert<'t, T> {
 pub struct Narrowed<'t, T, S, Op> {
     source: S,
     table: PhantomData<(T, Op)>,
-    brand: Brand<'t>,
+    scope: TenantScope<'t>,
 }
 
 /// Marks a [`Narrowed`] statement as an `UPDATE`: finish it with `set`.
@@ -178,14 +134,6 @@ pub type ScopedUpdate<'t, T, S> = Narrowed<'t, T, S, UpdateOp>;
 pub type ScopedDelete<'t, T, S> = Narrowed<'t, T, S, DeleteOp>;
 
 impl<'t> TenantScope<'t> {
-    /// `INSERT INTO table …`; the tenant column is filled from this scope.
-    pub fn insert<T: TenantTable>(&self, table: T) -> ScopedInsert<'t, T> {
-        ScopedInsert {
-            table,
-            scope: *self,
-        }
-    }
-
     /// `UPDATE table SET … WHERE tenant_col = $tenant AND (…)`.
     pub fn update<T>(&self, table: T) -> ScopedUpdate<'t, T, dsl::Filter<T, TenantFilter<T>>>
     where
@@ -209,7 +157,7 @@ impl<'t> TenantScope<'t> {
         Narrowed {
             source: table.filter(tenant_filter::<T>(self.tenant_id().as_uuid())),
             table: PhantomData,
-            brand: self.brand(),
+            scope: *self,
         }
     }
 }
@@ -224,7 +172,7 @@ impl<'t, T: TenantTable, S, Op> Narrowed<'t, T, S, Op> {
         Narrowed {
             source: self.source.filter(Paren(predicate)),
             table: PhantomData,
-            brand: self.brand,
+            scope: self.scope,
         }
     }
 }
@@ -247,7 +195,7 @@ impl<'t, T: TenantTable, S> ScopedUpdate<'t, T, S> {
     {
         ScopedStatement::new(
             diesel::update(self.source).set(values.changes()),
-            self.brand,
+            self.scope,
         )
     }
 }
@@ -258,7 +206,7 @@ impl<'t, T: TenantTable, S> ScopedDelete<'t, T, S> {
     where
         S: IntoUpdateTarget<Table = T>,
     {
-        ScopedStatement::new(diesel::delete(self.source), self.brand)
+        ScopedStatement::new(diesel::delete(self.source), self.scope)
     }
 
     /// Runs the delete; returns the number of rows deleted.

@@ -7,6 +7,13 @@ async fn handler(db: TenantDb, t: TenantId, name: String) -> Result<Vec<Customer
     db.transaction(t, async |mut tx| {
         let s = tx.scope();
         s.insert(customers::table).values(NewCustomer { id: 1, name: name.clone() }).execute(&mut tx).await?;
+        s.insert(customers::table)
+            .values(NewCustomer { id: 1, name: name.clone() })
+            .on_conflict(customers::id)
+            .do_update()
+            .set(tenant_db::values!(customers::table, customers::name = tenant_db::excluded(customers::name)))
+            .execute(&mut tx)
+            .await?;
         s.update(customers::table)
             .filter(customers::id.eq(1))
             .set(tenant_db::values!(customers::table, customers::name = "renamed"))

@@ -5,7 +5,7 @@
 use common::*;
 use diesel::dsl::{count_star, sum};
 use tenant_db::prelude::*;
-use tenant_db::{Error, TenantId, exists, values};
+use tenant_db::{Error, TenantId, excluded, exists, values};
 use tenant_db_tests::schema::*;
 use uuid::Uuid;
 
@@ -376,6 +376,133 @@ async fn inserts_fill_the_tenant_and_updates_and_deletes_stay_in_scope() {
             Some("b1@x".into()),
             Some("b2@x".into()),
             Some("b3@x".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn upserts_meet_only_their_own_tenants_rows() {
+    let db = db(4).await;
+    let (a, b) = two_tenants(&db).await;
+    // A key only tenant B has.
+    db.transaction(b, async |mut tx| {
+        let s = tx.scope();
+        s.insert(customers::table)
+            .values(NewCustomer {
+                id: 99,
+                name: "only-b".into(),
+                email: None,
+            })
+            .execute(&mut tx)
+            .await?;
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+
+    let (on_b_key, on_own_key, skipped, inserted) = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            // B's key: no conflict for A, so a new row of A's is inserted.
+            let on_b_key: Customer = s
+                .insert(customers::table)
+                .values(NewCustomer {
+                    id: 99,
+                    name: "a-99".into(),
+                    email: None,
+                })
+                .on_conflict(customers::id)
+                .do_update()
+                .set(values!(customers::table, customers::name = excluded(customers::name)))
+                .returning(Customer::as_select())
+                .get_result(&mut tx)
+                .await?;
+            // A key both tenants have: only A's row is updated.
+            let on_own_key: Vec<(Uuid, i64, String)> = s
+                .insert(customers::table)
+                .values(NewCustomer {
+                    id: 1,
+                    name: "ignored".into(),
+                    email: None,
+                })
+                .on_conflict((customers::id,))
+                .do_update()
+                .set(values!(customers::table, customers::name = "a-upserted"))
+                .returning((customers::tenant_id, customers::id, customers::name))
+                .get_results(&mut tx)
+                .await?;
+            // DO NOTHING on a batch: 2 exists in A (skipped), 77 is new.
+            let skipped = s
+                .insert(customers::table)
+                .values(vec![
+                    NewCustomer {
+                        id: 2,
+                        name: "dup".into(),
+                        email: None,
+                    },
+                    NewCustomer {
+                        id: 77,
+                        name: "a-77".into(),
+                        email: None,
+                    },
+                ])
+                .on_conflict(customers::id)
+                .do_nothing()
+                .execute(&mut tx)
+                .await?;
+            // An empty batch upsert runs and touches nothing.
+            let inserted = s
+                .insert(customers::table)
+                .values(Vec::<NewCustomer>::new())
+                .on_conflict(customers::id)
+                .do_nothing()
+                .execute(&mut tx)
+                .await?;
+            Ok::<_, Error>((on_b_key, on_own_key, skipped, inserted))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (on_b_key.tenant_id, on_b_key.id, on_b_key.name.as_str()),
+        (a.as_uuid(), 99, "a-99")
+    );
+    assert_eq!(on_own_key, vec![(a.as_uuid(), 1, "a-upserted".to_string())]);
+    assert_eq!((skipped, inserted), (1, 0));
+
+    let names = |t| {
+        let db = &db;
+        async move {
+            db.transaction(t, async |mut tx| {
+                let s = tx.scope();
+                Ok::<_, Error>(
+                    s.query(customers::table)
+                        .select((customers::id, customers::name))
+                        .order(customers::id)
+                        .load::<(i64, String)>(&mut tx)
+                        .await?,
+                )
+            })
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        names(a).await,
+        vec![
+            (1, "a-upserted".into()),
+            (2, "c2".into()),
+            (3, "c3".into()),
+            (77, "a-77".into()),
+            (99, "a-99".into())
+        ]
+    );
+    assert_eq!(
+        names(b).await,
+        vec![
+            (1, "c1".into()),
+            (2, "c2".into()),
+            (3, "c3".into()),
+            (99, "only-b".into())
         ]
     );
 }
