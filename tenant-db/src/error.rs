@@ -15,6 +15,12 @@ pub enum Error {
     /// The database rejected a statement, or a query failed.
     #[error("database error: {0}")]
     Query(#[from] diesel::result::Error),
+    /// A direct connection (not from the pool) could not be made.
+    #[error("could not connect to the database: {0}")]
+    Connect(#[from] diesel::ConnectionError),
+    /// The audit could not run as asked (an application role that does not exist, say).
+    #[error("doctor: {0}")]
+    Doctor(String),
 }
 
 impl From<diesel_async::pooled_connection::deadpool::PoolError> for Error {

@@ -9,16 +9,20 @@
 //! - [`TenantTable`], [`GlobalTable`] (derive them), [`TenantValues`] (derive it, or
 //!   [`values!`]), [`NonTenantColumn`].
 //! - [`exists`], [`ScopedSubquery`]: subqueries that stay in the scope.
-//! - [`rls`]: the row-level-security SQL for a tenant table.
+//! - [`rls`]: the row-level-security SQL for a tenant table; [`roles`]: the owner and
+//!   application roles.
+//! - [`doctor`]: audits a live database against these rules.
 //!
 //! There are no optional features.
 
+pub mod doctor;
 mod error;
 mod insert;
 mod private;
 mod probe;
 mod query;
 pub mod rls;
+pub mod roles;
 mod scope;
 mod table;
 mod tenant_id;

@@ -64,6 +64,43 @@ where
     ))
 }
 
+/// An index that leads with the tenant column, created only if the table has none yet (a
+/// primary key `(tenant_id, id)` already is one). `table` is quoted, `column` is not.
+pub fn tenant_index_sql_for(table: &str, column: &str) -> String {
+    let literal = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    format!(
+        "DO $tenant_db$ BEGIN\n\
+           IF NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a\n\
+                            ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]\n\
+                          WHERE i.indrelid = {table_lit}::regclass AND a.attname = {column_lit}) THEN\n\
+             EXECUTE format('CREATE INDEX ON %s (%I)', {table_lit}, {column_lit});\n\
+           END IF;\n\
+         END $tenant_db$;\n",
+        table_lit = literal(table),
+        column_lit = literal(column),
+    )
+}
+
+/// Everything a migration needs for tenant table `T`, as one idempotent script: RLS enabled
+/// and forced, the two policies of [`policy_sql`], and an index leading with the tenant column.
+///
+/// Put its output in a migration (`diesel migration generate`, then paste it into `up.sql`),
+/// or run it from a Rust migration. Keys are yours to get right, and `doctor` checks them:
+/// primary and unique keys, and foreign keys to tenant tables, include the tenant column.
+pub fn migration_sql<T>() -> Result<String, diesel::result::Error>
+where
+    T: TenantTable,
+    T::FromClause: QueryFragment<Pg>,
+{
+    let table = table_name::<T>()?;
+    let column = <T::TenantColumn as diesel::Column>::NAME;
+    Ok(format!(
+        "{}{}",
+        policy_sql_for(&table, column),
+        tenant_index_sql_for(&table, column)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

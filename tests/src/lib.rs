@@ -32,6 +32,13 @@ pub fn url_for(user: &str, database: &str) -> String {
     format!("postgres://{user}@{host}/{database}")
 }
 
+/// `admin_url` with the database replaced: the superuser, connected to `database`.
+pub fn admin_url_for(database: &str) -> String {
+    let admin = admin_url();
+    let (base, _) = admin.rsplit_once('/').unwrap_or((&admin, ""));
+    format!("{base}/{database}")
+}
+
 /// A set-up failure, with the step that failed.
 #[derive(Debug)]
 pub struct SetupError(pub String);
@@ -61,18 +68,13 @@ pub async fn provision(database: &str, schema_sql: &str) -> Result<String, Setup
             .await,
     )?;
     let roles = format!(
-        "DO $$ BEGIN
-           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{OWNER_ROLE}') THEN
-             CREATE ROLE {OWNER_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-           END IF;
-           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
-             CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-           END IF;
+        "{}
+         DO $$ BEGIN
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{NO_RLS_ROLE}') THEN
              CREATE ROLE {NO_RLS_ROLE} LOGIN NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE;
            END IF;
-         END $$;
-         ALTER ROLE {APP_ROLE} SET idle_in_transaction_session_timeout = '60s';"
+         END $$;",
+        tenant_db::roles::create_roles_sql(OWNER_ROLE, APP_ROLE, "60s")
     );
     let created = async {
         step("create roles", admin.batch_execute(&roles).await)?;
@@ -117,10 +119,9 @@ pub async fn provision(database: &str, schema_sql: &str) -> Result<String, Setup
         .batch_execute(&format!(
             "{schema_sql}
              REVOKE ALL ON SCHEMA public FROM PUBLIC;
-             GRANT USAGE ON SCHEMA public TO {APP_ROLE}, {NO_RLS_ROLE};
-             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public
-                 TO {APP_ROLE}, {NO_RLS_ROLE};
-             GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}, {NO_RLS_ROLE};"
+             {}{}",
+            tenant_db::roles::grants_sql(OWNER_ROLE, APP_ROLE, "public"),
+            tenant_db::roles::grants_sql(OWNER_ROLE, NO_RLS_ROLE, "public"),
         ))
         .await;
     let _ = owner

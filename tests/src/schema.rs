@@ -81,7 +81,7 @@ pub struct Country {
     pub name: String,
 }
 
-/// The DDL, run as the owner role; RLS comes from `tenant_db::rls`.
+/// The DDL, run as the owner role; RLS and tenant indexes come from `tenant_db::rls`.
 pub fn schema_sql() -> String {
     let rls =
         |sql: Result<String, diesel::result::Error>| sql.unwrap_or_else(|e| format!("-- {e}"));
@@ -98,7 +98,7 @@ pub fn schema_sql() -> String {
              FOREIGN KEY (tenant_id, customer_id) REFERENCES customers (tenant_id, id));
          CREATE INDEX IF NOT EXISTS orders_tenant_customer ON orders (tenant_id, customer_id);
          {}{}",
-        rls(tenant_db::rls::policy_sql::<customers::table>()),
-        rls(tenant_db::rls::policy_sql::<orders::table>()),
+        rls(tenant_db::rls::migration_sql::<customers::table>()),
+        rls(tenant_db::rls::migration_sql::<orders::table>()),
     )
 }

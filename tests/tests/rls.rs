@@ -224,3 +224,53 @@ async fn tenant_setting_is_gone_after_commit_rollback_and_panic_on_a_pool_of_one
         assert!(clean(&after), "round {i}: after panic {after:?}");
     }
 }
+
+/// Runs `SELECT … WHERE pg_temp.f_leak(email)` for `tenant` on a direct connection as `url`'s
+/// role, and returns what `f_leak` was shown. As in PostgreSQL's `rowsecurity` regression
+/// suite, `f_leak` is a near-free (`COST 0.0000001`), non-LEAKPROOF function that records every
+/// value it sees: the planner would love to run it first, and RLS must not let it.
+async fn values_a_leaky_filter_sees(url: &str, tenant: tenant_db::TenantId) -> Vec<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Seen {
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        v: Option<String>,
+    }
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    conn.batch_execute(
+        "CREATE TEMP TABLE seen (v text);
+         CREATE FUNCTION pg_temp.f_leak(text) RETURNS boolean LANGUAGE plpgsql
+             COST 0.0000001 AS $$ BEGIN INSERT INTO seen VALUES ($1); RETURN true; END $$;",
+    )
+    .await
+    .unwrap();
+    conn.batch_execute(&format!(
+        "BEGIN;
+         SELECT set_config('app.current_tenant', '{tenant}', true);
+         SELECT id FROM customers WHERE pg_temp.f_leak(email);
+         COMMIT;"
+    ))
+    .await
+    .unwrap();
+    let seen: Vec<Seen> = diesel::sql_query("SELECT v FROM seen ORDER BY v")
+        .load(&mut conn)
+        .await
+        .unwrap();
+    seen.into_iter().filter_map(|s| s.v).collect()
+}
+
+#[tokio::test]
+async fn the_policy_runs_before_a_cheap_leaky_user_filter() {
+    let url = app_url().await;
+    let db = TenantDb::connect(&url, 2).unwrap();
+    let (a, _b) = two_tenants(&db).await;
+    // As the application role: the leaky filter is shown tenant A's rows and nothing else.
+    assert_eq!(
+        values_a_leaky_filter_sees(&url, a).await,
+        vec!["a1@x", "a2@x", "a3@x"]
+    );
+    // The negative control: as the BYPASSRLS role the same canary sees other tenants' rows,
+    // so the check above can catch a leak.
+    let no_rls = tenant_db_tests::url_for(tenant_db_tests::NO_RLS_ROLE, DATABASE);
+    let seen = values_a_leaky_filter_sees(&no_rls, a).await;
+    assert!(seen.iter().any(|v| v.starts_with('b')), "{seen:?}");
+}

@@ -1,0 +1,141 @@
+//! `tenant-db`: operations on a tenant-db database.
+//!
+//! `tenant-db doctor --database-url URL [--app-role NAME] [--json]` audits a live database and
+//! exits 0 when it is clean, 1 when anything is found, 2 when it cannot connect or the input
+//! is bad.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use tenant_db::doctor::{DoctorConfig, Report, audit_url};
+
+#[derive(Parser)]
+#[command(
+    name = "tenant-db",
+    version,
+    about = "Operations on a tenant-db database"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Audit a live database: RLS, policies, keys, the application role, views, functions.
+    ///
+    /// Exit status: 0 clean, 1 findings, 2 cannot connect or bad input.
+    Doctor {
+        /// The database to audit; connect as the application role, or name it with --app-role.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// The application role to check (default: the role the URL connects as).
+        #[arg(long)]
+        app_role: Option<String>,
+        /// Print one JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// A schema to audit (repeatable; default: public).
+        #[arg(long = "schema", default_value = "public")]
+        schemas: Vec<String>,
+        /// A column name that makes a table a tenant table (repeatable; default: tenant_id).
+        #[arg(long = "tenant-column", default_value = "tenant_id")]
+        tenant_columns: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Doctor {
+            database_url,
+            app_role,
+            json,
+            schemas,
+            tenant_columns,
+        } => {
+            let config = DoctorConfig {
+                schemas,
+                tenant_columns,
+                app_role,
+                ..DoctorConfig::default()
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("tenant-db doctor: cannot start: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match runtime.block_on(audit_url(&database_url, &config)) {
+                Ok(report) => {
+                    if json {
+                        println!("{}", to_json(&report));
+                    } else {
+                        print_table(&report);
+                    }
+                    ExitCode::from(u8::from(!report.is_clean()))
+                }
+                Err(e) => {
+                    eprintln!("tenant-db doctor: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn to_json(report: &Report) -> serde_json::Value {
+    serde_json::json!({
+        "clean": report.is_clean(),
+        "app_role": report.app_role,
+        "tenant_tables": report.tenant_tables.iter()
+            .map(|(table, column)| serde_json::json!({"table": table, "tenant_column": column}))
+            .collect::<Vec<_>>(),
+        "findings": report.findings.iter().map(|f| serde_json::json!({
+            "rule": f.rule.id(),
+            "table": f.table,
+            "detail": f.detail,
+            "why": f.rule.why(),
+            "fix": f.fix,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_table(report: &Report) {
+    let tables: Vec<String> = report
+        .tenant_tables
+        .iter()
+        .map(|(t, c)| format!("{t} ({c})"))
+        .collect();
+    println!(
+        "tenant-db doctor: application role `{}`; tenant tables: {}",
+        report.app_role,
+        if tables.is_empty() {
+            "none found".to_string()
+        } else {
+            tables.join(", ")
+        }
+    );
+    if report.is_clean() {
+        println!("no findings");
+        return;
+    }
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::UTF8_FULL)
+        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+        .set_header(["rule", "table", "finding and why it matters", "fix"]);
+    for f in &report.findings {
+        table.add_row([
+            f.rule.id(),
+            &f.table,
+            &format!("{}\n({})", f.detail, f.rule.why()),
+            &f.fix,
+        ]);
+    }
+    println!("{table}");
+    println!("{} finding(s)", report.findings.len());
+}

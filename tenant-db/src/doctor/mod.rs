@@ -1,0 +1,363 @@
+//! `doctor`: audits a live database against the rules tenant-db relies on, and says for each
+//! finding which table, which rule, why it matters and the SQL that fixes it.
+//!
+//! The tenant tables are the ones you [`register`](DoctorConfig::register) and every table of
+//! the audited schemas that has a tenant column ([`tenant_columns`](DoctorConfig::tenant_columns),
+//! default `tenant_id`), so it also audits a database whose code it has never seen. The
+//! application role defaults to the connected role: run it with your application's URL.
+//!
+//! ```no_run
+//! # include!("../../doctest_schema.rs");
+//! # #[derive(diesel::Queryable, tenant_db::TenantTable)]
+//! # #[diesel(table_name = notes)]
+//! # struct Note { id: i64, tenant_id: uuid::Uuid, body: String }
+//! # async fn demo() -> Result<(), tenant_db::Error> {
+//! use tenant_db::doctor::{DoctorConfig, audit_url};
+//! let config = DoctorConfig::default().register::<notes::table>()?;
+//! let report = audit_url("postgres://app@127.0.0.1/app", &config).await?;
+//! for finding in &report.findings {
+//!     eprintln!("{}: {} ({})\n  fix: {}", finding.rule, finding.table, finding.detail, finding.fix);
+//! }
+//! assert!(report.is_clean());
+//! # Ok(()) }
+//! # fn main() {}
+//! ```
+
+mod catalog;
+mod rules;
+
+use crate::{Error, TenantTable};
+use diesel::pg::Pg;
+use diesel::query_builder::QueryFragment;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use std::fmt;
+
+/// A rule the audit checks. Each finding names one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Rule {
+    /// Row-level security is not enabled on a tenant table.
+    RlsDisabled,
+    /// Row-level security is enabled but not forced, so the table owner bypasses it.
+    RlsNotForced,
+    /// No restrictive policy for all commands compares the tenant column with the setting.
+    NoRestrictivePolicy,
+    /// The tenant condition is only in a permissive policy, which any other permissive policy
+    /// widens (permissive policies are OR-ed).
+    TenantPolicyPermissive,
+    /// The tenant policy lets rows through when the setting is missing or empty.
+    PolicyFailsOpen,
+    /// The tenant policy calls `current_setting` for every row instead of once per statement.
+    PolicyPerRow,
+    /// No index leads with the tenant column.
+    NoTenantIndex,
+    /// A unique key omits the tenant column: a violation reveals another tenant's row.
+    UniqueWithoutTenant,
+    /// A foreign key to a tenant table does not pair the tenant columns: it can reference
+    /// another tenant's row.
+    ForeignKeyWithoutTenant,
+    /// The application role is a superuser.
+    AppRoleSuperuser,
+    /// The application role has `BYPASSRLS`.
+    AppRoleBypassRls,
+    /// The application role owns a tenant table.
+    AppRoleOwnsTable,
+    /// The application role holds `TRUNCATE`, `REFERENCES` or `TRIGGER` on a tenant table.
+    AppRolePrivilege,
+    /// A view over a tenant table runs with its owner's rights (no `security_invoker`), or a
+    /// materialized view stores every tenant's rows.
+    ViewWithoutSecurityInvoker,
+    /// A `SECURITY DEFINER` function reads a tenant table with its owner's rights.
+    SecurityDefinerReadsTenantTable,
+    /// A partition of a tenant table lacks its own RLS or tenant policy; queried directly,
+    /// the parent's policies do not apply.
+    PartitionWithoutPolicy,
+    /// A table registered with [`DoctorConfig::register`] is not in the database.
+    RegisteredTableMissing,
+}
+
+impl Rule {
+    /// Every rule, in report order.
+    pub const ALL: [Rule; 17] = [
+        Rule::RlsDisabled,
+        Rule::RlsNotForced,
+        Rule::NoRestrictivePolicy,
+        Rule::TenantPolicyPermissive,
+        Rule::PolicyFailsOpen,
+        Rule::PolicyPerRow,
+        Rule::NoTenantIndex,
+        Rule::UniqueWithoutTenant,
+        Rule::ForeignKeyWithoutTenant,
+        Rule::AppRoleSuperuser,
+        Rule::AppRoleBypassRls,
+        Rule::AppRoleOwnsTable,
+        Rule::AppRolePrivilege,
+        Rule::ViewWithoutSecurityInvoker,
+        Rule::SecurityDefinerReadsTenantTable,
+        Rule::PartitionWithoutPolicy,
+        Rule::RegisteredTableMissing,
+    ];
+
+    /// The rule's stable identifier (`rls-disabled`, …), as printed and in JSON.
+    pub fn id(self) -> &'static str {
+        match self {
+            Rule::RlsDisabled => "rls-disabled",
+            Rule::RlsNotForced => "rls-not-forced",
+            Rule::NoRestrictivePolicy => "no-restrictive-policy",
+            Rule::TenantPolicyPermissive => "tenant-policy-permissive",
+            Rule::PolicyFailsOpen => "policy-fails-open",
+            Rule::PolicyPerRow => "policy-per-row",
+            Rule::NoTenantIndex => "no-tenant-index",
+            Rule::UniqueWithoutTenant => "unique-without-tenant",
+            Rule::ForeignKeyWithoutTenant => "foreign-key-without-tenant",
+            Rule::AppRoleSuperuser => "app-role-superuser",
+            Rule::AppRoleBypassRls => "app-role-bypassrls",
+            Rule::AppRoleOwnsTable => "app-role-owns-table",
+            Rule::AppRolePrivilege => "app-role-privilege",
+            Rule::ViewWithoutSecurityInvoker => "view-without-security-invoker",
+            Rule::SecurityDefinerReadsTenantTable => "security-definer-reads-tenant-table",
+            Rule::PartitionWithoutPolicy => "partition-without-policy",
+            Rule::RegisteredTableMissing => "registered-table-missing",
+        }
+    }
+
+    /// Why the rule matters, in a sentence.
+    pub fn why(self) -> &'static str {
+        match self {
+            Rule::RlsDisabled => {
+                "without RLS, any query that forgets the tenant filter reads every tenant's rows"
+            }
+            Rule::RlsNotForced => {
+                "the table owner bypasses RLS unless it is forced; a migration or job running as the owner sees every tenant"
+            }
+            Rule::NoRestrictivePolicy => {
+                "RLS isolates tenants only through a restrictive policy on the tenant column, for reads and writes"
+            }
+            Rule::TenantPolicyPermissive => {
+                "permissive policies are OR-ed: the next permissive policy anyone adds (for reporting, say) widens access to every tenant"
+            }
+            Rule::PolicyFailsOpen => {
+                "a request that runs without a tenant set must see nothing, not everything"
+            }
+            Rule::PolicyPerRow => {
+                "current_setting outside a scalar subquery runs for every row and keeps the policy off the index; and ''::uuid errors after a SET LOCAL"
+            }
+            Rule::NoTenantIndex => {
+                "every tenant query filters on the tenant column; without an index leading with it, each one scans all tenants' rows"
+            }
+            Rule::UniqueWithoutTenant => {
+                "a unique violation tells one tenant that another tenant has a row with that value"
+            }
+            Rule::ForeignKeyWithoutTenant => {
+                "a foreign key that ignores the tenant lets a row point at, and probe for, another tenant's row"
+            }
+            Rule::AppRoleSuperuser => "a superuser bypasses RLS and every grant",
+            Rule::AppRoleBypassRls => "BYPASSRLS turns every policy off for the application",
+            Rule::AppRoleOwnsTable => {
+                "an owner can disable RLS, drop policies, and bypasses unforced RLS"
+            }
+            Rule::AppRolePrivilege => {
+                "TRUNCATE ignores RLS and empties every tenant; REFERENCES and TRIGGER let the role probe or act on rows it cannot see"
+            }
+            Rule::ViewWithoutSecurityInvoker => {
+                "a view checks RLS as its owner unless it has security_invoker; a materialized view is not covered by RLS at all"
+            }
+            Rule::SecurityDefinerReadsTenantTable => {
+                "a SECURITY DEFINER function runs as its owner, who may bypass RLS"
+            }
+            Rule::PartitionWithoutPolicy => {
+                "a partition queried by name is checked against its own policies, not its parent's"
+            }
+            Rule::RegisteredTableMissing => {
+                "the code expects a tenant table that the database does not have"
+            }
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// One problem found: the rule, the table (quoted, schema-qualified; empty for role-wide
+/// findings), what was seen, and the SQL that fixes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The rule that fails.
+    pub rule: Rule,
+    /// The table (or view) concerned; empty for findings about the role.
+    pub table: String,
+    /// What the audit saw.
+    pub detail: String,
+    /// SQL that fixes it (run as the tables' owner, or a superuser for role changes).
+    pub fix: String,
+}
+
+/// The outcome of an audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The application role the audit checked.
+    pub app_role: String,
+    /// The tenant tables audited (quoted, schema-qualified), with their tenant columns.
+    pub tenant_tables: Vec<(String, String)>,
+    /// What is wrong; empty when the database is set up right.
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// Whether nothing was found.
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// What to audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoctorConfig {
+    /// The schemas to audit (default `public`).
+    pub schemas: Vec<String>,
+    /// Column names that make a table a tenant table (default `tenant_id`).
+    pub tenant_columns: Vec<String>,
+    /// The application role to check (default: the connected role).
+    pub app_role: Option<String>,
+    /// Tables registered from code: `(schema, table, tenant column)`.
+    pub registered: Vec<(String, String, String)>,
+}
+
+impl Default for DoctorConfig {
+    fn default() -> Self {
+        DoctorConfig {
+            schemas: vec!["public".into()],
+            tenant_columns: vec!["tenant_id".into()],
+            app_role: None,
+            registered: Vec::new(),
+        }
+    }
+}
+
+impl DoctorConfig {
+    /// Registers tenant table `T` (its tenant column may have any name). A table declared
+    /// without a schema is looked up in the first audited schema.
+    pub fn register<T>(mut self) -> Result<Self, Error>
+    where
+        T: TenantTable,
+        T::FromClause: QueryFragment<Pg>,
+    {
+        let quoted = crate::rls::table_name::<T>()?;
+        let parts = split_quoted(&quoted);
+        let (schema, table) = match parts.as_slice() {
+            [table] => (
+                self.schemas.first().cloned().unwrap_or_default(),
+                table.clone(),
+            ),
+            [schema, table] => (schema.clone(), table.clone()),
+            _ => {
+                return Err(Error::Doctor(format!(
+                    "cannot read the table name {quoted}"
+                )));
+            }
+        };
+        let column = <T::TenantColumn as diesel::Column>::NAME.to_string();
+        self.registered.push((schema, table, column));
+        Ok(self)
+    }
+}
+
+/// Splits `"a"."b"` (diesel's quoting) into its unquoted parts.
+fn split_quoted(quoted: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut chars = quoted.chars().peekable();
+    let mut in_quotes = false;
+    while let Some(c) = chars.next() {
+        match (c, in_quotes) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                current.push('"');
+            }
+            ('"', _) => in_quotes = !in_quotes,
+            ('.', false) => parts.push(std::mem::take(&mut current)),
+            (c, _) => current.push(c),
+        }
+    }
+    parts.push(current);
+    parts
+}
+
+/// Audits the database behind `conn`.
+pub async fn audit(conn: &mut AsyncPgConnection, config: &DoctorConfig) -> Result<Report, Error> {
+    let snap = catalog::read(conn, &config.schemas, config.app_role.as_deref()).await?;
+    let mut findings = Vec::new();
+    let mut tenants = Vec::new();
+    for table in &snap.tables {
+        let registered = config
+            .registered
+            .iter()
+            .find(|(s, t, _)| *s == table.schema && *t == table.name)
+            .map(|(_, _, c)| c.clone());
+        let discovered = || {
+            config
+                .tenant_columns
+                .iter()
+                .find(|c| table.columns.contains(c))
+                .cloned()
+        };
+        if let Some(column) = registered.or_else(discovered) {
+            tenants.push(rules::TenantTableRef { table, column });
+        }
+    }
+    for (schema, table, _) in &config.registered {
+        if !snap
+            .tables
+            .iter()
+            .any(|t| t.schema == *schema && t.name == *table)
+        {
+            findings.push(Finding {
+                rule: Rule::RegisteredTableMissing,
+                table: format!(
+                    "{}.{}",
+                    crate::rls::quote_ident(schema),
+                    crate::rls::quote_ident(table)
+                ),
+                detail: "registered as a tenant table, not found in the database".into(),
+                fix: "-- run the migrations, or audit the schema that holds it (--schema)".into(),
+            });
+        }
+    }
+    findings.extend(rules::run(&tenants, &snap));
+    findings.sort_by(|a, b| (a.rule, &a.table).cmp(&(b.rule, &b.table)));
+    Ok(Report {
+        app_role: snap.role.name.clone(),
+        tenant_tables: tenants
+            .iter()
+            .map(|t| (rules::qualified(t.table), t.column.clone()))
+            .collect(),
+        findings,
+    })
+}
+
+/// Connects to `database_url` and audits it.
+pub async fn audit_url(database_url: &str, config: &DoctorConfig) -> Result<Report, Error> {
+    let mut conn = AsyncPgConnection::establish(database_url).await?;
+    audit(&mut conn, config).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn splits_quoted_names() {
+        assert_eq!(super::split_quoted("\"notes\""), vec!["notes"]);
+        assert_eq!(
+            super::split_quoted("\"app\".\"we\"\"ird.name\""),
+            vec!["app", "we\"ird.name"]
+        );
+    }
+
+    #[test]
+    fn rule_ids_are_unique() {
+        let ids: std::collections::BTreeSet<_> = super::Rule::ALL.iter().map(|r| r.id()).collect();
+        assert_eq!(ids.len(), super::Rule::ALL.len());
+    }
+}

@@ -1,0 +1,417 @@
+//! The audit rules, as pure functions over a catalog [`Snapshot`].
+
+use super::catalog::{Policy, Snapshot, Table};
+use super::{Finding, Rule};
+use crate::rls::{policy_sql_for, quote_ident};
+use crate::tx::TENANT_SETTING;
+
+/// A table the audit treats as a tenant table, with its tenant column.
+pub(crate) struct TenantTableRef<'a> {
+    pub(crate) table: &'a Table,
+    pub(crate) column: String,
+}
+
+impl TenantTableRef<'_> {
+    fn name(&self) -> String {
+        qualified(self.table)
+    }
+}
+
+/// `"schema"."name"`, always quoted.
+pub(crate) fn qualified(table: &Table) -> String {
+    format!(
+        "{}.{}",
+        quote_ident(&table.schema),
+        quote_ident(&table.name)
+    )
+}
+
+/// How a policy expression compares the tenant column with the tenant setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Condition {
+    /// Not a tenant condition on this column.
+    None,
+    /// `col = (SELECT … current_setting(…) …)`: once per statement, fails closed.
+    Sound,
+    /// A missing or empty setting can let rows through (`OR`, `IS NULL`, `COALESCE`, `CASE`).
+    FailsOpen,
+    /// `current_setting` outside a scalar subquery: evaluated for every row.
+    PerRow,
+}
+
+/// Classifies a policy expression (as `pg_get_expr` prints it) for tenant column `column`.
+pub(crate) fn classify(expr: &str, column: &str) -> Condition {
+    let lower = expr.to_lowercase();
+    let setting = format!("current_setting('{TENANT_SETTING}'");
+    if !lower.contains(&setting) || !mentions_identifier(&lower, &column.to_lowercase()) {
+        return Condition::None;
+    }
+    let opens = [
+        " or ",
+        "is null",
+        "coalesce(",
+        "is not distinct from",
+        "case ",
+    ];
+    if opens.iter().any(|o| lower.contains(o)) {
+        Condition::FailsOpen
+    } else if !lower.contains("select ") {
+        Condition::PerRow
+    } else {
+        Condition::Sound
+    }
+}
+
+/// Whether `ident` occurs in `text` as a whole identifier (quoted or not).
+fn mentions_identifier(text: &str, ident: &str) -> bool {
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    text.match_indices(ident).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + ident.len()..].chars().next();
+        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+    })
+}
+
+/// The worst condition of a policy: both expressions count (an `ALL` policy without
+/// `WITH CHECK` uses `USING` for both, as PostgreSQL does).
+fn policy_condition(policy: &Policy, column: &str) -> Condition {
+    let using = policy.using.as_deref().map(|e| classify(e, column));
+    let check = policy
+        .with_check
+        .as_deref()
+        .map(|e| classify(e, column))
+        .or(using);
+    match (using, check) {
+        (Some(u), Some(c)) => {
+            for worst in [Condition::None, Condition::FailsOpen, Condition::PerRow] {
+                if u == worst || c == worst {
+                    return worst;
+                }
+            }
+            Condition::Sound
+        }
+        _ => Condition::None,
+    }
+}
+
+fn finding(rule: Rule, table: String, detail: String, fix: String) -> Finding {
+    Finding {
+        rule,
+        table,
+        detail,
+        fix,
+    }
+}
+
+/// RLS enabled and forced, and a sound restrictive tenant policy for all commands.
+fn rls_rules(t: &TenantTableRef<'_>, snap: &Snapshot, out: &mut Vec<Finding>) {
+    let name = t.name();
+    let fix = policy_sql_for(&name, &t.column);
+    let policies: Vec<&Policy> = snap
+        .policies
+        .iter()
+        .filter(|p| p.table == t.table.oid && p.applies_to_app)
+        .collect();
+    let restrictive: Vec<(Condition, &str)> = policies
+        .iter()
+        .filter(|p| !p.permissive && p.command == "*")
+        .map(|p| (policy_condition(p, &t.column), p.name.as_str()))
+        .collect();
+    let named = |c: Condition| {
+        restrictive
+            .iter()
+            .find(|(rc, _)| *rc == c)
+            .map(|(_, name)| name.to_string())
+    };
+    let mut found = Vec::new();
+    if !t.table.rls {
+        found.push((
+            Rule::RlsDisabled,
+            "row-level security is not enabled".to_string(),
+        ));
+    }
+    if !t.table.force {
+        found.push((
+            Rule::RlsNotForced,
+            "row-level security is not forced (the table owner bypasses it)".to_string(),
+        ));
+    }
+    if named(Condition::Sound).is_none() {
+        let permissive_tenant = policies
+            .iter()
+            .find(|p| p.permissive && policy_condition(p, &t.column) != Condition::None);
+        found.push(if let Some(policy) = named(Condition::FailsOpen) {
+            (
+                Rule::PolicyFailsOpen,
+                format!("policy `{policy}` lets rows through when the tenant is unset"),
+            )
+        } else if let Some(policy) = named(Condition::PerRow) {
+            (
+                Rule::PolicyPerRow,
+                format!("policy `{policy}` reads the tenant setting for every row"),
+            )
+        } else if let Some(policy) = permissive_tenant {
+            (
+                Rule::TenantPolicyPermissive,
+                format!(
+                    "the tenant condition is only in permissive policy `{}`",
+                    policy.name
+                ),
+            )
+        } else {
+            (
+                Rule::NoRestrictivePolicy,
+                format!(
+                    "no restrictive policy for all commands compares `{}` with `{TENANT_SETTING}` \
+                     in USING and WITH CHECK",
+                    t.column
+                ),
+            )
+        });
+    }
+    if t.table.is_partition && !found.is_empty() {
+        let what: Vec<String> = found.into_iter().map(|(_, d)| d).collect();
+        out.push(finding(
+            Rule::PartitionWithoutPolicy,
+            name,
+            format!(
+                "a partition is queried directly without its parent's policies: {}",
+                what.join("; ")
+            ),
+            fix,
+        ));
+        return;
+    }
+    for (rule, detail) in found {
+        out.push(finding(rule, name.clone(), detail, fix.clone()));
+    }
+}
+
+/// An index leads with the tenant column; unique keys and foreign keys include it.
+fn key_rules(
+    t: &TenantTableRef<'_>,
+    tenants: &[TenantTableRef<'_>],
+    snap: &Snapshot,
+    out: &mut Vec<Finding>,
+) {
+    let name = t.name();
+    let col = quote_ident(&t.column);
+    let indexes: Vec<_> = snap
+        .indexes
+        .iter()
+        .filter(|i| i.table == t.table.oid)
+        .collect();
+    if !indexes.iter().any(|i| i.columns.first() == Some(&t.column)) {
+        out.push(finding(
+            Rule::NoTenantIndex,
+            name.clone(),
+            format!("no index leads with `{}`", t.column),
+            format!("CREATE INDEX ON {name} ({col}); -- or make the primary key ({col}, id)"),
+        ));
+    }
+    for index in indexes
+        .iter()
+        .filter(|i| i.unique && !i.columns.contains(&t.column))
+    {
+        out.push(finding(
+            Rule::UniqueWithoutTenant,
+            name.clone(),
+            format!(
+                "unique index `{}` on ({}) omits `{}`",
+                index.name,
+                index.columns.join(", "),
+                t.column
+            ),
+            format!(
+                "-- replace it with a key that leads with the tenant column, e.g.\n\
+                 ALTER TABLE {name} ADD UNIQUE ({col}, {});",
+                index
+                    .columns
+                    .iter()
+                    .map(|c| quote_ident(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    for fk in snap.foreign_keys.iter().filter(|k| k.table == t.table.oid) {
+        // A foreign key to a global table needs no tenant column; one to a tenant table must
+        // pair the two tenant columns, or it can reference (and so probe) another tenant's row.
+        let Some(target) = tenants.iter().find(|r| r.table.oid == fk.references) else {
+            continue;
+        };
+        let paired = fk
+            .columns
+            .iter()
+            .zip(&fk.referenced_columns)
+            .any(|(c, r)| *c == t.column && *r == target.column);
+        if !paired {
+            out.push(finding(
+                Rule::ForeignKeyWithoutTenant,
+                name.clone(),
+                format!(
+                    "foreign key `{}` ({}) → {} ({}) does not pair `{}` with `{}`",
+                    fk.name,
+                    fk.columns.join(", "),
+                    target.name(),
+                    fk.referenced_columns.join(", "),
+                    t.column,
+                    target.column
+                ),
+                format!(
+                    "ALTER TABLE {name} DROP CONSTRAINT {};\n\
+                     ALTER TABLE {name} ADD FOREIGN KEY ({col}, {}) REFERENCES {} ({}, {});",
+                    quote_ident(&fk.name),
+                    fk.columns
+                        .iter()
+                        .map(|c| quote_ident(c))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    target.name(),
+                    quote_ident(&target.column),
+                    fk.referenced_columns
+                        .iter()
+                        .map(|c| quote_ident(c))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+            ));
+        }
+    }
+}
+
+/// The app role: no superuser, no `BYPASSRLS`, owns no tenant table, no risky privileges.
+fn role_rules(tenants: &[TenantTableRef<'_>], snap: &Snapshot, out: &mut Vec<Finding>) {
+    let role = &snap.role;
+    let r = quote_ident(&role.name);
+    if role.superuser {
+        out.push(finding(
+            Rule::AppRoleSuperuser,
+            String::new(),
+            format!("the application role `{}` is a superuser", role.name),
+            format!("ALTER ROLE {r} NOSUPERUSER;"),
+        ));
+        // A superuser bypasses everything below; saying so per table adds nothing.
+        return;
+    }
+    if role.bypass_rls {
+        out.push(finding(
+            Rule::AppRoleBypassRls,
+            String::new(),
+            format!("the application role `{}` has BYPASSRLS", role.name),
+            format!("ALTER ROLE {r} NOBYPASSRLS;"),
+        ));
+    }
+    for t in tenants {
+        let name = t.name();
+        if t.table.owner == role.name {
+            out.push(finding(
+                Rule::AppRoleOwnsTable,
+                name.clone(),
+                format!("the application role `{}` owns the table", role.name),
+                format!("ALTER TABLE {name} OWNER TO <owner_role>;"),
+            ));
+        } else if !t.table.risky_privileges.is_empty() {
+            let privileges = t.table.risky_privileges.join(", ");
+            out.push(finding(
+                Rule::AppRolePrivilege,
+                name.clone(),
+                format!("the application role `{}` holds {privileges}", role.name),
+                format!("REVOKE {privileges} ON {name} FROM {r};"),
+            ));
+        }
+    }
+}
+
+/// Views over tenant tables run as the invoker; `SECURITY DEFINER` functions do not read them.
+fn bypass_rules(tenants: &[TenantTableRef<'_>], snap: &Snapshot, out: &mut Vec<Finding>) {
+    let mut flagged = std::collections::BTreeSet::new();
+    for v in &snap.views {
+        let Some(t) = tenants.iter().find(|t| t.table.oid == v.table) else {
+            continue;
+        };
+        if v.security_invoker || !flagged.insert(v.view.clone()) {
+            continue;
+        }
+        let (detail, fix) = if v.materialized {
+            (
+                format!(
+                    "materialized view `{}` stores rows of {} for every tenant; RLS does not apply to it",
+                    v.view,
+                    t.name()
+                ),
+                format!(
+                    "DROP MATERIALIZED VIEW {}; -- or keep it out of the app role's reach",
+                    v.view
+                ),
+            )
+        } else {
+            (
+                format!(
+                    "view `{}` reads {} with its owner's rights, not the caller's",
+                    v.view,
+                    t.name()
+                ),
+                format!("ALTER VIEW {} SET (security_invoker = true);", v.view),
+            )
+        };
+        out.push(finding(
+            Rule::ViewWithoutSecurityInvoker,
+            v.view.clone(),
+            detail,
+            fix,
+        ));
+    }
+    for f in &snap.definer_functions {
+        let source = f.source.to_lowercase();
+        let read: Vec<String> = tenants
+            .iter()
+            .filter(|t| mentions_identifier(&source, &t.table.name.to_lowercase()))
+            .map(TenantTableRef::name)
+            .collect();
+        if !read.is_empty() {
+            out.push(finding(
+                Rule::SecurityDefinerReadsTenantTable,
+                read.join(", "),
+                format!(
+                    "SECURITY DEFINER function `{}` reads {} with its owner's rights",
+                    f.signature,
+                    read.join(", ")
+                ),
+                format!("ALTER FUNCTION {} SECURITY INVOKER;", f.signature),
+            ));
+        }
+    }
+}
+
+/// Runs every rule over the tenant tables `tenants`.
+pub(crate) fn run(tenants: &[TenantTableRef<'_>], snap: &Snapshot) -> Vec<Finding> {
+    let mut out = Vec::new();
+    role_rules(tenants, snap, &mut out);
+    for t in tenants {
+        rls_rules(t, snap, &mut out);
+        key_rules(t, tenants, snap, &mut out);
+    }
+    bypass_rules(tenants, snap, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Condition, classify};
+
+    #[test]
+    fn classifies_policy_forms() {
+        let sound = "(tenant_id = ( SELECT (NULLIF(current_setting('app.current_tenant'::text, true), ''::text))::uuid AS \"nullif\"))";
+        assert_eq!(classify(sound, "tenant_id"), Condition::Sound);
+        assert_eq!(classify(sound, "org_id"), Condition::None);
+        let per_row = "(tenant_id = (current_setting('app.current_tenant'::text, true))::uuid)";
+        assert_eq!(classify(per_row, "tenant_id"), Condition::PerRow);
+        let open = "((current_setting('app.current_tenant'::text, true) IS NULL) OR (tenant_id = ( SELECT (current_setting('app.current_tenant'::text, true))::uuid AS current_setting)))";
+        assert_eq!(classify(open, "tenant_id"), Condition::FailsOpen);
+        assert_eq!(classify("true", "tenant_id"), Condition::None);
+        // `tenant_id` inside a longer identifier is not the tenant column.
+        let other = "(other_tenant_id = ( SELECT (current_setting('app.current_tenant'::text, true))::uuid AS x))";
+        assert_eq!(classify(other, "tenant_id"), Condition::None);
+    }
+}
