@@ -45,7 +45,7 @@ pub use scope::TenantScope;
 pub use table::{Classified, GlobalTable, NonTenantColumn, TenantTable, TenantValues};
 pub use tenant_db_derive::{GlobalTable, TenantTable, TenantValues};
 pub use tenant_id::{ParseTenantIdError, TenantId};
-pub use tx::{TENANT_SETTING, TenantDb, TenantTx, TxFn};
+pub use tx::{TENANT_SETTING, TenantDb, TenantDbBuilder, TenantTx, TxFn};
 pub use write::{
     DeleteOp, ExecuteFuture, Narrowed, ScopedDelete, ScopedStatement, ScopedUpdate, UpdateOp,
 };

@@ -3,12 +3,15 @@
 use crate::scope::TenantScope;
 use crate::{Error, TenantId};
 use diesel::QueryResult;
+use diesel::connection::CacheSize;
 use diesel::sql_types::Text;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager};
+use diesel_async::{
+    AnsiTransactionManager, AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager,
+};
 use std::future::Future;
 
 /// The closure type [`TenantDb::transaction`] accepts: an async closure over a [`TenantTx`] whose
@@ -49,21 +52,69 @@ impl std::fmt::Debug for TenantDb {
     }
 }
 
-impl TenantDb {
-    /// A handle over a pool of at most `max_size` connections to `database_url`, which should
-    /// name the application role (not superuser, not `BYPASSRLS`, not the tables' owner).
-    pub fn connect(database_url: &str, max_size: usize) -> Result<Self, Error> {
+/// Settings for [`TenantDb`]; start with [`TenantDb::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "call `.build()`"]
+pub struct TenantDbBuilder {
+    url: String,
+    max_size: usize,
+    statement_cache: bool,
+}
+
+impl TenantDbBuilder {
+    /// At most `max_size` connections (default 10).
+    pub fn max_size(mut self, max_size: usize) -> Self {
+        self.max_size = max_size;
+        self
+    }
+
+    /// Whether connections cache prepared statements (default: yes). Turn it off behind a
+    /// connection pooler in transaction mode that does not track prepared statements
+    /// (PgBouncer before 1.21, or without `max_prepared_statements`): a named statement
+    /// prepared on one server connection does not exist on the next.
+    pub fn prepared_statement_cache(mut self, enabled: bool) -> Self {
+        self.statement_cache = enabled;
+        self
+    }
+
+    /// Builds the pool; connections are opened when first needed.
+    pub fn build(self) -> Result<TenantDb, Error> {
         let mut config = ManagerConfig::default();
         config.recycling_method = RecyclingMethod::Verified;
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
-            database_url,
-            config,
-        );
+        if !self.statement_cache {
+            config.custom_setup = Box::new(|url| {
+                Box::pin(async move {
+                    let mut conn = <AsyncPgConnection as AsyncConnection>::establish(url).await?;
+                    conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+                    Ok(conn)
+                })
+            });
+        }
+        let manager =
+            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(self.url, config);
         let pool = Pool::builder(manager)
-            .max_size(max_size)
+            .max_size(self.max_size)
             .build()
             .map_err(|e| Error::Pool(e.to_string()))?;
         Ok(TenantDb { pool })
+    }
+}
+
+impl TenantDb {
+    /// Settings for a pool of connections to `database_url`, which should name the
+    /// application role (not superuser, not `BYPASSRLS`, not the tables' owner).
+    pub fn builder(database_url: impl Into<String>) -> TenantDbBuilder {
+        TenantDbBuilder {
+            url: database_url.into(),
+            max_size: 10,
+            statement_cache: true,
+        }
+    }
+
+    /// A handle over a pool of at most `max_size` connections to `database_url`, which should
+    /// name the application role (not superuser, not `BYPASSRLS`, not the tables' owner).
+    pub fn connect(database_url: &str, max_size: usize) -> Result<Self, Error> {
+        Self::builder(database_url).max_size(max_size).build()
     }
 
     /// A handle over an existing pool.

@@ -7,10 +7,6 @@ mod common;
 
 use common::*;
 use diesel::sql_types::{Bool, Text};
-use diesel_async::pooled_connection::deadpool::Pool;
-use diesel_async::pooled_connection::{
-    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
-};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use tenant_db::{Error, TenantDb};
 
@@ -18,18 +14,6 @@ use tenant_db::{Error, TenantDb};
 struct Row {
     #[diesel(sql_type = Text)]
     tenant: String,
-}
-
-#[derive(diesel::QueryableByName, Debug, PartialEq)]
-struct Setting {
-    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
-    setting: Option<String>,
-}
-
-#[derive(Debug)]
-struct State {
-    setting: Option<String>,
-    in_tx: bool,
 }
 
 async fn tenants_visible(conn: &mut AsyncPgConnection) -> Vec<String> {
@@ -148,35 +132,10 @@ async fn app_role_is_not_privileged() {
     assert!(!p.rolsuper && !p.rolbypassrls && p.owned == 0);
 }
 
-async fn state(pool: &Pool<AsyncPgConnection>) -> State {
-    let mut conn = pool.get().await.expect("checkout");
-    let s: Setting =
-        diesel::sql_query("SELECT current_setting('app.current_tenant', true) AS setting")
-            .get_result(&mut *conn)
-            .await
-            .expect("setting");
-    // SAVEPOINT succeeds only inside a transaction block.
-    let in_tx = diesel::sql_query("SAVEPOINT tenant_db_probe")
-        .execute(&mut *conn)
-        .await
-        .is_ok();
-    State {
-        setting: s.setting,
-        in_tx,
-    }
-}
-
-fn clean(s: &State) -> bool {
-    !s.in_tx && s.setting.as_deref().unwrap_or("").is_empty()
-}
-
 #[tokio::test]
 async fn tenant_setting_is_gone_after_commit_rollback_and_panic_on_a_pool_of_one() {
     let url = app_url().await;
-    let mut config = ManagerConfig::default();
-    config.recycling_method = RecyclingMethod::Verified;
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(&url, config);
-    let pool: Pool<AsyncPgConnection> = Pool::builder(manager).max_size(1).build().unwrap();
+    let pool = pool_of_one(&url);
     let db = TenantDb::from_pool(pool.clone());
     let (a, b) = two_tenants(&db).await;
 

@@ -96,3 +96,67 @@ where
     .await
     .expect("raw query in a tenant transaction")
 }
+
+#[derive(diesel::QueryableByName)]
+struct Probe {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    setting: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pid: i32,
+}
+
+/// What the next checkout of a pooled connection finds.
+#[derive(Debug)]
+pub struct State {
+    /// `app.current_tenant` as that connection sees it.
+    pub setting: Option<String>,
+    /// Whether the connection is inside a transaction block.
+    pub in_tx: bool,
+    /// The server process behind the connection (a new one means the pool replaced it).
+    pub pid: i32,
+}
+
+/// Checks out a connection from `pool` and reports its state.
+pub async fn state(
+    pool: &diesel_async::pooled_connection::deadpool::Pool<diesel_async::AsyncPgConnection>,
+) -> State {
+    use diesel_async::RunQueryDsl;
+    let mut conn = pool.get().await.expect("checkout");
+    let p: Probe = diesel::sql_query(
+        "SELECT current_setting('app.current_tenant', true) AS setting, pg_backend_pid() AS pid",
+    )
+    .get_result(&mut *conn)
+    .await
+    .expect("probe");
+    // SAVEPOINT succeeds only inside a transaction block.
+    let in_tx = diesel::sql_query("SAVEPOINT tenant_db_probe")
+        .execute(&mut *conn)
+        .await
+        .is_ok();
+    State {
+        setting: p.setting,
+        in_tx,
+        pid: p.pid,
+    }
+}
+
+/// No transaction and no tenant setting.
+pub fn clean(s: &State) -> bool {
+    !s.in_tx && s.setting.as_deref().unwrap_or("").is_empty()
+}
+
+/// A pool of one connection to `url`, checked the way `TenantDb` checks it.
+pub fn pool_of_one(
+    url: &str,
+) -> diesel_async::pooled_connection::deadpool::Pool<diesel_async::AsyncPgConnection> {
+    use diesel_async::pooled_connection::{
+        AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+    };
+    let mut config = ManagerConfig::default();
+    config.recycling_method = RecyclingMethod::Verified;
+    let manager = AsyncDieselConnectionManager::new_with_config(url, config);
+    diesel_async::pooled_connection::deadpool::Pool::builder(manager)
+        .max_size(1)
+        .build()
+        .expect("pool")
+}
