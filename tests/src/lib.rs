@@ -4,6 +4,7 @@
 //! Everything is idempotent and serialised with advisory locks, so concurrent test binaries
 //! can call [`provision`] at once.
 
+pub mod pgbouncer;
 pub mod schema;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
@@ -30,6 +31,18 @@ pub fn url_for(user: &str, database: &str) -> String {
     let host = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
     let host = host.split('/').next().unwrap_or("127.0.0.1:5432");
     format!("postgres://{user}@{host}/{database}")
+}
+
+/// The host and port of the server behind `admin_url`.
+pub fn server_address() -> (String, u16) {
+    let admin = admin_url();
+    let rest = admin.split_once("://").map(|(_, r)| r).unwrap_or(&admin);
+    let host = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+    let host = host.split('/').next().unwrap_or("127.0.0.1:5432");
+    match host.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse().unwrap_or(5432)),
+        None => (host.to_string(), 5432),
+    }
 }
 
 /// `admin_url` with the database replaced: the superuser, connected to `database`.

@@ -1,0 +1,123 @@
+//! The isolation cases again, through PgBouncer in transaction-pooling mode (started by the
+//! test set-up): tenant context set with `set_config(…, true)` never crosses clients. A
+//! negative control shows that a session-level `SET` does leak there, so this binary can see a
+//! leak when there is one.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+/// PgBouncer up, with the database provisioned behind it.
+async fn bouncer_url(user: &str) -> String {
+    static STARTED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    STARTED
+        .get_or_init(|| async {
+            app_url().await;
+            let users = [tenant_db_tests::APP_ROLE];
+            tokio::task::spawn_blocking(move || tenant_db_tests::pgbouncer::start(&users))
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("PgBouncer set-up failed: {e}"));
+        })
+        .await;
+    tenant_db_tests::pgbouncer::url_for(user, DATABASE)
+}
+
+async fn db(max_size: usize) -> tenant_db::TenantDb {
+    // PgBouncer 1.18 does not track named prepared statements in transaction mode.
+    tenant_db::TenantDb::builder(bouncer_url(tenant_db_tests::APP_ROLE).await)
+        .max_size(max_size)
+        .prepared_statement_cache(false)
+        .build()
+        .unwrap()
+}
+
+include!("isolation/cases.rs");
+
+#[derive(diesel::QueryableByName, Debug)]
+struct Setting {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    setting: Option<String>,
+}
+
+/// The tenant setting a client sees, read in a transaction of its own (outside one, PgBouncer
+/// may send the prepare and the execute of one query to different server connections).
+async fn setting_seen(conn: &mut diesel_async::AsyncPgConnection) -> Option<String> {
+    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+    conn.batch_execute("BEGIN").await.unwrap();
+    let s: Setting =
+        diesel::sql_query("SELECT current_setting('app.current_tenant', true) AS setting")
+            .get_result(conn)
+            .await
+            .unwrap();
+    conn.batch_execute("COMMIT").await.unwrap();
+    s.setting.filter(|s| !s.is_empty())
+}
+
+#[tokio::test]
+async fn session_set_leaks_across_clients_and_tenant_db_does_not() {
+    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+    let url = bouncer_url(tenant_db_tests::APP_ROLE).await;
+    let a = TenantId::new_random();
+    // Two clients sharing PgBouncer's one server connection for this database and user.
+    let mut first = diesel_async::AsyncPgConnection::establish(&url)
+        .await
+        .unwrap();
+    let mut second = diesel_async::AsyncPgConnection::establish(&url)
+        .await
+        .unwrap();
+    second.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+
+    // Negative control: a session-level SET outlives the transaction and reaches the other
+    // client through the shared server connection.
+    first
+        .batch_execute(&format!("SET app.current_tenant = '{a}'"))
+        .await
+        .unwrap();
+    let mut leaked = false;
+    for _ in 0..20 {
+        leaked |= setting_seen(&mut second).await.as_deref() == Some(&a.to_string());
+    }
+    assert!(
+        leaked,
+        "the control must show a session SET leaking through PgBouncer"
+    );
+    // Clean up the leaked setting on every server connection.
+    for _ in 0..20 {
+        first
+            .batch_execute("RESET app.current_tenant")
+            .await
+            .unwrap();
+        second
+            .batch_execute("RESET app.current_tenant")
+            .await
+            .unwrap();
+    }
+
+    // tenant-db: the setting is transaction-local, so no other client ever sees it.
+    let db = db(2).await;
+    for _ in 0..20 {
+        let seen_inside: Option<String> = db
+            .transaction(a, async |mut tx| {
+                #[derive(diesel::QueryableByName)]
+                struct S {
+                    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+                    setting: Option<String>,
+                }
+                let s: Vec<S> = tx
+                    .unscoped_load(diesel::sql_query(
+                        "SELECT current_setting('app.current_tenant', true) AS setting",
+                    ))
+                    .await?;
+                Ok::<_, tenant_db::Error>(s.into_iter().next().and_then(|s| s.setting))
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen_inside, Some(a.to_string()));
+        assert_eq!(
+            setting_seen(&mut second).await,
+            None,
+            "tenant context leaked"
+        );
+    }
+}
