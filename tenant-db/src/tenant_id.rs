@@ -99,6 +99,42 @@ impl From<TenantId> for Uuid {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any string: a typed error or a tenant id that prints back in canonical form and
+        /// parses to itself; never a panic.
+        #[test]
+        fn any_string_parses_or_is_a_typed_error(s in any::<String>()) {
+            match s.parse::<TenantId>() {
+                Ok(id) => {
+                    prop_assert_eq!(id.to_string().parse::<TenantId>(), Ok(id));
+                    prop_assert!(s.trim().len() <= MAX_LEN);
+                }
+                Err(ParseTenantIdError::TooLong(n)) => prop_assert_eq!(n, s.trim().len()),
+                Err(_) => {}
+            }
+        }
+
+        /// Any bytes, including non-UTF-8 ones.
+        #[test]
+        fn any_bytes_parse_or_are_a_typed_error(b in prop::collection::vec(any::<u8>(), 0..128)) {
+            let _ = TenantId::parse_bytes(&b);
+        }
+
+        /// SQL-looking input wrapped around a valid id is refused.
+        #[test]
+        fn injection_around_a_valid_id_is_refused(
+            prefix in "('|;|--| OR |/\\*)[ -~]{0,8}",
+            id in any::<u128>().prop_filter("nil", |v| *v != 0),
+        ) {
+            let valid = uuid::Uuid::from_u128(id).to_string();
+            let before = format!("{prefix}{valid}");
+            let after = format!("{valid}{prefix}");
+            prop_assert!(before.parse::<TenantId>().is_err());
+            prop_assert!(after.parse::<TenantId>().is_err());
+        }
+    }
 
     #[test]
     fn parses_and_rejects() {
