@@ -4,7 +4,6 @@ use crate::scope::TenantScope;
 use crate::{Error, TenantId};
 use diesel::QueryResult;
 use diesel::connection::CacheSize;
-use diesel::sql_types::Text;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
@@ -59,6 +58,7 @@ pub struct TenantDbBuilder {
     url: String,
     max_size: usize,
     statement_cache: bool,
+    verify_on_checkout: bool,
 }
 
 impl TenantDbBuilder {
@@ -77,10 +77,26 @@ impl TenantDbBuilder {
         self
     }
 
+    /// Whether to ping a connection (`SELECT 1`) each time it is checked out (default: no).
+    /// The ping costs a round trip per transaction; without it, a connection that died while
+    /// idle (server restart) fails the one request that gets it, and is then replaced.
+    pub fn verify_on_checkout(mut self, verify: bool) -> Self {
+        self.verify_on_checkout = verify;
+        self
+    }
+
     /// Builds the pool; connections are opened when first needed.
     pub fn build(self) -> Result<TenantDb, Error> {
         let mut config = ManagerConfig::default();
-        config.recycling_method = RecyclingMethod::Verified;
+        // No ping on checkout (one round trip saved): a connection left in a transaction, or
+        // one whose transaction manager failed, or whose socket closed, is still refused
+        // (diesel-async's `is_broken`), and a connection that died idle fails its request
+        // with a typed error and is replaced.
+        config.recycling_method = if self.verify_on_checkout {
+            RecyclingMethod::Verified
+        } else {
+            RecyclingMethod::Fast
+        };
         if !self.statement_cache {
             config.custom_setup = Box::new(|url| {
                 Box::pin(async move {
@@ -108,6 +124,7 @@ impl TenantDb {
             url: database_url.into(),
             max_size: 10,
             statement_cache: true,
+            verify_on_checkout: false,
         }
     }
 
@@ -191,20 +208,25 @@ impl TenantDb {
     }
 }
 
-/// `BEGIN` and set the tenant, rolling back if the setting fails: no statement of the caller
-/// runs unless the tenant is set.
+/// `BEGIN` and set the tenant: no statement of the caller runs unless both succeeded.
+///
+/// Both go in one simple-query message, one round trip: the server runs them in order, and no
+/// statement of the caller is sent before the reply. The tenant is inlined: a [`TenantId`] is a
+/// UUID and prints as hex digits and hyphens only.
 async fn begin_tenant(conn: &mut AsyncPgConnection, tenant: TenantId) -> QueryResult<()> {
-    AnsiTransactionManager::begin_transaction(conn).await?;
-    let set = diesel::sql_query("SELECT set_config($1, $2, true)")
-        .bind::<Text, _>(TENANT_SETTING)
-        .bind::<Text, _>(tenant.to_string())
-        .execute(conn)
-        .await;
-    if let Err(e) = set {
-        let _ = AnsiTransactionManager::rollback_transaction(conn).await;
+    let sql = begin_sql(tenant);
+    if let Err(e) = AnsiTransactionManager::begin_transaction_sql(conn, &sql).await {
+        // The server may have opened the transaction before the error: never reuse this
+        // connection (the pool discards a connection whose transaction manager is in error).
+        AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
         return Err(e);
     }
     Ok(())
+}
+
+/// `BEGIN; SELECT set_config('app.current_tenant', '<tenant>', true)`.
+fn begin_sql(tenant: TenantId) -> String {
+    format!("BEGIN; SELECT set_config('{TENANT_SETTING}', '{tenant}', true)")
 }
 
 /// One open tenant transaction, branded `'t`.
@@ -274,5 +296,19 @@ impl<'t> TenantTx<'t> {
         Q: diesel_async::methods::LoadQuery<'q, AsyncPgConnection, U> + 'q,
     {
         RunQueryDsl::load(query, self.conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn begin_sql_inlines_only_the_canonical_uuid() -> Result<(), crate::ParseTenantIdError> {
+        let tenant: crate::TenantId = "7F1F2C1E-1111-4B5B-9A1A-5D2C0D4F8E01".parse()?;
+        assert_eq!(
+            super::begin_sql(tenant),
+            "BEGIN; SELECT set_config('app.current_tenant', \
+             '7f1f2c1e-1111-4b5b-9a1a-5d2c0d4f8e01', true)"
+        );
+        Ok(())
     }
 }

@@ -233,3 +233,25 @@ async fn the_policy_runs_before_a_cheap_leaky_user_filter() {
     let seen = values_a_leaky_filter_sees(&no_rls, a).await;
     assert!(seen.iter().any(|v| v.starts_with('b')), "{seen:?}");
 }
+
+#[tokio::test]
+async fn the_first_statement_of_every_transaction_already_sees_its_tenant() {
+    // BEGIN and the tenant setting travel in one message ahead of the caller's statements;
+    // on a pool of one connection alternating between tenants, the very first statement of
+    // each transaction must see its own tenant and only its own rows.
+    let url = app_url().await;
+    let db = TenantDb::from_pool(pool_of_one(&url));
+    let (a, b) = two_tenants(&db).await;
+    for i in 0..100 {
+        let tenant = if i % 2 == 0 { a } else { b };
+        let rows: Vec<Row> = load_raw(
+            &db,
+            tenant,
+            "SELECT current_setting('app.current_tenant') || ':' ||
+                    (SELECT string_agg(DISTINCT tenant_id::text, ',') FROM customers) AS tenant",
+        )
+        .await;
+        let expected = format!("{tenant}:{tenant}");
+        assert_eq!(rows[0].tenant, expected, "transaction {i}");
+    }
+}

@@ -145,7 +145,8 @@ pub fn clean(s: &State) -> bool {
     !s.in_tx && s.setting.as_deref().unwrap_or("").is_empty()
 }
 
-/// A pool of one connection to `url`, checked the way `TenantDb` checks it.
+/// A pool of one connection to `url`, recycled the way `TenantDb` recycles (no ping on
+/// checkout: only diesel-async's `is_broken` stands between a cancelled transaction and reuse).
 pub fn pool_of_one(
     url: &str,
 ) -> diesel_async::pooled_connection::deadpool::Pool<diesel_async::AsyncPgConnection> {
@@ -153,7 +154,7 @@ pub fn pool_of_one(
         AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
     };
     let mut config = ManagerConfig::default();
-    config.recycling_method = RecyclingMethod::Verified;
+    config.recycling_method = RecyclingMethod::Fast;
     let manager = AsyncDieselConnectionManager::new_with_config(url, config);
     diesel_async::pooled_connection::deadpool::Pool::builder(manager)
         .max_size(1)
