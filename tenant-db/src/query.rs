@@ -320,11 +320,11 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     pub fn load<'conn, 'q, U>(
         self,
         tx: &'conn mut TenantTx<'t>,
-    ) -> LoadFuture<'conn, 'q, Applied<T, Q>, AsyncPgConnection, U>
+    ) -> LoadFuture<'conn, 'q, Applied<T, Q>, &'t AsyncPgConnection, U>
     where
         U: Send,
         T::Kind: ApplyScope<T, Q>,
-        Applied<T, Q>: LoadQuery<'q, AsyncPgConnection, U> + 'q,
+        Applied<T, Q>: LoadQuery<'q, &'t AsyncPgConnection, U> + 'q,
     {
         RunQueryDsl::load(self.finish(), tx.conn())
     }
@@ -334,11 +334,11 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     pub fn get_result<'conn, 'q, U>(
         self,
         tx: &'conn mut TenantTx<'t>,
-    ) -> GetResult<'conn, 'q, Applied<T, Q>, AsyncPgConnection, U>
+    ) -> GetResult<'conn, 'q, Applied<T, Q>, &'t AsyncPgConnection, U>
     where
         U: Send + 'conn,
         T::Kind: ApplyScope<T, Q>,
-        Applied<T, Q>: LoadQuery<'q, AsyncPgConnection, U> + 'q,
+        Applied<T, Q>: LoadQuery<'q, &'t AsyncPgConnection, U> + 'q,
     {
         RunQueryDsl::get_result(self.finish(), tx.conn())
     }
@@ -347,12 +347,12 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     pub fn first<'conn, 'q, U>(
         self,
         tx: &'conn mut TenantTx<'t>,
-    ) -> GetResult<'conn, 'q, Applied<T, dsl::Limit<Q>>, AsyncPgConnection, U>
+    ) -> GetResult<'conn, 'q, Applied<T, dsl::Limit<Q>>, &'t AsyncPgConnection, U>
     where
         U: Send + 'conn,
         Q: LimitDsl,
         T::Kind: ApplyScope<T, dsl::Limit<Q>>,
-        Applied<T, dsl::Limit<Q>>: LoadQuery<'q, AsyncPgConnection, U> + 'q,
+        Applied<T, dsl::Limit<Q>>: LoadQuery<'q, &'t AsyncPgConnection, U> + 'q,
     {
         self.limit(1).get_result(tx)
     }
@@ -361,12 +361,19 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     pub fn exists<'conn, 'q>(
         self,
         tx: &'conn mut TenantTx<'t>,
-    ) -> GetResult<'conn, 'q, dsl::select<ScopedExists<'t, Applied<T, Q>>>, AsyncPgConnection, bool>
+    ) -> GetResult<
+        'conn,
+        'q,
+        dsl::select<ScopedExists<'t, Applied<T, Q>>>,
+        &'t AsyncPgConnection,
+        bool,
+    >
     where
         T::Kind: ApplyScope<T, Q>,
         ScopedExists<'t, Applied<T, Q>>: diesel::expression::SelectableExpression<NoFromClause>
             + diesel::expression::ValidGrouping<()>,
-        dsl::select<ScopedExists<'t, Applied<T, Q>>>: LoadQuery<'q, AsyncPgConnection, bool> + 'q,
+        dsl::select<ScopedExists<'t, Applied<T, Q>>>:
+            LoadQuery<'q, &'t AsyncPgConnection, bool> + 'q,
     {
         let exists = crate::probe::exists(self.into_subquery());
         RunQueryDsl::get_result(diesel::select(exists), tx.conn())

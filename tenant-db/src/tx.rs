@@ -2,8 +2,9 @@
 
 use crate::scope::TenantScope;
 use crate::{Error, TenantId};
-use diesel::QueryResult;
 use diesel::connection::CacheSize;
+use diesel::connection::TransactionDepthChange;
+use diesel_async::SimpleAsyncConnection;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
@@ -11,7 +12,9 @@ use diesel_async::pooled_connection::{
 use diesel_async::{
     AnsiTransactionManager, AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager,
 };
-use std::future::Future;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::task::Poll;
 
 /// The closure type [`TenantDb::transaction`] accepts: an async closure over a [`TenantTx`] whose
 /// future can be named, so that it can be required to be `Send`.
@@ -181,22 +184,53 @@ impl TenantDb {
         R: Send + 'a,
     {
         async move {
-            let mut conn = self.pool.get().await.map_err(Error::from)?;
-            let conn: &mut AsyncPgConnection = &mut conn;
-            begin_tenant(conn, tenant).await.map_err(Error::from)?;
-            let outcome = f(TenantTx::new(conn, tenant)).await;
-            match outcome {
-                Ok(value) => {
+            let mut pooled = self.pool.get().await.map_err(Error::from)?;
+            let conn: &mut AsyncPgConnection = &mut pooled;
+            // The transaction counts as open before anything is sent: if this future is
+            // dropped from here until COMMIT or ROLLBACK completes, the pool refuses the
+            // connection.
+            AnsiTransactionManager::transaction_manager_status_mut(conn)
+                .transaction_state()
+                .and_then(|s| s.change_transaction_depth(TransactionDepthChange::IncreaseDepth))
+                .map_err(Error::from)?;
+            let (begun, outcome) = {
+                let shared: &AsyncPgConnection = conn;
+                let sql = begin_sql(tenant);
+                let mut begin_conn = shared;
+                let mut begin = pin!(SimpleAsyncConnection::batch_execute(&mut begin_conn, &sql));
+                // One poll puts `BEGIN; set_config(…)` on the wire; the caller's first
+                // statement follows it on the same connection without waiting for the reply
+                // (one round trip saved). The server runs them in order, and if the begin
+                // fails the transaction is aborted, so that statement fails too.
+                let early = poll_fn(|cx| Poll::Ready(begin.as_mut().poll(cx))).await;
+                let outcome = f(TenantTx::new(shared, tenant)).await;
+                let begun = match early {
+                    Poll::Ready(begun) => begun,
+                    Poll::Pending => begin.await,
+                };
+                (begun, outcome)
+            };
+            match (begun, outcome) {
+                (Ok(()), Ok(value)) => {
                     AnsiTransactionManager::commit_transaction(conn)
                         .await
                         .map_err(Error::from)?;
                     Ok(value)
                 }
-                Err(user_error) => {
+                (Ok(()), Err(user_error)) => {
                     // A failed rollback leaves the transaction manager broken; the pool then
                     // discards the connection. The user's error is the one worth reporting.
                     let _ = AnsiTransactionManager::rollback_transaction(conn).await;
                     Err(user_error)
+                }
+                (Err(begin_error), _) => {
+                    if AnsiTransactionManager::rollback_transaction(conn)
+                        .await
+                        .is_err()
+                    {
+                        AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
+                    }
+                    Err(Error::from(begin_error).into())
                 }
             }
         }
@@ -208,23 +242,9 @@ impl TenantDb {
     }
 }
 
-/// `BEGIN` and set the tenant: no statement of the caller runs unless both succeeded.
-///
-/// Both go in one simple-query message, one round trip: the server runs them in order, and no
-/// statement of the caller is sent before the reply. The tenant is inlined: a [`TenantId`] is a
-/// UUID and prints as hex digits and hyphens only.
-async fn begin_tenant(conn: &mut AsyncPgConnection, tenant: TenantId) -> QueryResult<()> {
-    let sql = begin_sql(tenant);
-    if let Err(e) = AnsiTransactionManager::begin_transaction_sql(conn, &sql).await {
-        // The server may have opened the transaction before the error: never reuse this
-        // connection (the pool discards a connection whose transaction manager is in error).
-        AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
-        return Err(e);
-    }
-    Ok(())
-}
-
-/// `BEGIN; SELECT set_config('app.current_tenant', '<tenant>', true)`.
+/// `BEGIN; SELECT set_config('app.current_tenant', '<tenant>', true)`: one simple-query
+/// message, run in order by the server. The tenant is inlined: a [`TenantId`] is a UUID and
+/// prints as hex digits and hyphens only.
 fn begin_sql(tenant: TenantId) -> String {
     format!("BEGIN; SELECT set_config('{TENANT_SETTING}', '{tenant}', true)")
 }
@@ -235,7 +255,7 @@ fn begin_sql(tenant: TenantId) -> String {
 /// none of diesel's connection traits and never hands out its connection. The only ways to run
 /// other SQL are the `unscoped_*` methods, named so that a reviewer sees them.
 pub struct TenantTx<'t> {
-    conn: &'t mut AsyncPgConnection,
+    conn: &'t AsyncPgConnection,
     scope: TenantScope<'t>,
 }
 
@@ -248,7 +268,7 @@ impl std::fmt::Debug for TenantTx<'_> {
 }
 
 impl<'t> TenantTx<'t> {
-    fn new(conn: &'t mut AsyncPgConnection, tenant: TenantId) -> Self {
+    fn new(conn: &'t AsyncPgConnection, tenant: TenantId) -> Self {
         TenantTx {
             conn,
             scope: TenantScope::new(tenant),
@@ -265,8 +285,10 @@ impl<'t> TenantTx<'t> {
         self.scope.tenant_id()
     }
 
-    pub(crate) fn conn(&mut self) -> &mut AsyncPgConnection {
-        self.conn
+    /// The connection, shared: diesel-async pipelines statements sent through shared
+    /// references, in the order they are first polled.
+    pub(crate) fn conn(&mut self) -> &mut &'t AsyncPgConnection {
+        &mut self.conn
     }
 
     /// **Escape hatch.** Executes any diesel statement (`diesel::sql_query`, a statement on an
@@ -278,11 +300,11 @@ impl<'t> TenantTx<'t> {
     pub fn unscoped_execute<'conn, 'q, Q>(
         &'conn mut self,
         query: Q,
-    ) -> crate::write::ExecuteFuture<'conn, 'q>
+    ) -> crate::write::ExecuteFuture<'t, 'conn, 'q>
     where
-        Q: diesel_async::methods::ExecuteDsl<AsyncPgConnection> + 'q,
+        Q: diesel_async::methods::ExecuteDsl<&'t AsyncPgConnection> + 'q,
     {
-        RunQueryDsl::execute(query, self.conn)
+        RunQueryDsl::execute(query, &mut self.conn)
     }
 
     /// **Escape hatch.** Loads rows of any diesel query without tenant-db's compile-time
@@ -290,12 +312,12 @@ impl<'t> TenantTx<'t> {
     pub fn unscoped_load<'conn, 'q, Q, U>(
         &'conn mut self,
         query: Q,
-    ) -> diesel_async::return_futures::LoadFuture<'conn, 'q, Q, AsyncPgConnection, U>
+    ) -> diesel_async::return_futures::LoadFuture<'conn, 'q, Q, &'t AsyncPgConnection, U>
     where
         U: Send,
-        Q: diesel_async::methods::LoadQuery<'q, AsyncPgConnection, U> + 'q,
+        Q: diesel_async::methods::LoadQuery<'q, &'t AsyncPgConnection, U> + 'q,
     {
-        RunQueryDsl::load(query, self.conn)
+        RunQueryDsl::load(query, &mut self.conn)
     }
 }
 

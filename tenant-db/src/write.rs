@@ -39,9 +39,9 @@ impl<'t, S> ScopedStatement<'t, S> {
     }
 
     /// Runs the statement; returns the number of rows affected.
-    pub fn execute<'conn, 'q>(self, tx: &'conn mut TenantTx<'t>) -> ExecuteFuture<'conn, 'q>
+    pub fn execute<'conn, 'q>(self, tx: &'conn mut TenantTx<'t>) -> ExecuteFuture<'t, 'conn, 'q>
     where
-        S: ExecuteDsl<AsyncPgConnection> + 'q,
+        S: ExecuteDsl<&'t AsyncPgConnection> + 'q,
     {
         RunQueryDsl::execute(self.statement, tx.conn())
     }
@@ -50,10 +50,10 @@ impl<'t, S> ScopedStatement<'t, S> {
     pub fn get_result<'conn, 'q, U>(
         self,
         tx: &'conn mut TenantTx<'t>,
-    ) -> GetResult<'conn, 'q, S, AsyncPgConnection, U>
+    ) -> GetResult<'conn, 'q, S, &'t AsyncPgConnection, U>
     where
         U: Send + 'conn,
-        S: LoadQuery<'q, AsyncPgConnection, U> + 'q,
+        S: LoadQuery<'q, &'t AsyncPgConnection, U> + 'q,
     {
         RunQueryDsl::get_result(self.statement, tx.conn())
     }
@@ -62,18 +62,18 @@ impl<'t, S> ScopedStatement<'t, S> {
     pub fn get_results<'conn, 'q, U>(
         self,
         tx: &'conn mut TenantTx<'t>,
-    ) -> LoadFuture<'conn, 'q, S, AsyncPgConnection, U>
+    ) -> LoadFuture<'conn, 'q, S, &'t AsyncPgConnection, U>
     where
         U: Send,
-        S: LoadQuery<'q, AsyncPgConnection, U> + 'q,
+        S: LoadQuery<'q, &'t AsyncPgConnection, U> + 'q,
     {
         RunQueryDsl::get_results(self.statement, tx.conn())
     }
 }
 
 /// The future of a statement's `execute`.
-pub type ExecuteFuture<'conn, 'q> =
-    <AsyncPgConnection as diesel_async::AsyncConnectionCore>::ExecuteFuture<'conn, 'q>;
+pub type ExecuteFuture<'t, 'conn, 'q> =
+    <&'t AsyncPgConnection as diesel_async::AsyncConnectionCore>::ExecuteFuture<'conn, 'q>;
 
 impl<'t, T, U, V> ScopedStatement<'t, UpdateStatement<T, U, V>>
 where
@@ -210,10 +210,10 @@ impl<'t, T: TenantTable, S> ScopedDelete<'t, T, S> {
     }
 
     /// Runs the delete; returns the number of rows deleted.
-    pub fn execute<'conn, 'q>(self, tx: &'conn mut TenantTx<'t>) -> ExecuteFuture<'conn, 'q>
+    pub fn execute<'conn, 'q>(self, tx: &'conn mut TenantTx<'t>) -> ExecuteFuture<'t, 'conn, 'q>
     where
         S: IntoUpdateTarget<Table = T>,
-        DeleteStatement<T, S::WhereClause>: ExecuteDsl<AsyncPgConnection> + 'q,
+        DeleteStatement<T, S::WhereClause>: ExecuteDsl<&'t AsyncPgConnection> + 'q,
     {
         self.statement().execute(tx)
     }
