@@ -10,6 +10,7 @@
 //! Prints a table and, as its last line, one JSON object. `DATABASE_URL` names the server
 //! (default: the local one); the benchmark provisions its own database there.
 
+mod compile_time;
 mod rls_cost;
 mod schema;
 
@@ -22,6 +23,7 @@ use diesel_async::pooled_connection::{
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use schema::{Item, NewItem, items};
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -40,6 +42,10 @@ struct Args {
     /// Skip the RLS policy cost measurement (1M rows).
     #[arg(long)]
     skip_rls_cost: bool,
+    /// Measure compile time instead: a generated crate with 50 tenant tables, tenant-db vs
+    /// plain diesel (takes minutes; builds under target/compile-time-bench).
+    #[arg(long)]
+    compile_time: bool,
     /// Diagnostic: run the tenant-db side as a BYPASSRLS role, to separate the cost of the
     /// transaction from the cost of RLS.
     #[arg(long)]
@@ -469,6 +475,25 @@ fn pool(url: &str, max_size: usize) -> Result<Pool<AsyncPgConnection>, Failure> 
 
 fn main() -> Result<(), Failure> {
     let args = Args::parse();
+    if args.compile_time {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let (plain, tenant) = compile_time::measure(&repo, if args.quick { 1 } else { 3 })?;
+        println!(
+            "compile time, 50 tables, debug build of the crate alone (median): plain diesel \
+             {:.1} s, tenant-db {:.1} s",
+            plain.as_secs_f64(),
+            tenant.as_secs_f64()
+        );
+        println!(
+            "{}",
+            serde_json::json!({
+                "compile_plain_s": plain.as_secs_f64(),
+                "compile_tenant_db_s": tenant.as_secs_f64(),
+                "compile_time_ratio": tenant.as_secs_f64() / plain.as_secs_f64(),
+            })
+        );
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
