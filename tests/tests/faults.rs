@@ -70,8 +70,13 @@ async fn rows_named(db: &TenantDb, tenant: TenantId, k: i64) -> i64 {
     .unwrap()
 }
 
-/// What one cancelled (or completed) transaction left behind.
-struct Tally {
+/// A pool of one connection, a tenant, and what the cancelled (or completed) transactions
+/// left behind.
+struct Harness {
+    pool: diesel_async::pooled_connection::deadpool::Pool<diesel_async::AsyncPgConnection>,
+    db: TenantDb,
+    tenant: TenantId,
+    pid: i32,
     completed: usize,
     cancelled: usize,
     /// Cancellations after which the pool had to replace the connection: the transaction was
@@ -79,85 +84,76 @@ struct Tally {
     replaced: usize,
 }
 
-/// Checks the state after attempt `k` (`done`: the future ran to completion and returned Ok).
-async fn check(
-    pool: &diesel_async::pooled_connection::deadpool::Pool<diesel_async::AsyncPgConnection>,
-    db: &TenantDb,
-    tenant: TenantId,
-    k: i64,
-    done: bool,
-    pid_before: i32,
-    tally: &mut Tally,
-) -> i32 {
-    let after = state(pool).await;
-    assert!(clean(&after), "attempt {k}: next checkout {after:?}");
-    let rows = rows_named(db, tenant, k).await;
-    if done {
-        tally.completed += 1;
-        assert_eq!(rows, 2, "attempt {k}: completed but rows missing");
-    } else {
-        tally.cancelled += 1;
-        assert!(
-            rows == 0 || rows == 2,
-            "attempt {k}: half-applied ({rows} rows)"
-        );
-        if after.pid != pid_before {
-            tally.replaced += 1;
+impl Harness {
+    async fn new() -> Self {
+        let pool = pool_of_one(&app_url().await);
+        let pid = state(&pool).await.pid;
+        Harness {
+            db: TenantDb::from_pool(pool.clone()),
+            pool,
+            tenant: TenantId::new_random(),
+            pid,
+            completed: 0,
+            cancelled: 0,
+            replaced: 0,
         }
     }
-    after.pid
+
+    /// Checks the state after attempt `k` (`done`: the future ran to completion with Ok).
+    async fn check(&mut self, k: i64, done: bool) {
+        let after = state(&self.pool).await;
+        assert!(clean(&after), "attempt {k}: next checkout {after:?}");
+        let rows = rows_named(&self.db, self.tenant, k).await;
+        if done {
+            self.completed += 1;
+            assert_eq!(rows, 2, "attempt {k}: completed but rows missing");
+        } else {
+            self.cancelled += 1;
+            assert!(
+                rows == 0 || rows == 2,
+                "attempt {k}: half-applied ({rows} rows)"
+            );
+            if after.pid != self.pid {
+                self.replaced += 1;
+            }
+        }
+        self.pid = after.pid;
+    }
 }
 
 #[tokio::test]
 async fn dropped_at_every_await_point() {
-    let url = app_url().await;
-    let pool = pool_of_one(&url);
-    let db = TenantDb::from_pool(pool.clone());
-    let tenant = TenantId::new_random();
-    let mut tally = Tally {
-        completed: 0,
-        cancelled: 0,
-        replaced: 0,
-    };
-    let mut pid = state(&pool).await.pid;
+    let mut h = Harness::new().await;
     let mut k = 0;
     // Poll budgets 1, 2, 3, … until the transaction completes within its budget.
     for polls in 1.. {
         k += 1;
         let outcome = CancelAfterPolls {
-            inner: Box::pin(two_writes(&db, tenant, k)),
+            inner: Box::pin(two_writes(&h.db, h.tenant, k)),
             left: polls,
         }
         .await;
         let done = matches!(outcome, Some(Ok(())));
-        pid = check(&pool, &db, tenant, k, done, pid, &mut tally).await;
+        h.check(k, done).await;
         if done {
             break;
         }
         assert!(polls < 10_000, "the transaction never completed");
     }
-    assert_eq!(tally.completed, 1);
+    assert_eq!(h.completed, 1);
     assert!(
-        tally.replaced >= 3,
+        h.replaced >= 3,
         "the sweep must drop the future inside the transaction (after BEGIN, between the \
          writes, during COMMIT); only {} of {} cancellations did",
-        tally.replaced,
-        tally.cancelled
+        h.replaced,
+        h.cancelled
     );
 }
 
 #[tokio::test]
 async fn cancelled_by_timeouts_and_aborted_tasks() {
-    let url = app_url().await;
-    let pool = pool_of_one(&url);
-    let db = TenantDb::from_pool(pool.clone());
-    let tenant = TenantId::new_random();
-    let mut tally = Tally {
-        completed: 0,
-        cancelled: 0,
-        replaced: 0,
-    };
-    let mut pid = state(&pool).await.pid;
+    let mut h = Harness::new().await;
+    let (db, tenant) = (h.db.clone(), h.tenant);
     let mut k = 10_000;
     // Deadlines from 0 to 4 ms in 100 µs steps, by timeout and by aborting a spawned task.
     for step in 0..40_u64 {
@@ -167,7 +163,7 @@ async fn cancelled_by_timeouts_and_aborted_tasks() {
             tokio::time::timeout(deadline, two_writes(&db, tenant, k)).await,
             Ok(Ok(()))
         );
-        pid = check(&pool, &db, tenant, k, done, pid, &mut tally).await;
+        h.check(k, done).await;
 
         k += 1;
         let db2 = db.clone();
@@ -175,17 +171,15 @@ async fn cancelled_by_timeouts_and_aborted_tasks() {
         tokio::time::sleep(deadline).await;
         task.abort();
         let done = matches!(task.await, Ok(Ok(())));
-        pid = check(&pool, &db, tenant, k, done, pid, &mut tally).await;
+        h.check(k, done).await;
     }
-    assert_eq!(tally.completed + tally.cancelled, 80);
+    assert_eq!(h.completed + h.cancelled, 80);
 }
 
 #[tokio::test]
 async fn panics_roll_back_and_leave_the_pool_clean() {
-    let url = app_url().await;
-    let pool = pool_of_one(&url);
-    let db = TenantDb::from_pool(pool.clone());
-    let tenant = TenantId::new_random();
+    let h = Harness::new().await;
+    let (pool, db, tenant) = (&h.pool, h.db.clone(), h.tenant);
     // Panic before any write, after one write, and after both.
     for (k, writes_before_panic) in [(20_001_i64, 0), (20_002, 1), (20_003, 2)] {
         let db2 = db.clone();
@@ -209,7 +203,7 @@ async fn panics_roll_back_and_leave_the_pool_clean() {
         })
         .await;
         assert!(joined.unwrap_err().is_panic());
-        let after = state(&pool).await;
+        let after = state(pool).await;
         assert!(clean(&after), "after a panic: {after:?}");
         assert_eq!(rows_named(&db, tenant, k).await, 0, "rolled back");
     }

@@ -11,6 +11,24 @@ use uuid::Uuid;
 
 type R<T> = Result<T, Error>;
 
+/// Customer 99, "only-b": a row only tenant `b` has.
+async fn insert_only_b_row(db: &TenantDb, b: TenantId) {
+    db.transaction(b, async |mut tx| {
+        let s = tx.scope();
+        s.insert(customers::table)
+            .values(NewCustomer {
+                id: 99,
+                name: "only-b".into(),
+                email: None,
+            })
+            .execute(&mut tx)
+            .await?;
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn load_filter_or_filter_see_only_own_rows() {
     let db = db(4).await;
@@ -53,21 +71,7 @@ async fn load_filter_or_filter_see_only_own_rows() {
 async fn by_id_access_to_another_tenants_row_reads_and_changes_nothing() {
     let db = db(4).await;
     let (a, b) = two_tenants(&db).await;
-    // A row only tenant B has.
-    db.transaction(b, async |mut tx| {
-        let s = tx.scope();
-        s.insert(customers::table)
-            .values(NewCustomer {
-                id: 99,
-                name: "only-b".into(),
-                email: None,
-            })
-            .execute(&mut tx)
-            .await?;
-        Ok::<_, Error>(())
-    })
-    .await
-    .unwrap();
+    insert_only_b_row(&db, b).await;
 
     let (found, first, updated, deleted) = db
         .transaction(a, async |mut tx| {
@@ -385,20 +389,7 @@ async fn upserts_meet_only_their_own_tenants_rows() {
     let db = db(4).await;
     let (a, b) = two_tenants(&db).await;
     // A key only tenant B has.
-    db.transaction(b, async |mut tx| {
-        let s = tx.scope();
-        s.insert(customers::table)
-            .values(NewCustomer {
-                id: 99,
-                name: "only-b".into(),
-                email: None,
-            })
-            .execute(&mut tx)
-            .await?;
-        Ok::<_, Error>(())
-    })
-    .await
-    .unwrap();
+    insert_only_b_row(&db, b).await;
 
     let (on_b_key, on_own_key, skipped, inserted) = db
         .transaction(a, async |mut tx| {
