@@ -29,5 +29,5 @@ impl From<diesel_async::pooled_connection::deadpool::PoolError> for Error {
     }
 }
 
-/// `Result` with tenant-db's [`Error`].
+/// `Result` with tenant-db's [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;
