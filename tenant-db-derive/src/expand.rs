@@ -113,6 +113,7 @@ fn expand_values(model: Model) -> TokenStream {
                 for #ident #ty_generics #where_clause {
                 type WithTenant<E: ::core::clone::Clone> = (E, Self);
                 type Changes = Self;
+                type Probe = ::tenant_db::__private::PlainValues;
                 fn with_tenant<E: ::core::clone::Clone>(self, tenant: E) -> (E, Self) { (tenant, self) }
                 fn changes(self) -> Self { self }
             }
@@ -122,6 +123,7 @@ fn expand_values(model: Model) -> TokenStream {
                 for &'__tenant_db_v #ident #ty_generics #where_clause {
                 type WithTenant<E: ::core::clone::Clone> = (E, Self);
                 type Changes = Self;
+                type Probe = ::tenant_db::__private::PlainValues;
                 fn with_tenant<E: ::core::clone::Clone>(self, tenant: E) -> (E, Self) { (tenant, self) }
                 fn changes(self) -> Self { self }
             }

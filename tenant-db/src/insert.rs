@@ -19,7 +19,9 @@ use crate::probe::ScopeSafe;
 use crate::query::{TenantFilter, tenant_filter};
 use crate::write::ScopedStatement;
 use crate::{NonTenantColumn, TenantScope, TenantTable, TenantValues};
-use diesel::expression::{Expression, NonAggregate, SelectableExpression};
+use diesel::expression::{
+    AppearsOnTable, Expression, NonAggregate, SelectableExpression, ValidGrouping, is_aggregate,
+};
 use diesel::insertable::CanInsertInSingleQuery;
 use diesel::pg::Pg;
 use diesel::query_builder::{AsChangeset, AstPass, Query, QueryFragment, QueryId};
@@ -61,6 +63,7 @@ impl<'t, T: TenantTable> ScopedInsert<'t, T> {
     pub fn values<V>(self, values: V) -> ScopedStatement<'t, InsertOf<T, V>>
     where
         V: TenantValues<T>,
+        <V as crate::private::SealedValues<T>>::Probe: ScopeSafe<'t>,
         WithTenant<T, V>: Insertable<T>,
     {
         let tenant = tenant_filter::<T>(self.scope.tenant_id().as_uuid());
@@ -343,10 +346,11 @@ pub type DoUpdateOf<T, V> = DoUpdate<
 
 impl<'t, T: TenantTable, U, K> ScopedDoUpdate<'t, T, U, K> {
     /// The values to set on the existing row; like an update's, they cannot name the tenant
-    /// column. Use [`excluded`](crate::excluded) to refer to the row that was proposed.
+    /// column. Use [`excluded`] to refer to the row that was proposed.
     pub fn set<V>(self, values: V) -> ScopedStatement<'t, Upsert<T, U, K, DoUpdateOf<T, V>>>
     where
         V: TenantValues<T>,
+        <V as crate::private::SealedValues<T>>::Probe: ScopeSafe<'t>,
         V::Changes: AsChangeset<Target = T>,
     {
         let tenant = tenant_filter::<T>(self.0.scope.tenant_id().as_uuid());
@@ -377,4 +381,38 @@ where
             scope,
         )
     }
+}
+
+/// `excluded.column`: the value proposed for `column` by the row an upsert tried to insert,
+/// for use in [`ScopedDoUpdate::set`]: `values!(t, t::name = excluded(t::name))`.
+pub fn excluded<C: Column>(column: C) -> Excluded<C> {
+    Excluded(column)
+}
+
+/// The expression [`excluded`] returns.
+#[derive(Debug, Clone, Copy)]
+pub struct Excluded<C>(C);
+
+impl<C: Column> Expression for Excluded<C> {
+    type SqlType = C::SqlType;
+}
+
+impl<C: Column> QueryFragment<Pg> for Excluded<C> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("excluded.");
+        out.push_identifier(C::NAME)
+    }
+}
+
+impl<C: Column + 'static> QueryId for Excluded<C> {
+    type QueryId = Self;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+// Readable wherever its column is: on its table (diesel's changeset check) and in the probe
+// source (tenant-db's check, which diesel's own `excluded` cannot pass).
+impl<C: Column + AppearsOnTable<QS>, QS> AppearsOnTable<QS> for Excluded<C> {}
+
+impl<C: Column> ValidGrouping<()> for Excluded<C> {
+    type IsAggregate = is_aggregate::Never;
 }

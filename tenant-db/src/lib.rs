@@ -29,12 +29,11 @@ mod tenant_id;
 mod tx;
 mod write;
 
-pub use diesel::upsert::excluded;
 pub use error::{Error, Result};
 pub use insert::{
-    ConflictKey, DoNothing, DoUpdate, DoUpdateOf, InsertOf, InsertRows, NoConflict, NoReturning,
-    OnConflict, Returning, RowsOf, ScopedDoUpdate, ScopedInsert, ScopedOnConflict, Upsert,
-    WithTenant,
+    ConflictKey, DoNothing, DoUpdate, DoUpdateOf, Excluded, InsertOf, InsertRows, NoConflict,
+    NoReturning, OnConflict, Returning, RowsOf, ScopedDoUpdate, ScopedInsert, ScopedOnConflict,
+    Upsert, WithTenant, excluded,
 };
 pub use probe::{
     AndTenant, InScopeSource, OnlyScopedSubqueries, Paren, ScopeSafe, ScopedExists, ScopedSubquery,

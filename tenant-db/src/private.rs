@@ -11,6 +11,10 @@ pub trait SealedValues<T> {
     type WithTenant<E: Clone>;
     /// The values as a diesel changeset, for `UPDATE` and `ON CONFLICT DO UPDATE`.
     type Changes;
+    /// An expression holding every value that could read the database, checked against the
+    /// scope's probe like a filter: the assignments of `values!`, or [`PlainValues`] for a
+    /// derived struct (plain Rust values, nothing to read).
+    type Probe;
     /// Pairs the values (each row, for a batch) with the tenant assignment.
     fn with_tenant<E: Clone>(self, tenant: E) -> Self::WithTenant<E>;
     /// The values as a changeset.
@@ -27,6 +31,9 @@ pub struct GlobalKind;
 
 impl Sealed for TenantKind {}
 impl Sealed for GlobalKind {}
+
+/// The probe of a derived `TenantValues` struct: a bound value, which reads nothing.
+pub type PlainValues = diesel::dsl::AsExprOf<bool, diesel::sql_types::Bool>;
 
 /// Compile-time check emitted for each field of a `#[derive(TenantValues)]` struct.
 #[inline(always)]
@@ -56,6 +63,7 @@ impl<V, T> Checked<V, T> {
 impl<V, T> SealedValues<T> for Checked<V, T> {
     type WithTenant<E: Clone> = (E, V);
     type Changes = V;
+    type Probe = V;
     fn with_tenant<E: Clone>(self, tenant: E) -> (E, V) {
         (tenant, self.values)
     }

@@ -78,6 +78,7 @@ pub trait TenantValues<T>: crate::private::SealedValues<T> {}
 impl<T, V: TenantValues<T>> crate::private::SealedValues<T> for Vec<V> {
     type WithTenant<E: Clone> = Vec<V::WithTenant<E>>;
     type Changes = Vec<V::Changes>;
+    type Probe = V::Probe;
     fn with_tenant<E: Clone>(self, tenant: E) -> Self::WithTenant<E> {
         self.into_iter()
             .map(|row| row.with_tenant(tenant.clone()))

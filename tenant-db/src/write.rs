@@ -188,6 +188,7 @@ impl<'t, T: TenantTable, S> ScopedUpdate<'t, T, S> {
     >
     where
         V: TenantValues<T>,
+        <V as crate::private::SealedValues<T>>::Probe: ScopeSafe<'t>,
         V::Changes: AsChangeset<Target = T>,
         S: IntoUpdateTarget<Table = T>,
         UpdateStatement<T, S::WhereClause, <V::Changes as AsChangeset>::Changeset>:
