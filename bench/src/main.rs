@@ -17,9 +17,6 @@ mod schema;
 use clap::Parser;
 use diesel::prelude::*;
 use diesel_async::pooled_connection::deadpool::Pool;
-use diesel_async::pooled_connection::{
-    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
-};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use schema::{Item, NewItem, items};
 use std::future::Future;
@@ -465,12 +462,9 @@ async fn setup(scoped_without_rls: bool) -> Result<Sides, Failure> {
     })
 }
 
-/// The raw side's pool: the same pool settings as `TenantDb` (deadpool, no ping on checkout).
+/// The raw side's pool: the one `TenantDb` builds, so both sides share pool settings.
 fn pool(url: &str, max_size: usize) -> Result<Pool<AsyncPgConnection>, Failure> {
-    let mut config = ManagerConfig::default();
-    config.recycling_method = RecyclingMethod::Fast;
-    let manager = AsyncDieselConnectionManager::new_with_config(url, config);
-    Ok(Pool::builder(manager).max_size(max_size).build()?)
+    Ok(TenantDb::builder(url).max_size(max_size).build_pool()?)
 }
 
 fn main() -> Result<(), Failure> {

@@ -4,7 +4,8 @@
 
 use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use tenant_db::rls::policy_sql_for;
+use tenant_db::TENANT_SETTING;
+use tenant_db::rls::{policy_sql_for, quote_literal};
 use tenant_db_tests::{APP_ROLE, NO_RLS_ROLE, OWNER_ROLE, admin_url_for, url_for};
 
 use crate::{DATABASE, Failure};
@@ -63,13 +64,19 @@ async fn server_ms(conn: &mut AsyncPgConnection, sql: &str) -> Result<(f64, f64)
     ))
 }
 
+/// Opens a transaction on `conn` for the tenant of query `i`.
+async fn begin(conn: &mut AsyncPgConnection, i: i64) -> Result<(), Failure> {
+    let tenant = quote_literal(&tenant(i % TENANTS + 1));
+    Ok(conn
+        .batch_execute(&format!(
+            "BEGIN; SELECT set_config('{TENANT_SETTING}', {tenant}, true)"
+        ))
+        .await?)
+}
+
 /// Runs query `i` on `conn` in a transaction for its tenant; returns its server times.
 async fn one(conn: &mut AsyncPgConnection, i: i64) -> Result<(f64, f64), Failure> {
-    conn.batch_execute(&format!(
-        "BEGIN; SELECT set_config('app.current_tenant', '{}', true)",
-        tenant(i % TENANTS + 1)
-    ))
-    .await?;
+    begin(conn, i).await?;
     let t = server_ms(conn, &query(i)).await;
     conn.batch_execute("COMMIT").await?;
     t
@@ -135,21 +142,18 @@ pub(crate) async fn measure(quick: bool) -> Result<Cost, Failure> {
         admin.batch_execute("VACUUM ANALYZE big").await?;
     }
     let sound = policy_sql_for("big", "tenant_id");
-    let per_row = "ALTER POLICY tenant_db_isolation ON big
-           USING (tenant_id = NULLIF(current_setting('app.current_tenant', true), '')::uuid)
-           WITH CHECK (tenant_id = NULLIF(current_setting('app.current_tenant', true), '')::uuid);";
+    let per_row_expr =
+        format!("tenant_id = NULLIF(current_setting('{TENANT_SETTING}', true), '')::uuid");
+    let per_row = format!(
+        "ALTER POLICY tenant_db_isolation ON big USING ({per_row_expr}) WITH CHECK ({per_row_expr})"
+    );
     admin.batch_execute(&sound).await?;
 
     let mut with_rls = AsyncPgConnection::establish(&url_for(APP_ROLE, DATABASE)).await?;
     let mut without = AsyncPgConnection::establish(&url_for(NO_RLS_ROLE, DATABASE)).await?;
     // The plan under RLS, for the README: an InitPlan reads the setting once, and the
     // tenant condition is an index condition.
-    with_rls
-        .batch_execute(&format!(
-            "BEGIN; SELECT set_config('app.current_tenant', '{}', true)",
-            tenant(1)
-        ))
-        .await?;
+    begin(&mut with_rls, 0).await?;
     let plan: Vec<PlanLine> = diesel::sql_query(format!("EXPLAIN (COSTS OFF) {}", query(0)))
         .load(&mut with_rls)
         .await?;
@@ -163,7 +167,7 @@ pub(crate) async fn measure(quick: bool) -> Result<Cost, Failure> {
     // Warm both sides, then measure each policy form against the same baseline.
     paired(&mut without, &mut with_rls, runs / 2).await?;
     let (base, policy) = paired(&mut without, &mut with_rls, runs).await?;
-    admin.batch_execute(per_row).await?;
+    admin.batch_execute(&per_row).await?;
     let per_row_result = paired(&mut without, &mut with_rls, runs).await;
     admin.batch_execute(&sound).await?;
     let (base_b, per_row_ms) = per_row_result?;

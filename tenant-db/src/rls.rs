@@ -32,6 +32,11 @@ where
     Ok(builder.finish())
 }
 
+/// Quotes an SQL string literal.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// Quotes an SQL identifier.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -67,7 +72,6 @@ where
 /// An index that leads with the tenant column, created only if the table has none yet (a
 /// primary key `(tenant_id, id)` already is one). `table` is quoted, `column` is not.
 pub fn tenant_index_sql_for(table: &str, column: &str) -> String {
-    let literal = |s: &str| format!("'{}'", s.replace('\'', "''"));
     format!(
         "DO $tenant_db$ BEGIN\n\
            IF NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a\n\
@@ -76,8 +80,8 @@ pub fn tenant_index_sql_for(table: &str, column: &str) -> String {
              EXECUTE format('CREATE INDEX ON %s (%I)', {table_lit}, {column_lit});\n\
            END IF;\n\
          END $tenant_db$;\n",
-        table_lit = literal(table),
-        column_lit = literal(column),
+        table_lit = quote_literal(table),
+        column_lit = quote_literal(column),
     )
 }
 

@@ -13,13 +13,12 @@
 //! assert!(!grants.contains("TRUNCATE"));
 //! ```
 
-use crate::rls::quote_ident;
+use crate::rls::{quote_ident, quote_literal};
 
 /// SQL (run as a superuser or a `CREATEROLE` role) that creates the owner and application
 /// roles if they are missing and (re)applies their attributes. `idle_timeout` is a PostgreSQL
 /// interval such as `60s`. Set passwords separately.
 pub fn create_roles_sql(owner: &str, app: &str, idle_timeout: &str) -> String {
-    let literal = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let (o, a) = (quote_ident(owner), quote_ident(app));
     format!(
         "DO $tenant_db$ BEGIN
@@ -34,9 +33,9 @@ pub fn create_roles_sql(owner: &str, app: &str, idle_timeout: &str) -> String {
          ALTER ROLE {a} NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
          ALTER ROLE {a} SET idle_in_transaction_session_timeout = {timeout};
 ",
-        owner_lit = literal(owner),
-        app_lit = literal(app),
-        timeout = literal(idle_timeout),
+        owner_lit = quote_literal(owner),
+        app_lit = quote_literal(app),
+        timeout = quote_literal(idle_timeout),
     )
 }
 

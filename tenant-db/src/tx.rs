@@ -88,8 +88,14 @@ impl TenantDbBuilder {
         self
     }
 
-    /// Builds the pool; connections are opened when first needed.
+    /// Builds the handle; connections are opened when first needed.
     pub fn build(self) -> Result<TenantDb, Error> {
+        self.build_pool().map(TenantDb::from_pool)
+    }
+
+    /// Builds the pool [`build`](TenantDbBuilder::build) would wrap, for
+    /// [`TenantDb::from_pool`]: to share it, or to inspect its connections in tests.
+    pub fn build_pool(self) -> Result<Pool<AsyncPgConnection>, Error> {
         let mut config = ManagerConfig::default();
         // No ping on checkout (one round trip saved): a connection left in a transaction, or
         // one whose transaction manager failed, or whose socket closed, is still refused
@@ -111,11 +117,10 @@ impl TenantDbBuilder {
         }
         let manager =
             AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(self.url, config);
-        let pool = Pool::builder(manager)
+        Pool::builder(manager)
             .max_size(self.max_size)
             .build()
-            .map_err(|e| Error::Pool(e.to_string()))?;
-        Ok(TenantDb { pool })
+            .map_err(|e| Error::Pool(e.to_string()))
     }
 }
 
@@ -217,20 +222,13 @@ impl TenantDb {
                         .map_err(Error::from)?;
                     Ok(value)
                 }
-                (Ok(()), Err(user_error)) => {
-                    // A failed rollback leaves the transaction manager broken; the pool then
-                    // discards the connection. The user's error is the one worth reporting.
+                (begun, outcome) => {
+                    // A failed rollback puts the transaction manager in error, and the pool
+                    // then discards the connection.
                     let _ = AnsiTransactionManager::rollback_transaction(conn).await;
-                    Err(user_error)
-                }
-                (Err(begin_error), _) => {
-                    if AnsiTransactionManager::rollback_transaction(conn)
-                        .await
-                        .is_err()
-                    {
-                        AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
-                    }
-                    Err(Error::from(begin_error).into())
+                    // A failed begin is the cause of whatever the closure saw.
+                    begun.map_err(|e| E::from(Error::from(e)))?;
+                    outcome
                 }
             }
         }

@@ -24,21 +24,25 @@ pub const APP_ROLE: &str = "tenant_db_app";
 /// the application role's grants, plus `BYPASSRLS`. Never give it to an application.
 pub const NO_RLS_ROLE: &str = "tenant_db_no_rls";
 
-/// `admin_url` with the user and database replaced.
-pub fn url_for(user: &str, database: &str) -> String {
+/// `host[:port]` of the server behind `admin_url`.
+fn admin_host() -> String {
     let admin = admin_url();
     let rest = admin.split_once("://").map(|(_, r)| r).unwrap_or(&admin);
     let host = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
-    let host = host.split('/').next().unwrap_or("127.0.0.1:5432");
-    format!("postgres://{user}@{host}/{database}")
+    host.split('/')
+        .next()
+        .unwrap_or("127.0.0.1:5432")
+        .to_string()
+}
+
+/// `admin_url` with the user and database replaced.
+pub fn url_for(user: &str, database: &str) -> String {
+    format!("postgres://{user}@{}/{database}", admin_host())
 }
 
 /// The host and port of the server behind `admin_url`.
 pub fn server_address() -> (String, u16) {
-    let admin = admin_url();
-    let rest = admin.split_once("://").map(|(_, r)| r).unwrap_or(&admin);
-    let host = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
-    let host = host.split('/').next().unwrap_or("127.0.0.1:5432");
+    let host = admin_host();
     match host.rsplit_once(':') {
         Some((h, p)) => (h.to_string(), p.parse().unwrap_or(5432)),
         None => (host.to_string(), 5432),

@@ -316,11 +316,7 @@ pub async fn audit(conn: &mut AsyncPgConnection, config: &DoctorConfig) -> Resul
         {
             findings.push(Finding {
                 rule: Rule::RegisteredTableMissing,
-                table: format!(
-                    "{}.{}",
-                    crate::rls::quote_ident(schema),
-                    crate::rls::quote_ident(table)
-                ),
+                table: rules::qualified_name(schema, table),
                 detail: "registered as a tenant table, not found in the database".into(),
                 fix: "-- run the migrations, or audit the schema that holds it (--schema)".into(),
             });

@@ -17,13 +17,23 @@ impl TenantTableRef<'_> {
     }
 }
 
-/// `"schema"."name"`, always quoted.
+/// `"schema"."name"` of a table, always quoted.
 pub(crate) fn qualified(table: &Table) -> String {
-    format!(
-        "{}.{}",
-        quote_ident(&table.schema),
-        quote_ident(&table.name)
-    )
+    qualified_name(&table.schema, &table.name)
+}
+
+/// `"schema"."name"`, always quoted.
+pub(crate) fn qualified_name(schema: &str, name: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(name))
+}
+
+/// Column names, quoted and comma-separated.
+fn quote_idents(columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// How a policy expression compares the tenant column with the tenant setting.
@@ -225,12 +235,7 @@ fn key_rules(
             format!(
                 "-- replace it with a key that leads with the tenant column, e.g.\n\
                  ALTER TABLE {name} ADD UNIQUE ({col}, {});",
-                index
-                    .columns
-                    .iter()
-                    .map(|c| quote_ident(c))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                quote_idents(&index.columns)
             ),
         ));
     }
@@ -262,18 +267,10 @@ fn key_rules(
                     "ALTER TABLE {name} DROP CONSTRAINT {};\n\
                      ALTER TABLE {name} ADD FOREIGN KEY ({col}, {}) REFERENCES {} ({}, {});",
                     quote_ident(&fk.name),
-                    fk.columns
-                        .iter()
-                        .map(|c| quote_ident(c))
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    quote_idents(&fk.columns),
                     target.name(),
                     quote_ident(&target.column),
-                    fk.referenced_columns
-                        .iter()
-                        .map(|c| quote_ident(c))
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    quote_idents(&fk.referenced_columns),
                 ),
             ));
         }

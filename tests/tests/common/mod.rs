@@ -145,19 +145,12 @@ pub fn clean(s: &State) -> bool {
     !s.in_tx && s.setting.as_deref().unwrap_or("").is_empty()
 }
 
-/// A pool of one connection to `url`, recycled the way `TenantDb` recycles (no ping on
-/// checkout: only diesel-async's `is_broken` stands between a cancelled transaction and reuse).
+/// A pool of one connection to `url`, built exactly as `TenantDb` builds its pool.
 pub fn pool_of_one(
     url: &str,
 ) -> diesel_async::pooled_connection::deadpool::Pool<diesel_async::AsyncPgConnection> {
-    use diesel_async::pooled_connection::{
-        AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
-    };
-    let mut config = ManagerConfig::default();
-    config.recycling_method = RecyclingMethod::Fast;
-    let manager = AsyncDieselConnectionManager::new_with_config(url, config);
-    diesel_async::pooled_connection::deadpool::Pool::builder(manager)
+    TenantDb::builder(url)
         .max_size(1)
-        .build()
+        .build_pool()
         .expect("pool")
 }
