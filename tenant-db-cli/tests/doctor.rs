@@ -298,6 +298,51 @@ async fn registered_table_missing_and_discovery_by_another_column_name() {
     assert!(report.tenant_tables.contains(&(accounts, "org_id".into())));
 }
 
+diesel::table! {
+    doc_register.accounts (org_id, id) {
+        org_id -> Uuid,
+        id -> BigInt,
+    }
+}
+
+/// A tenant table whose tenant column discovery would not find.
+#[derive(diesel::Queryable, tenant_db::TenantTable)]
+#[diesel(table_name = accounts)]
+#[tenant(column = org_id)]
+#[allow(dead_code)]
+struct Account {
+    org_id: uuid::Uuid,
+    id: i64,
+}
+
+#[tokio::test]
+async fn tables_registered_from_code_are_audited_with_their_column() {
+    let schema = "doc_register";
+    let accounts = t(schema, "accounts");
+    let m = format!(
+        "CREATE TABLE {{s}}.accounts (org_id uuid NOT NULL, id bigint NOT NULL,
+             PRIMARY KEY (org_id, id));
+         {}
+         ALTER TABLE {{s}}.accounts NO FORCE ROW LEVEL SECURITY;",
+        policy_sql_for(&accounts, "org_id")
+    );
+    // Discovery looks for `tenant_id` only; registration names `org_id`.
+    let config = DoctorConfig::default()
+        .register::<accounts::table>()
+        .unwrap();
+    assert_eq!(
+        config.registered,
+        vec![(schema.into(), "accounts".into(), "org_id".into())]
+    );
+    let report = audit_with(schema, &m, config).await;
+    assert!(
+        report
+            .tenant_tables
+            .contains(&(accounts.clone(), "org_id".into()))
+    );
+    assert_eq!(found(&report), vec![(Rule::RlsNotForced, accounts)]);
+}
+
 /// Runs the CLI; returns its exit code and standard output.
 fn cli(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tenant-db"))
