@@ -29,3 +29,18 @@ pub struct Country { pub code: String, pub name: String }
 #[derive(Insertable, AsChangeset, tenant_db::TenantValues)]
 #[diesel(table_name = customers)]
 pub struct NewCustomer { pub id: i64, pub name: String }
+
+/// Instantiates an async handler the way a running service does (its future is polled through
+/// `dyn Future`), so that every compile-time check, including the ones that run when generic
+/// code is instantiated, applies to the case.
+#[allow(dead_code)]
+pub fn reach<F, Fut>(f: F)
+where
+    F: FnOnce(tenant_db::TenantDb, tenant_db::TenantId) -> Fut,
+    Fut: std::future::Future + Send + 'static,
+{
+    let db = tenant_db::TenantDb::connect("postgres://ui@127.0.0.1/ui", 1).expect("pool");
+    let fut: std::pin::Pin<Box<dyn std::future::Future<Output = Fut::Output> + Send>> =
+        Box::pin(f(db, tenant_db::TenantId::new_random()));
+    drop(fut);
+}

@@ -464,7 +464,9 @@ async fn setup(scoped_without_rls: bool) -> Result<Sides, Failure> {
 
 /// The raw side's pool: the one `TenantDb` builds, so both sides share pool settings.
 fn pool(url: &str, max_size: usize) -> Result<Pool<AsyncPgConnection>, Failure> {
-    Ok(TenantDb::builder(url).max_size(max_size).build_pool()?)
+    Ok(TenantDb::builder(url)
+        .max_size(max_size)
+        .build_unscoped_pool()?)
 }
 
 fn main() -> Result<(), Failure> {

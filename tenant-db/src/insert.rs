@@ -15,8 +15,9 @@
 //! neither update another tenant's row nor reveal that one exists. The `WHERE` on `DO UPDATE`
 //! says the same thing a second time, for the database to check.
 
-use crate::probe::ScopeSafe;
+use crate::probe::{ScopeSafe, audit};
 use crate::query::{TenantFilter, tenant_filter};
+use crate::sealed::Writes;
 use crate::write::ScopedStatement;
 use crate::{NonTenantColumn, TenantScope, TenantTable, TenantValues};
 use diesel::expression::{
@@ -47,7 +48,8 @@ impl<'t> TenantScope<'t> {
 }
 
 /// The rows `V` with the scope's tenant column added, ready for `INSERT`.
-pub type WithTenant<T, V> = <V as crate::private::SealedValues<T>>::WithTenant<TenantFilter<T>>;
+pub type WithTenant<T, V> =
+    <<V as TenantValues<T>>::Insert as Writes<T>>::WithTenant<TenantFilter<T>>;
 
 /// The `VALUES` part diesel builds for rows `V` of table `T`, tenant column included.
 pub type RowsOf<T, V> = <WithTenant<T, V> as Insertable<T>>::Values;
@@ -63,14 +65,16 @@ impl<'t, T: TenantTable> ScopedInsert<'t, T> {
     pub fn values<V>(self, values: V) -> ScopedStatement<'t, InsertOf<T, V>>
     where
         V: TenantValues<T>,
-        <V as crate::private::SealedValues<T>>::Probe: ScopeSafe<'t>,
+        V::Insert: Writes<T>,
+        <V::Insert as Writes<T>>::Probe: ScopeSafe<'t>,
         WithTenant<T, V>: Insertable<T>,
     {
+        audit!(<V::Insert as Writes<T>>::Probe);
         let tenant = tenant_filter::<T>(self.scope.tenant_id().as_uuid());
         ScopedStatement::new(
             InsertRows {
                 into: self.table.from_clause(),
-                rows: values.with_tenant(tenant).values(),
+                rows: values.into_insert().with_tenant(tenant).values(),
                 conflict: NoConflict,
                 returning: NoReturning,
             },
@@ -340,7 +344,7 @@ impl<'t, T: TenantTable, U, K> ScopedOnConflict<'t, T, U, K> {
 
 /// The `DO UPDATE` action for values `V` of table `T`.
 pub type DoUpdateOf<T, V> = DoUpdate<
-    <<V as crate::private::SealedValues<T>>::Changes as AsChangeset>::Changeset,
+    <<<V as TenantValues<T>>::Update as Writes<T>>::Diesel as AsChangeset>::Changeset,
     TenantFilter<T>,
 >;
 
@@ -350,12 +354,14 @@ impl<'t, T: TenantTable, U, K> ScopedDoUpdate<'t, T, U, K> {
     pub fn set<V>(self, values: V) -> ScopedStatement<'t, Upsert<T, U, K, DoUpdateOf<T, V>>>
     where
         V: TenantValues<T>,
-        <V as crate::private::SealedValues<T>>::Probe: ScopeSafe<'t>,
-        V::Changes: AsChangeset<Target = T>,
+        V::Update: Writes<T>,
+        <V::Update as Writes<T>>::Probe: ScopeSafe<'t>,
+        <V::Update as Writes<T>>::Diesel: AsChangeset<Target = T>,
     {
+        audit!(<V::Update as Writes<T>>::Probe);
         let tenant = tenant_filter::<T>(self.0.scope.tenant_id().as_uuid());
         self.0.with(DoUpdate {
-            changes: values.changes().as_changeset(),
+            changes: values.into_update().into_diesel().as_changeset(),
             tenant,
         })
     }
@@ -370,6 +376,7 @@ where
     where
         E: ScopeSafe<'t> + Expression + SelectableExpression<T> + NonAggregate,
     {
+        audit!(E);
         let (insert, scope) = self.into_parts();
         ScopedStatement::new(
             InsertRows {

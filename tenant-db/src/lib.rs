@@ -17,46 +17,51 @@
 
 pub mod doctor;
 mod error;
+mod hint;
 mod insert;
-mod private;
 mod probe;
 mod query;
 pub mod rls;
 pub mod roles;
 mod scope;
+mod sealed;
 mod table;
 mod tenant_id;
 mod tx;
+pub mod values;
 mod write;
 
+/// diesel, as tenant-db uses it (for `values!`).
+pub use diesel;
 pub use error::{Error, Result};
+pub use hint::UseTxScope;
 pub use insert::{
     ConflictKey, DoNothing, DoUpdate, DoUpdateOf, Excluded, InsertOf, InsertRows, NoConflict,
     NoReturning, OnConflict, Returning, RowsOf, ScopedDoUpdate, ScopedInsert, ScopedOnConflict,
     Upsert, WithTenant, excluded,
 };
 pub use probe::{
-    AndTenant, InScopeSource, OnlyScopedSubqueries, Paren, ScopeSafe, ScopedExists, ScopedSubquery,
-    ScopedSubselect, exists,
+    AndTenant, InScopeSource, List, ListExpr, OnlyScopedSubqueries, Paren, ScopeSafe, ScopedExists,
+    ScopedSubquery, ScopedSubselect, UnscopedExpr, exists, list, unscoped_expr,
 };
 pub use query::{Applied, ApplyScope, ScopeJoin, Scoped, ScopedJoinTarget, TenantFilter};
 pub use scope::TenantScope;
-pub use table::{Classified, GlobalTable, NonTenantColumn, TenantTable, TenantValues};
+pub use table::{
+    Classified, ColumnNames, ColumnRole, DEFAULT_TENANT_COLUMN, GlobalTable, NonTenantColumn,
+    TenantTable, assert_global, kind, role,
+};
 pub use tenant_db_derive::{GlobalTable, TenantTable, TenantValues};
 pub use tenant_id::{ParseTenantIdError, TenantId};
 pub use tx::{TENANT_SETTING, TenantDb, TenantDbBuilder, TenantTx, TxFn};
+pub use values::{Assign, AssignOf, TenantValues, Values, assign};
 pub use write::{
-    DeleteOp, ExecuteFuture, Narrowed, ScopedDelete, ScopedStatement, ScopedUpdate, UpdateOp,
+    ChangesetOf, DeleteOp, ExecuteFuture, Narrowed, ScopedDelete, ScopedStatement, ScopedUpdate,
+    UpdateOp,
 };
-
-/// Not public API: used by the derive macros and `values!`.
-#[doc(hidden)]
-pub mod __private {
-    pub use crate::private::*;
-}
 
 /// The usual imports: diesel's expression methods and `OptionalExtension`, tenant-db's types.
 pub mod prelude {
+    pub use crate::hint::PlainQueryHint as _;
     pub use crate::{
         GlobalTable, TenantDb, TenantId, TenantScope, TenantTable, TenantTx, TenantValues,
     };

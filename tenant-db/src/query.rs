@@ -5,8 +5,8 @@
 //! predicate is parenthesised. Each joined tenant table gets its tenant filter in its `ON`
 //! clause, which keeps left joins outer joins.
 
-use crate::private::{GlobalKind, TenantKind};
-use crate::probe::{AndTenant, Paren, ScopeSafe, ScopedExists, ScopedSubquery};
+use crate::probe::{AndTenant, Paren, ScopeSafe, ScopedExists, ScopedSubquery, audit};
+use crate::table::{ColumnNames, kind};
 use crate::tx::TenantTx;
 use crate::{Classified, TenantScope, TenantTable};
 use diesel::ExpressionMethods;
@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 /// How a table kind narrows a query to the scope: tenant tables add `tenant_col = $tenant`,
 /// global tables add nothing. Implemented on the kind markers; sealed.
-pub trait ApplyScope<T, Q>: crate::private::Sealed {
+pub trait ApplyScope<T, Q>: crate::sealed::Kind {
     /// The narrowed query.
     type Output;
     /// Narrows `query` to `tenant`.
@@ -44,7 +44,7 @@ pub(crate) fn tenant_filter<T: TenantTable>(tenant: Uuid) -> TenantFilter<T> {
     T::tenant_column().eq(tenant)
 }
 
-impl<T, Q> ApplyScope<T, Q> for TenantKind
+impl<T, Q, C> ApplyScope<T, Q> for kind::Tenant<C>
 where
     T: TenantTable,
     Q: FilterDsl<TenantFilter<T>>,
@@ -55,7 +55,21 @@ where
     }
 }
 
-impl<T, Q> ApplyScope<T, Q> for GlobalKind {
+impl<T, Q> ApplyScope<T, Q> for kind::Global
+where
+    T: diesel::Table,
+    T::AllColumns: ColumnNames,
+{
+    type Output = Q;
+    fn apply(query: Q, _tenant: Uuid) -> Q {
+        // The derive checks this where the table is declared; a hand-written `kind::Global`
+        // is checked here, where it is read.
+        const { crate::table::assert_global::<T>() };
+        query
+    }
+}
+
+impl<T, Q> ApplyScope<T, Q> for kind::UnscopedGlobal {
     type Output = Q;
     fn apply(query: Q, _tenant: Uuid) -> Q {
         query
@@ -64,14 +78,14 @@ impl<T, Q> ApplyScope<T, Q> for GlobalKind {
 
 /// How a joined table's kind extends a join's `ON` clause: tenant tables add
 /// `AND tenant_col = $tenant`, global tables add nothing. Sealed.
-pub trait ScopeJoin<R, On>: crate::private::Sealed {
+pub trait ScopeJoin<R, On>: crate::sealed::Kind {
     /// The extended `ON` condition.
     type Output;
     /// Extends `on` for table `R` and `tenant`.
     fn on(on: On, tenant: Uuid) -> Self::Output;
 }
 
-impl<R, On> ScopeJoin<R, On> for TenantKind
+impl<R, On, C> ScopeJoin<R, On> for kind::Tenant<C>
 where
     R: TenantTable,
 {
@@ -81,7 +95,19 @@ where
     }
 }
 
-impl<R, On> ScopeJoin<R, On> for GlobalKind {
+impl<R, On> ScopeJoin<R, On> for kind::Global
+where
+    R: diesel::Table,
+    R::AllColumns: ColumnNames,
+{
+    type Output = On;
+    fn on(on: On, _tenant: Uuid) -> On {
+        const { crate::table::assert_global::<R>() };
+        on
+    }
+}
+
+impl<R, On> ScopeJoin<R, On> for kind::UnscopedGlobal {
     type Output = On;
     fn on(on: On, _tenant: Uuid) -> On {
         on
@@ -143,6 +169,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         P: ScopeSafe<'t>,
         Q: FilterDsl<Paren<P>>,
     {
+        audit!(P);
         self.map(|q| q.filter(Paren(predicate)))
     }
 
@@ -152,6 +179,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         P: ScopeSafe<'t>,
         Q: OrFilterDsl<Paren<P>>,
     {
+        audit!(P);
         self.map(|q| q.or_filter(Paren(predicate)))
     }
 
@@ -161,6 +189,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         S: ScopeSafe<'t> + Expression,
         Q: SelectDsl<S>,
     {
+        audit!(S);
         self.map(|q| q.select(selection))
     }
 
@@ -170,6 +199,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         O: ScopeSafe<'t> + Expression,
         Q: OrderDsl<O>,
     {
+        audit!(O);
         self.map(|q| q.order(order))
     }
 
@@ -179,6 +209,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         O: ScopeSafe<'t> + Expression,
         Q: ThenOrderDsl<O>,
     {
+        audit!(O);
         self.map(|q| q.then_order_by(order))
     }
 
@@ -212,6 +243,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         G: ScopeSafe<'t> + Expression,
         Q: GroupByDsl<G>,
     {
+        audit!(G);
         self.map(|q| q.group_by(group))
     }
 
@@ -221,6 +253,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         P: ScopeSafe<'t>,
         Q: HavingDsl<Paren<P>>,
     {
+        audit!(P);
         self.map(|q| q.having(Paren(predicate)))
     }
 
@@ -253,6 +286,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         <Q as JoinTo<R>>::FromClause: JoinOnDsl,
         Q: JoinWithImplicitOnClause<ScopedJoinTarget<Q, R>, Inner>,
     {
+        audit!(<Q as JoinTo<R>>::OnClause);
         self.join(rhs, Inner)
     }
 
@@ -268,6 +302,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         <Q as JoinTo<R>>::FromClause: JoinOnDsl,
         Q: JoinWithImplicitOnClause<ScopedJoinTarget<Q, R>, LeftOuter>,
     {
+        audit!(<Q as JoinTo<R>>::OnClause);
         self.join(rhs, LeftOuter)
     }
 

@@ -90,12 +90,18 @@ impl TenantDbBuilder {
 
     /// Builds the handle; connections are opened when first needed.
     pub fn build(self) -> Result<TenantDb, Error> {
-        self.build_pool().map(TenantDb::from_pool)
+        self.pool().map(TenantDb::from_pool)
     }
 
-    /// Builds the pool [`build`](TenantDbBuilder::build) would wrap, for
-    /// [`TenantDb::from_pool`]: to share it, or to inspect its connections in tests.
-    pub fn build_pool(self) -> Result<Pool<AsyncPgConnection>, Error> {
+    /// **Escape hatch.** The pool of raw connections [`build`](TenantDbBuilder::build) would
+    /// wrap: any query runs on them, with no scope and no tenant. For wrapping with
+    /// [`TenantDb::from_pool`] after adding to it, and for tests that inspect the state a
+    /// transaction leaves on a connection. `grep unscoped` lists every use.
+    pub fn build_unscoped_pool(self) -> Result<Pool<AsyncPgConnection>, Error> {
+        self.pool()
+    }
+
+    fn pool(self) -> Result<Pool<AsyncPgConnection>, Error> {
         let mut config = ManagerConfig::default();
         // No ping on checkout (one round trip saved): a connection left in a transaction, or
         // one whose transaction manager failed, or whose socket closed, is still refused
@@ -255,6 +261,7 @@ fn begin_sql(tenant: TenantId) -> String {
 pub struct TenantTx<'t> {
     conn: &'t AsyncPgConnection,
     scope: TenantScope<'t>,
+    hint: crate::hint::UseTxScope,
 }
 
 impl std::fmt::Debug for TenantTx<'_> {
@@ -270,7 +277,18 @@ impl<'t> TenantTx<'t> {
         TenantTx {
             conn,
             scope: TenantScope::new(tenant),
+            hint: crate::hint::UseTxScope::default(),
         }
+    }
+
+    /// See [`UseTxScope`](crate::UseTxScope).
+    pub(crate) fn hint(&self) -> &crate::hint::UseTxScope {
+        &self.hint
+    }
+
+    /// See [`UseTxScope`](crate::UseTxScope).
+    pub(crate) fn hint_mut(&mut self) -> &mut crate::hint::UseTxScope {
+        &mut self.hint
     }
 
     /// The scope to build this transaction's queries from.

@@ -5,8 +5,9 @@
 //! an update's changeset is [`TenantValues`], so it cannot name the tenant column. Inserts live
 //! in [`crate::insert`].
 
-use crate::probe::{Paren, ScopeSafe};
+use crate::probe::{Paren, ScopeSafe, audit};
 use crate::query::{TenantFilter, tenant_filter};
+use crate::sealed::Writes;
 use crate::tx::TenantTx;
 use crate::{TenantScope, TenantTable, TenantValues};
 use diesel::dsl;
@@ -88,6 +89,7 @@ where
         E: ScopeSafe<'t>,
         UpdateStatement<T, U, V, ReturningClause<E>>: diesel::query_builder::Query,
     {
+        audit!(E);
         ScopedStatement::new(self.statement.returning(returns), self.scope)
     }
 }
@@ -105,6 +107,7 @@ where
         E: ScopeSafe<'t> + diesel::SelectableExpression<T>,
         DeleteStatement<T, U, ReturningClause<E>>: diesel::query_builder::Query,
     {
+        audit!(E);
         ScopedStatement::new(self.statement.returning(returns), self.scope)
     }
 }
@@ -118,6 +121,10 @@ pub struct Narrowed<'t, T, S, Op> {
     table: PhantomData<(T, Op)>,
     scope: TenantScope<'t>,
 }
+
+/// The changeset an update with values `V` on table `T` sets.
+pub type ChangesetOf<T, V> =
+    <<<V as TenantValues<T>>::Update as Writes<T>>::Diesel as AsChangeset>::Changeset;
 
 /// Marks a [`Narrowed`] statement as an `UPDATE`: finish it with `set`.
 #[derive(Debug, Clone, Copy)]
@@ -169,6 +176,7 @@ impl<'t, T: TenantTable, S, Op> Narrowed<'t, T, S, Op> {
         P: ScopeSafe<'t>,
         S: FilterDsl<Paren<P>>,
     {
+        audit!(P);
         Narrowed {
             source: self.source.filter(Paren(predicate)),
             table: PhantomData,
@@ -182,20 +190,18 @@ impl<'t, T: TenantTable, S> ScopedUpdate<'t, T, S> {
     pub fn set<V>(
         self,
         values: V,
-    ) -> ScopedStatement<
-        't,
-        UpdateStatement<T, S::WhereClause, <V::Changes as AsChangeset>::Changeset>,
-    >
+    ) -> ScopedStatement<'t, UpdateStatement<T, S::WhereClause, ChangesetOf<T, V>>>
     where
         V: TenantValues<T>,
-        <V as crate::private::SealedValues<T>>::Probe: ScopeSafe<'t>,
-        V::Changes: AsChangeset<Target = T>,
+        V::Update: Writes<T>,
+        <V::Update as Writes<T>>::Probe: ScopeSafe<'t>,
+        <V::Update as Writes<T>>::Diesel: AsChangeset<Target = T>,
         S: IntoUpdateTarget<Table = T>,
-        UpdateStatement<T, S::WhereClause, <V::Changes as AsChangeset>::Changeset>:
-            diesel::query_builder::AsQuery,
+        UpdateStatement<T, S::WhereClause, ChangesetOf<T, V>>: diesel::query_builder::AsQuery,
     {
+        audit!(<V::Update as Writes<T>>::Probe);
         ScopedStatement::new(
-            diesel::update(self.source).set(values.changes()),
+            diesel::update(self.source).set(values.into_update().into_diesel()),
             self.scope,
         )
     }

@@ -151,6 +151,6 @@ pub fn pool_of_one(
 ) -> diesel_async::pooled_connection::deadpool::Pool<diesel_async::AsyncPgConnection> {
     TenantDb::builder(url)
         .max_size(1)
-        .build_pool()
+        .build_unscoped_pool()
         .expect("pool")
 }

@@ -567,7 +567,7 @@ async fn bad_tenant_ids_are_typed_errors() {
 }
 
 #[tokio::test]
-async fn raw_sql_fragments_in_a_filter_cannot_widen_the_tenant_filter() {
+async fn raw_sql_through_the_escape_hatch_stays_parenthesised() {
     let db = db(2).await;
     let (a, _b) = two_tenants(&db).await;
     let n: i64 = db
@@ -575,7 +575,9 @@ async fn raw_sql_fragments_in_a_filter_cannot_widen_the_tenant_filter() {
             let s = tx.scope();
             Ok::<_, Error>(
                 s.query(customers::table)
-                    .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("true OR true"))
+                    .filter(tenant_db::unscoped_expr(diesel::dsl::sql::<
+                        diesel::sql_types::Bool,
+                    >("true OR true")))
                     .count()
                     .get_result(&mut tx)
                     .await?,
@@ -584,4 +586,53 @@ async fn raw_sql_fragments_in_a_filter_cannot_widen_the_tenant_filter() {
         .await
         .unwrap();
     assert_eq!(n, 3, "`true OR true` stays parenthesised under the tenant filter");
+}
+
+#[tokio::test]
+async fn lists_and_boxed_scoped_subqueries_stay_in_the_scope() {
+    let db = db(2).await;
+    let (a, _b) = two_tenants(&db).await;
+    let (listed, not_listed, empty, boxed) = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            let listed: Vec<(Uuid, i64)> = s
+                .query(customers::table)
+                .filter(customers::id.eq_any(tenant_db::list(vec![1_i64, 3, 99])))
+                .select((customers::tenant_id, customers::id))
+                .order(customers::id)
+                .load(&mut tx)
+                .await?;
+            let not_listed: Vec<i64> = s
+                .query(customers::table)
+                .filter(customers::id.ne_all(tenant_db::list([1_i64, 3])))
+                .select(customers::id)
+                .load(&mut tx)
+                .await?;
+            let empty: i64 = s
+                .query(customers::table)
+                .filter(customers::id.eq_any(tenant_db::list(Vec::<i64>::new())))
+                .count()
+                .get_result(&mut tx)
+                .await?;
+            // A subquery boxed after it was built from the scope keeps its tenant filter.
+            let mut with_orders = s
+                .query(orders::table)
+                .select(orders::customer_id)
+                .into_boxed();
+            with_orders = with_orders.filter(orders::total_cents.gt(0));
+            let boxed: Vec<i64> = s
+                .query(customers::table)
+                .filter(customers::id.eq_any(with_orders.into_subquery()))
+                .select(customers::id)
+                .order(customers::id)
+                .load(&mut tx)
+                .await?;
+            Ok::<_, Error>((listed, not_listed, empty, boxed))
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![(a.as_uuid(), 1), (a.as_uuid(), 3)]);
+    assert_eq!(not_listed, vec![2]);
+    assert_eq!(empty, 0);
+    assert_eq!(boxed, vec![1, 2]);
 }

@@ -6,6 +6,19 @@
 //! subquery (`Subselect`, `exists`) requires a real `QuerySource` and so fails, while the
 //! subqueries tenant-db builds from a scope ([`ScopedSubquery`], [`exists`]) pass, and only
 //! within the transaction whose brand they carry.
+//!
+//! The type of raw SQL text and of type-erased parts (boxed selects, boxed expressions) says
+//! nothing of what they read, so they pass any probe source: [`audit`] refuses them when the
+//! code is compiled. [`unscoped_expr`] is the one named way to use them anyway, and [`list`]
+//! the checked form of an `eq_any` list.
+
+mod audit;
+mod escape;
+mod list;
+
+pub(crate) use audit::audit;
+pub use escape::{UnscopedExpr, unscoped_expr};
+pub use list::{List, ListExpr, list};
 
 use crate::scope::Brand;
 use diesel::QueryResult;
@@ -56,10 +69,11 @@ where
 /// An expression that reads nothing outside transaction `'t`'s scope (see the module docs).
 ///
 /// Implemented for every diesel expression that contains no subquery, and for subqueries built
-/// from the scope of `'t`.
-pub trait ScopeSafe<'t> {}
+/// from the scope of `'t`. Raw SQL and type-erased parts satisfy this bound but are refused
+/// when the code is compiled (see [`unscoped_expr`]).
+pub trait ScopeSafe<'t>: QueryId {}
 
-impl<'t, E> ScopeSafe<'t> for E where E: AppearsOnTable<OnlyScopedSubqueries<'t>> {}
+impl<'t, E> ScopeSafe<'t> for E where E: AppearsOnTable<OnlyScopedSubqueries<'t>> + QueryId {}
 
 /// Wraps a user predicate in parentheses, so that nothing inside it can change how it combines
 /// with the tenant filter.
@@ -185,16 +199,19 @@ impl<Q, ST: SqlType + TypedExpressionType> Expression for ScopedSubselect<'_, Q,
 impl<Q, ST, DB> QueryFragment<DB> for ScopedSubselect<'_, Q, ST>
 where
     DB: Backend,
-    Q: QueryFragment<DB>,
+    Q: QueryFragment<DB> + QueryId,
 {
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        audit::uncacheable_unless_static::<Q, DB>(&mut out);
         self.query.walk_ast(out)
     }
 }
 
+// Built from the scope, so checked whatever it holds; a boxed scoped query has varying SQL,
+// which `walk_ast` tells diesel not to cache.
 impl<Q: QueryId, ST: 'static> QueryId for ScopedSubselect<'_, Q, ST> {
     type QueryId = ScopedSubselect<'static, Q::QueryId, ST>;
-    const HAS_STATIC_QUERY_ID: bool = Q::HAS_STATIC_QUERY_ID;
+    const HAS_STATIC_QUERY_ID: bool = true;
 }
 
 impl<'t, Q, ST, QS> AppearsOnTable<QS> for ScopedSubselect<'t, Q, ST>
@@ -237,9 +254,10 @@ impl<Q> Expression for ScopedExists<'_, Q> {
 impl<Q, DB> QueryFragment<DB> for ScopedExists<'_, Q>
 where
     DB: Backend,
-    Q: QueryFragment<DB>,
+    Q: QueryFragment<DB> + QueryId,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        audit::uncacheable_unless_static::<Q, DB>(&mut out);
         out.push_sql("EXISTS (");
         self.query.walk_ast(out.reborrow())?;
         out.push_sql(")");
@@ -247,9 +265,10 @@ where
     }
 }
 
+// As for `ScopedSubselect`.
 impl<Q: QueryId> QueryId for ScopedExists<'_, Q> {
     type QueryId = ScopedExists<'static, Q::QueryId>;
-    const HAS_STATIC_QUERY_ID: bool = Q::HAS_STATIC_QUERY_ID;
+    const HAS_STATIC_QUERY_ID: bool = true;
 }
 
 impl<'t, Q, QS> AppearsOnTable<QS> for ScopedExists<'t, Q> where QS: InScopeSource<'t> {}

@@ -1,0 +1,60 @@
+//! [`unscoped_expr`]: the one escape hatch for expressions tenant-db cannot check.
+
+use diesel::QueryResult;
+use diesel::backend::Backend;
+use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+
+/// **Escape hatch.** Accepts an expression tenant-db cannot check (raw SQL text from
+/// `diesel::dsl::sql`, a boxed or plain diesel subquery, a boxed expression) inside a scoped
+/// query.
+///
+/// What still guards it: the scoped query's own tenant filter stays the outermost condition,
+/// but the text is pasted as is, so an unbalanced parenthesis or a `--` in it can undo that
+/// filter; and a subquery in it reads whatever it names. Only row-level security, as the
+/// application role with the transaction's sealed tenant, then stands between it and other
+/// tenants' rows. Never build the text from user input. `grep unscoped` lists every use.
+///
+/// ```
+/// # include!("../../doctest_schema.rs");
+/// # #[derive(diesel::Queryable, diesel::Selectable, tenant_db::TenantTable)]
+/// # #[diesel(table_name = notes)]
+/// # struct Note { id: i64, tenant_id: uuid::Uuid, body: String }
+/// use diesel::sql_types::Bool;
+/// let trusted = tenant_db::unscoped_expr(diesel::dsl::sql::<Bool>("body ~ '^[a-z]+$'"));
+/// # let _ = trusted;
+/// ```
+pub fn unscoped_expr<E: Expression>(expr: E) -> UnscopedExpr<E> {
+    UnscopedExpr(expr)
+}
+
+/// The expression [`unscoped_expr`] returns.
+#[derive(Debug, Clone, Copy)]
+pub struct UnscopedExpr<E>(E);
+
+impl<E: Expression> Expression for UnscopedExpr<E> {
+    type SqlType = E::SqlType;
+}
+
+impl<E, DB> QueryFragment<DB> for UnscopedExpr<E>
+where
+    DB: Backend,
+    E: QueryFragment<DB> + QueryId,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        super::audit::uncacheable_unless_static::<E, DB>(&mut out);
+        self.0.walk_ast(out)
+    }
+}
+
+// Its SQL can vary between values of one type: `walk_ast` tells diesel not to cache it.
+impl<E: QueryId> QueryId for UnscopedExpr<E> {
+    type QueryId = UnscopedExpr<E::QueryId>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<E, QS> AppearsOnTable<QS> for UnscopedExpr<E> where E: Expression {}
+impl<E, QS> SelectableExpression<QS> for UnscopedExpr<E> where E: Expression {}
+impl<E: ValidGrouping<GB>, GB> ValidGrouping<GB> for UnscopedExpr<E> {
+    type IsAggregate = E::IsAggregate;
+}

@@ -1,0 +1,85 @@
+//! The sealed half of every public trait: traits in this private module cannot be named, so
+//! they cannot be implemented, outside tenant-db. Each public trait that grants something
+//! requires one of them, and tenant-db implements them only for what it has checked.
+
+use crate::table::{ColumnNames, ColumnRole, kind, role};
+use diesel::{Column, Table};
+
+/// A table kind valid for table `T`: [`kind::Tenant`] with a tenant-key column of `T`, or a
+/// global kind.
+pub trait KindOf<T> {}
+
+impl<T, C> KindOf<T> for kind::Tenant<C>
+where
+    C: Column<Table = T> + ColumnRole,
+    C::Role: KeyRole<C>,
+{
+}
+
+/// The role of a tenant column: [`role::TenantKey`] only.
+#[diagnostic::on_unimplemented(
+    message = "`{C}` is not the tenant column of its table",
+    label = "its role is data",
+    note = "derive `TenantTable` on the table's model and name the column with \
+            `#[tenant(column = ...)]`"
+)]
+pub trait KeyRole<C> {}
+impl<C> KeyRole<C> for role::TenantKey {}
+impl<T: Table> KindOf<T> for kind::Global where T::AllColumns: ColumnNames {}
+impl<T: Table> KindOf<T> for kind::UnscopedGlobal {}
+
+/// The global kinds.
+pub trait GlobalKind<T> {}
+impl<T: Table> GlobalKind<T> for kind::Global where T::AllColumns: ColumnNames {}
+impl<T: Table> GlobalKind<T> for kind::UnscopedGlobal {}
+
+/// The kind markers themselves (for the traits that dispatch on a table's kind).
+pub trait Kind {}
+impl<C> Kind for kind::Tenant<C> {}
+impl Kind for kind::Global {}
+impl Kind for kind::UnscopedGlobal {}
+
+/// The column roles.
+pub trait Role {}
+impl Role for role::TenantKey {}
+impl Role for role::Data {}
+
+/// A column with the role [`role::Data`] in a tenant table.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be declared writable by hand",
+    label = "not a data column of a tenant table",
+    note = "tenant-db makes the columns of a `#[derive(TenantTable)]` model writable, except \
+            its tenant column"
+)]
+pub trait DataColumn {}
+
+/// The role of a column tenant-db may write: [`role::Data`] only.
+#[diagnostic::on_unimplemented(
+    message = "`{C}` is the tenant column: tenant-db fills it from the scope and never writes it",
+    label = "the tenant column cannot be written",
+    note = "leave it out of the values; an insert takes it from the transaction's tenant, and \
+            an update can never move a row to another tenant"
+)]
+pub trait WritableRole<C> {}
+impl<C> WritableRole<C> for role::Data {}
+
+/// Written values checked column by column: [`Assign`](crate::values::Assign)s of
+/// [`NonTenantColumn`](crate::NonTenantColumn)s of `T`, `Option`s, tuples and `Vec`s of them
+/// (implemented in [`crate::values`]).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a set of checked assignments to `{T}`",
+    label = "each written column must be a non-tenant column of this table",
+    note = "derive `tenant_db::TenantValues`, or use `tenant_db::values!(table, col = value, ...)`"
+)]
+pub trait Writes<T> {
+    /// The written expressions, checked against the scope like a filter.
+    type Probe;
+    /// The assignments as diesel writes them (`Insertable` and `AsChangeset`).
+    type Diesel;
+    /// The row, or each row of a batch, with the tenant assignment `X` first.
+    type WithTenant<X: Clone>;
+    /// The assignments as diesel writes them.
+    fn into_diesel(self) -> Self::Diesel;
+    /// The row(s) with the tenant assignment first.
+    fn with_tenant<X: Clone>(self, tenant: X) -> Self::WithTenant<X>;
+}

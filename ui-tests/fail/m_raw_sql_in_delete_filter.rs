@@ -1,0 +1,11 @@
+include!("../schema.rs");
+use diesel::dsl::sql;
+use diesel::sql_types::Bool;
+use tenant_db::{Error, TenantDb, TenantId};
+async fn f(db: TenantDb, t: TenantId) -> Result<usize, Error> {
+    db.transaction(t, async |mut tx| {
+        let s = tx.scope();
+        Ok(s.delete(customers::table).filter(sql::<Bool>("true --")).execute(&mut tx).await?)
+    }).await
+}
+fn main() { reach(f) }

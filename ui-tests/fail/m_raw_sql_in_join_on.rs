@@ -1,0 +1,14 @@
+include!("../schema.rs");
+use diesel::dsl::sql;
+use diesel::sql_types::Bool;
+use tenant_db::{Error, TenantDb, TenantId};
+async fn f(db: TenantDb, t: TenantId) -> Result<Vec<(i64, String)>, Error> {
+    db.transaction(t, async |mut tx| {
+        let s = tx.scope();
+        Ok(s.query(orders::table)
+            .inner_join(customers::table.on(sql::<Bool>("true) OR (true")))
+            .select((orders::id, customers::name))
+            .load(&mut tx).await?)
+    }).await
+}
+fn main() { reach(f) }

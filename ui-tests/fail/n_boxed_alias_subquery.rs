@@ -1,0 +1,11 @@
+include!("../schema.rs");
+use tenant_db::{Error, TenantDb, TenantId};
+async fn f(db: TenantDb, t: TenantId) -> Result<Vec<Customer>, Error> {
+    db.transaction(t, async |mut tx| {
+        let s = tx.scope();
+        let o2 = diesel::alias!(orders as o2);
+        let every_tenant = o2.select(o2.field(orders::customer_id)).into_boxed();
+        Ok(s.query(customers::table).filter(customers::id.eq_any(every_tenant)).load(&mut tx).await?)
+    }).await
+}
+fn main() { reach(f) }

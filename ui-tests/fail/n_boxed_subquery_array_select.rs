@@ -1,0 +1,10 @@
+include!("../schema.rs");
+use tenant_db::{Error, TenantDb, TenantId};
+async fn f(db: TenantDb, t: TenantId) -> Result<Vec<Vec<String>>, Error> {
+    db.transaction(t, async |mut tx| {
+        let s = tx.scope();
+        let names = customers::table.select(customers::name).into_boxed();
+        Ok(s.query(customers::table).select(diesel::dsl::array(names)).load(&mut tx).await?)
+    }).await
+}
+fn main() { reach(f) }

@@ -1,0 +1,10 @@
+include!("../schema.rs");
+use tenant_db::{Error, TenantDb, TenantId};
+async fn f(db: TenantDb, t: TenantId) -> Result<Vec<Customer>, Error> {
+    db.transaction(t, async |mut tx| {
+        let s = tx.scope();
+        let probe = orders::table.filter(orders::customer_id.eq(42)).into_boxed();
+        Ok(s.query(customers::table).filter(diesel::dsl::exists(probe)).load(&mut tx).await?)
+    }).await
+}
+fn main() { reach(f) }
