@@ -13,7 +13,8 @@ use tenant_db_tests::schema::*;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 1. Set-up: database, roles, schema and RLS (idempotent).
-    let app_url = tenant_db_tests::provision("tenant_db_quickstart", &schema_sql()).await?;
+    let app_url =
+        tenant_db_tests::provision("tenant_db_quickstart", &schema_sql(), TENANT_TABLES).await?;
     println!("connected as the application role: {app_url}");
     let db = TenantDb::connect(&app_url, 4)?;
 

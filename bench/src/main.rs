@@ -433,7 +433,8 @@ fn ms(d: Duration) -> String {
 }
 
 async fn setup(scoped_without_rls: bool) -> Result<Sides, Failure> {
-    let app_url = tenant_db_tests::provision(DATABASE, &schema::schema_sql()).await?;
+    let app_url =
+        tenant_db_tests::provision(DATABASE, &schema::schema_sql(), &["\"items\""]).await?;
     let raw_url = tenant_db_tests::url_for(tenant_db_tests::NO_RLS_ROLE, DATABASE);
     let scoped_url = if scoped_without_rls {
         raw_url.clone()
@@ -584,6 +585,18 @@ async fn run(args: Args) -> Result<(), Failure> {
         json.insert(
             "rls_per_row_policy_exec_ratio".into(),
             cost.per_row_exec_ratio.into(),
+        );
+        json.insert(
+            "rls_sealed_vs_unsealed_ratio".into(),
+            cost.sealed_vs_unsealed_range.into(),
+        );
+        json.insert(
+            "rls_sealed_vs_unsealed_point_ratio".into(),
+            cost.sealed_vs_unsealed_point.into(),
+        );
+        json.insert(
+            "rls_point_policy_cost_ratio".into(),
+            cost.point_policy_ratio.into(),
         );
     }
     println!("{}", serde_json::Value::Object(json));

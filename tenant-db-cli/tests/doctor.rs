@@ -14,7 +14,7 @@ const DATABASE: &str = "tenant_db_doctor";
 /// Provisions the roles and the database once per binary; returns the app role's URL.
 async fn app_url() -> String {
     static URL: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-    URL.get_or_init(|| async { tenant_db_tests::provision(DATABASE, "").await.unwrap() })
+    URL.get_or_init(|| async { tenant_db_tests::provision(DATABASE, "", &[]).await.unwrap() })
         .await
         .clone()
 }
@@ -362,6 +362,7 @@ async fn cli_passes_the_examples_database() {
     let url = tenant_db_tests::provision(
         "tenant_db_quickstart",
         &tenant_db_tests::schema::schema_sql(),
+        tenant_db_tests::schema::TENANT_TABLES,
     )
     .await
     .unwrap();

@@ -14,13 +14,30 @@ pub enum Error {
     Pool(String),
     /// The database rejected a statement, or a query failed.
     #[error("database error: {0}")]
-    Query(#[from] diesel::result::Error),
+    Query(diesel::result::Error),
+    /// tenant-db refused to send a scoped statement (see [`guard`](crate::guard)).
+    #[error(transparent)]
+    Refused(crate::guard::RefusedStatement),
     /// A direct connection (not from the pool) could not be made.
     #[error("could not connect to the database: {0}")]
     Connect(#[from] diesel::ConnectionError),
     /// The audit could not run as asked (an application role that does not exist, say).
     #[error("doctor: {0}")]
     Doctor(String),
+}
+
+impl From<diesel::result::Error> for Error {
+    fn from(err: diesel::result::Error) -> Self {
+        match err {
+            diesel::result::Error::QueryBuilderError(inner) => {
+                match inner.downcast::<crate::guard::RefusedStatement>() {
+                    Ok(refused) => Error::Refused(*refused),
+                    Err(other) => Error::Query(diesel::result::Error::QueryBuilderError(other)),
+                }
+            }
+            other => Error::Query(other),
+        }
+    }
 }
 
 impl From<diesel_async::pooled_connection::deadpool::PoolError> for Error {

@@ -71,14 +71,16 @@ impl<'t, T: TenantTable> ScopedInsert<'t, T> {
     {
         audit!(<V::Insert as Writes<T>>::Probe);
         let tenant = tenant_filter::<T>(self.scope.tenant_id().as_uuid());
+        let values = values.into_insert();
+        let scope = self.scope.checked_values(&values);
         ScopedStatement::new(
             InsertRows {
                 into: self.table.from_clause(),
-                rows: values.into_insert().with_tenant(tenant).values(),
+                rows: values.with_tenant(tenant).values(),
                 conflict: NoConflict,
                 returning: NoReturning,
             },
-            self.scope,
+            scope,
         )
     }
 }
@@ -360,8 +362,11 @@ impl<'t, T: TenantTable, U, K> ScopedDoUpdate<'t, T, U, K> {
     {
         audit!(<V::Update as Writes<T>>::Probe);
         let tenant = tenant_filter::<T>(self.0.scope.tenant_id().as_uuid());
-        self.0.with(DoUpdate {
-            changes: values.into_update().into_diesel().as_changeset(),
+        let values = values.into_update();
+        let mut on_conflict = self.0;
+        on_conflict.scope = on_conflict.scope.checked_values(&values);
+        on_conflict.with(DoUpdate {
+            changes: values.into_diesel().as_changeset(),
             tenant,
         })
     }
@@ -378,6 +383,7 @@ where
     {
         audit!(E);
         let (insert, scope) = self.into_parts();
+        let scope = scope.checked(&returns);
         ScopedStatement::new(
             InsertRows {
                 into: insert.into,

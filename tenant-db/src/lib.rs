@@ -17,6 +17,7 @@
 
 pub mod doctor;
 mod error;
+pub mod guard;
 mod hint;
 mod insert;
 mod probe;
@@ -24,7 +25,9 @@ mod query;
 pub mod rls;
 pub mod roles;
 mod scope;
+pub mod seal;
 mod sealed;
+pub mod session;
 mod table;
 mod tenant_id;
 mod tx;
@@ -44,15 +47,19 @@ pub use probe::{
     AndTenant, InScopeSource, List, ListExpr, OnlyScopedSubqueries, Paren, ScopeSafe, ScopedExists,
     ScopedSubquery, ScopedSubselect, UnscopedExpr, exists, list, unscoped_expr,
 };
-pub use query::{Applied, ApplyScope, ScopeJoin, Scoped, ScopedJoinTarget, TenantFilter};
+pub use query::{
+    Applied, ApplyScope, ExistsFuture, FirstFuture, ScopeJoin, Scoped, ScopedJoinTarget,
+    TenantFilter,
+};
 pub use scope::TenantScope;
+pub use seal::{TENANT_SEAL_SETTING, TENANT_SETTING};
 pub use table::{
     Classified, ColumnNames, ColumnRole, DEFAULT_TENANT_COLUMN, GlobalTable, NonTenantColumn,
     TenantTable, assert_global, kind, role,
 };
 pub use tenant_db_derive::{GlobalTable, TenantTable, TenantValues};
 pub use tenant_id::{ParseTenantIdError, TenantId};
-pub use tx::{TENANT_SETTING, TenantDb, TenantDbBuilder, TenantTx, TxFn};
+pub use tx::{TenantDb, TenantDbBuilder, TenantTx, TxFn};
 pub use values::{Assign, AssignOf, TenantValues, Values, assign};
 pub use write::{
     ChangesetOf, DeleteOp, ExecuteFuture, Narrowed, ScopedDelete, ScopedStatement, ScopedUpdate,

@@ -5,6 +5,7 @@
 //! predicate is parenthesised. Each joined tenant table gets its tenant filter in its `ON`
 //! clause, which keeps left joins outer joins.
 
+use crate::guard::{Guarded, guarded};
 use crate::probe::{AndTenant, Paren, ScopeSafe, ScopedExists, ScopedSubquery, audit};
 use crate::table::{ColumnNames, kind};
 use crate::tx::TenantTx;
@@ -15,6 +16,7 @@ use diesel::expression::Expression;
 use diesel::internal::derives::multiconnection::NoFromClause;
 use diesel::internal::table_macro::{Inner, LeftOuter};
 use diesel::pg::Pg;
+use diesel::query_builder::{QueryFragment, QueryId};
 use diesel::query_dsl::methods::{
     BoxedDsl, DistinctDsl, FilterDsl, GroupByDsl, HavingDsl, LimitDsl, OffsetDsl, OrFilterDsl,
     OrderDsl, SelectDsl, ThenOrderDsl,
@@ -126,6 +128,15 @@ pub type ScopedJoinTarget<Q, R> = dsl::On<
     >>::Output,
 >;
 
+/// The future of [`Scoped::first`].
+pub type FirstFuture<'t, 'conn, 'q, T, Q, U> =
+    Guarded<GetResult<'conn, 'q, Applied<T, dsl::Limit<Q>>, &'t AsyncPgConnection, U>>;
+
+/// The future of [`Scoped::exists`].
+pub type ExistsFuture<'t, 'conn, 'q, T, Q> = Guarded<
+    GetResult<'conn, 'q, dsl::select<ScopedExists<'t, Applied<T, Q>>>, &'t AsyncPgConnection, bool>,
+>;
+
 /// A select query on a classified table, narrowed to one tenant when it runs.
 ///
 /// Built with [`TenantScope::query`]; carries the scope's brand `'t`, so it only runs in the
@@ -163,6 +174,12 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         }
     }
 
+    /// This query, with `part` (about to join it) checked (see [`crate::guard`]).
+    fn check<E: QueryFragment<Pg>>(mut self, part: &E) -> Self {
+        self.scope = self.scope.checked(part);
+        self
+    }
+
     /// Adds `AND (predicate)`.
     pub fn filter<P>(self, predicate: P) -> Scoped<'t, T, dsl::Filter<Q, Paren<P>>>
     where
@@ -170,7 +187,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         Q: FilterDsl<Paren<P>>,
     {
         audit!(P);
-        self.map(|q| q.filter(Paren(predicate)))
+        self.check(&predicate).map(|q| q.filter(Paren(predicate)))
     }
 
     /// Adds `OR (predicate)` to the user's predicates; the tenant filter still applies to all.
@@ -180,7 +197,8 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         Q: OrFilterDsl<Paren<P>>,
     {
         audit!(P);
-        self.map(|q| q.or_filter(Paren(predicate)))
+        self.check(&predicate)
+            .map(|q| q.or_filter(Paren(predicate)))
     }
 
     /// Sets the selection (columns, tuples, `Model::as_select()`, aggregates).
@@ -190,7 +208,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         Q: SelectDsl<S>,
     {
         audit!(S);
-        self.map(|q| q.select(selection))
+        self.check(&selection).map(|q| q.select(selection))
     }
 
     /// Sets `ORDER BY`.
@@ -200,7 +218,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         Q: OrderDsl<O>,
     {
         audit!(O);
-        self.map(|q| q.order(order))
+        self.check(&order).map(|q| q.order(order))
     }
 
     /// Appends to `ORDER BY`.
@@ -210,7 +228,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         Q: ThenOrderDsl<O>,
     {
         audit!(O);
-        self.map(|q| q.then_order_by(order))
+        self.check(&order).map(|q| q.then_order_by(order))
     }
 
     /// Sets `LIMIT`.
@@ -244,7 +262,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         Q: GroupByDsl<G>,
     {
         audit!(G);
-        self.map(|q| q.group_by(group))
+        self.check(&group).map(|q| q.group_by(group))
     }
 
     /// Sets `HAVING`.
@@ -254,7 +272,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         Q: HavingDsl<Paren<P>>,
     {
         audit!(P);
-        self.map(|q| q.having(Paren(predicate)))
+        self.check(&predicate).map(|q| q.having(Paren(predicate)))
     }
 
     /// `SELECT COUNT(*)`; run it with [`get_result::<i64>`](Scoped::get_result).
@@ -322,8 +340,8 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         Q: JoinWithImplicitOnClause<ScopedJoinTarget<Q, R>, K>,
     {
         let tenant = self.scope.tenant_id().as_uuid();
-        self.map(|q| {
-            let (from, on) = <Q as JoinTo<R>>::join_target(rhs);
+        let (from, on) = <Q as JoinTo<R>>::join_target(rhs);
+        self.check(&on).map(|q| {
             let on = <<<Q as JoinTo<R>>::FromClause as Classified>::Kind as ScopeJoin<_, _>>::on(
                 on, tenant,
             );
@@ -355,13 +373,14 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     pub fn load<'conn, 'q, U>(
         self,
         tx: &'conn mut TenantTx<'t>,
-    ) -> LoadFuture<'conn, 'q, Applied<T, Q>, &'t AsyncPgConnection, U>
+    ) -> Guarded<LoadFuture<'conn, 'q, Applied<T, Q>, &'t AsyncPgConnection, U>>
     where
         U: Send,
         T::Kind: ApplyScope<T, Q>,
-        Applied<T, Q>: LoadQuery<'q, &'t AsyncPgConnection, U> + 'q,
+        Applied<T, Q>: LoadQuery<'q, &'t AsyncPgConnection, U> + QueryFragment<Pg> + QueryId + 'q,
     {
-        RunQueryDsl::load(self.finish(), tx.conn())
+        let scope = self.scope;
+        guarded(scope, self.finish(), |q| RunQueryDsl::load(q, tx.conn()))
     }
 
     /// Runs the query and returns exactly one row ([`diesel::result::Error::NotFound`] if none;
@@ -369,48 +388,46 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     pub fn get_result<'conn, 'q, U>(
         self,
         tx: &'conn mut TenantTx<'t>,
-    ) -> GetResult<'conn, 'q, Applied<T, Q>, &'t AsyncPgConnection, U>
+    ) -> Guarded<GetResult<'conn, 'q, Applied<T, Q>, &'t AsyncPgConnection, U>>
     where
         U: Send + 'conn,
         T::Kind: ApplyScope<T, Q>,
-        Applied<T, Q>: LoadQuery<'q, &'t AsyncPgConnection, U> + 'q,
+        Applied<T, Q>: LoadQuery<'q, &'t AsyncPgConnection, U> + QueryFragment<Pg> + QueryId + 'q,
     {
-        RunQueryDsl::get_result(self.finish(), tx.conn())
+        let scope = self.scope;
+        guarded(scope, self.finish(), |q| {
+            RunQueryDsl::get_result(q, tx.conn())
+        })
     }
 
     /// Runs the query with `LIMIT 1` and returns the row.
     pub fn first<'conn, 'q, U>(
         self,
         tx: &'conn mut TenantTx<'t>,
-    ) -> GetResult<'conn, 'q, Applied<T, dsl::Limit<Q>>, &'t AsyncPgConnection, U>
+    ) -> FirstFuture<'t, 'conn, 'q, T, Q, U>
     where
         U: Send + 'conn,
         Q: LimitDsl,
         T::Kind: ApplyScope<T, dsl::Limit<Q>>,
-        Applied<T, dsl::Limit<Q>>: LoadQuery<'q, &'t AsyncPgConnection, U> + 'q,
+        Applied<T, dsl::Limit<Q>>:
+            LoadQuery<'q, &'t AsyncPgConnection, U> + QueryFragment<Pg> + QueryId + 'q,
     {
         self.limit(1).get_result(tx)
     }
 
     /// `SELECT EXISTS (query)`: whether the scope holds any matching row.
-    pub fn exists<'conn, 'q>(
-        self,
-        tx: &'conn mut TenantTx<'t>,
-    ) -> GetResult<
-        'conn,
-        'q,
-        dsl::select<ScopedExists<'t, Applied<T, Q>>>,
-        &'t AsyncPgConnection,
-        bool,
-    >
+    pub fn exists<'conn, 'q>(self, tx: &'conn mut TenantTx<'t>) -> ExistsFuture<'t, 'conn, 'q, T, Q>
     where
         T::Kind: ApplyScope<T, Q>,
         ScopedExists<'t, Applied<T, Q>>: diesel::expression::SelectableExpression<NoFromClause>
             + diesel::expression::ValidGrouping<()>,
         dsl::select<ScopedExists<'t, Applied<T, Q>>>:
-            LoadQuery<'q, &'t AsyncPgConnection, bool> + 'q,
+            LoadQuery<'q, &'t AsyncPgConnection, bool> + QueryFragment<Pg> + QueryId + 'q,
     {
+        let scope = self.scope;
         let exists = crate::probe::exists(self.into_subquery());
-        RunQueryDsl::get_result(diesel::select(exists), tx.conn())
+        guarded(scope, diesel::select(exists), |q| {
+            RunQueryDsl::get_result(q, tx.conn())
+        })
     }
 }

@@ -6,11 +6,11 @@
 //! - `tenant_db_access`, **permissive**, for all commands: grants access (RLS grants nothing
 //!   without a permissive policy);
 //! - `tenant_db_isolation`, **restrictive**, for all commands, `USING` and `WITH CHECK`:
-//!   `tenant_col = (SELECT NULLIF(current_setting('app.current_tenant', true), '')::uuid)`.
-//!   Being restrictive, it is AND-ed with every permissive policy, including ones added later;
-//!   the scalar subquery is evaluated once per statement (an InitPlan); with no setting, or
-//!   the empty setting a finished `SET LOCAL` leaves behind, it compares with NULL and matches
-//!   nothing.
+//!   `tenant_col = (SELECT tenant_db.current_tenant()::uuid)`. Being restrictive, it is AND-ed
+//!   with every permissive policy, including ones added later; the scalar subquery is
+//!   evaluated once per statement (an InitPlan); `tenant_db.current_tenant()` returns the
+//!   tenant the transaction was opened for, sealed so that no later statement can change it
+//!   (see [`crate::seal`]), or NULL, which matches nothing.
 
 use crate::TenantTable;
 use diesel::Table;
@@ -18,8 +18,7 @@ use diesel::pg::Pg;
 use diesel::query_builder::{QueryBuilder, QueryFragment};
 
 /// The SQL expression the isolation policy compares the tenant column with.
-pub const CURRENT_TENANT_EXPR: &str =
-    "(SELECT NULLIF(current_setting('app.current_tenant', true), '')::uuid)";
+pub const CURRENT_TENANT_EXPR: &str = "(SELECT tenant_db.current_tenant()::uuid)";
 
 /// The quoted, schema-qualified (if declared so) name of table `T`, as diesel writes it.
 pub fn table_name<T>() -> Result<String, diesel::result::Error>
@@ -85,8 +84,10 @@ pub fn tenant_index_sql_for(table: &str, column: &str) -> String {
     )
 }
 
-/// Everything a migration needs for tenant table `T`, as one idempotent script: RLS enabled
-/// and forced, the two policies of [`policy_sql`], and an index leading with the tenant column.
+/// Everything a migration needs for tenant table `T`, as one idempotent script: the sealed
+/// tenant setting's functions ([`seal::setup_sql`](crate::seal::setup_sql), shared by all
+/// tables), RLS enabled and forced, the two policies of [`policy_sql`], and an index leading
+/// with the tenant column.
 ///
 /// Put its output in a migration (`diesel migration generate`, then paste it into `up.sql`),
 /// or run it from a Rust migration. Keys are yours to get right, and `doctor` checks them:
@@ -99,7 +100,8 @@ where
     let table = table_name::<T>()?;
     let column = <T::TenantColumn as diesel::Column>::NAME;
     Ok(format!(
-        "{}{}",
+        "{}{}{}",
+        crate::seal::setup_sql(),
         policy_sql_for(&table, column),
         tenant_index_sql_for(&table, column)
     ))
@@ -113,7 +115,7 @@ mod tests {
         assert!(sql.contains("FORCE ROW LEVEL SECURITY"));
         assert!(sql.contains("AS RESTRICTIVE FOR ALL"));
         assert!(sql.contains(
-            "USING (\"tenant_id\" = (SELECT NULLIF(current_setting('app.current_tenant', true), '')::uuid)) WITH CHECK"
+            "USING (\"tenant_id\" = (SELECT tenant_db.current_tenant()::uuid)) WITH CHECK (\"tenant_id\" = (SELECT tenant_db.current_tenant()::uuid))"
         ));
     }
 }

@@ -1,6 +1,9 @@
 //! [`TenantScope`]: the branded token every tenant query is built from.
 
 use crate::TenantId;
+use crate::guard::Refusal;
+use diesel::pg::Pg;
+use diesel::query_builder::QueryFragment;
 use std::marker::PhantomData;
 
 /// An invariant lifetime brand: `'t` can be neither shortened nor lengthened, so values branded
@@ -20,6 +23,10 @@ pub(crate) type Brand<'t> = PhantomData<fn(&'t ()) -> &'t ()>;
 pub struct TenantScope<'t> {
     tenant: TenantId,
     brand: Brand<'t>,
+    /// The first refusal of a part added to the query this copy of the scope belongs to (see
+    /// [`crate::guard`]); the scope [`TenantTx::scope`](crate::TenantTx::scope) hands out has
+    /// none.
+    refused: Option<Refusal>,
 }
 
 impl<'t> TenantScope<'t> {
@@ -27,7 +34,29 @@ impl<'t> TenantScope<'t> {
         TenantScope {
             tenant,
             brand: PhantomData,
+            refused: None,
         }
+    }
+
+    /// This scope, with `part` (about to join a query built from it) checked.
+    pub(crate) fn checked<E: QueryFragment<Pg>>(mut self, part: &E) -> Self {
+        if self.refused.is_none() {
+            self.refused = crate::guard::check_part(part);
+        }
+        self
+    }
+
+    /// This scope, with written `values` (about to join a statement built from it) checked.
+    pub(crate) fn checked_values<T, W: crate::sealed::Writes<T>>(mut self, values: &W) -> Self {
+        if self.refused.is_none() {
+            self.refused = values.refusal();
+        }
+        self
+    }
+
+    /// Why a part of the query this copy belongs to was refused, if one was.
+    pub(crate) fn refusal(&self) -> Option<Refusal> {
+        self.refused
     }
 
     /// The tenant this scope acts for.

@@ -82,4 +82,6 @@ pub trait Writes<T> {
     fn into_diesel(self) -> Self::Diesel;
     /// The row(s) with the tenant assignment first.
     fn with_tenant<X: Clone>(self, tenant: X) -> Self::WithTenant<X>;
+    /// The first written expression [`crate::guard`] refuses, if any.
+    fn refusal(&self) -> Option<crate::guard::Refusal>;
 }

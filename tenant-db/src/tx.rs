@@ -2,6 +2,7 @@
 
 use crate::scope::TenantScope;
 use crate::{Error, TenantId};
+use deadpool::managed::Object;
 use diesel::connection::CacheSize;
 use diesel::connection::TransactionDepthChange;
 use diesel_async::SimpleAsyncConnection;
@@ -14,6 +15,7 @@ use diesel_async::{
 };
 use std::future::{Future, poll_fn};
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
 /// The closure type [`TenantDb::transaction`] accepts: an async closure over a [`TenantTx`] whose
@@ -34,9 +36,6 @@ where
 {
     type Fut = Fut;
 }
-
-/// The name of the transaction-local setting that carries the tenant id; the RLS policies read it.
-pub const TENANT_SETTING: &str = "app.current_tenant";
 
 /// A database handle: a deadpool pool of `AsyncPgConnection`s that runs tenant transactions.
 ///
@@ -155,8 +154,8 @@ impl TenantDb {
 
     /// Runs `f` in one transaction for `tenant`.
     ///
-    /// The transaction starts with `BEGIN` and `set_config('app.current_tenant', tenant, true)`
-    /// (transaction-local, so it ends with the transaction). It commits when `f` returns `Ok`
+    /// The transaction starts with `BEGIN` and `tenant_db.enter(tenant)`, which sets the tenant
+    /// transaction-locally with a seal no later statement can forge (see [`crate::seal`]). It commits when `f` returns `Ok`
     /// and rolls back when it returns `Err`. If `f` panics, or the returned future is dropped
     /// before it completes, the connection still holds an open transaction; the pool sees that
     /// and closes it rather than reuse it, and the server rolls the transaction back.
@@ -204,39 +203,46 @@ impl TenantDb {
                 .transaction_state()
                 .and_then(|s| s.change_transaction_depth(TransactionDepthChange::IncreaseDepth))
                 .map_err(Error::from)?;
+            // Set by the escape hatches: their statements may change the session.
+            let unscoped = AtomicBool::new(false);
             let (begun, outcome) = {
                 let shared: &AsyncPgConnection = conn;
                 let sql = begin_sql(tenant);
                 let mut begin_conn = shared;
                 let mut begin = pin!(SimpleAsyncConnection::batch_execute(&mut begin_conn, &sql));
-                // One poll puts `BEGIN; set_config(…)` on the wire; the caller's first
-                // statement follows it on the same connection without waiting for the reply
-                // (one round trip saved). The server runs them in order, and if the begin
-                // fails the transaction is aborted, so that statement fails too.
+                // One poll puts `BEGIN; SELECT tenant_db.enter(…)` on the wire; the caller's
+                // first statement follows it on the same connection without waiting for the
+                // reply (one round trip saved). The server runs them in order, and if the
+                // begin fails the transaction is aborted, so that statement fails too.
                 let early = poll_fn(|cx| Poll::Ready(begin.as_mut().poll(cx))).await;
-                let outcome = f(TenantTx::new(shared, tenant)).await;
+                let outcome = f(TenantTx::new(shared, tenant, &unscoped)).await;
                 let begun = match early {
                     Poll::Ready(begun) => begun,
                     Poll::Pending => begin.await,
                 };
                 (begun, outcome)
             };
-            match (begun, outcome) {
-                (Ok(()), Ok(value)) => {
-                    AnsiTransactionManager::commit_transaction(conn)
-                        .await
-                        .map_err(Error::from)?;
-                    Ok(value)
-                }
+            let result = match (begun, outcome) {
+                (Ok(()), Ok(value)) => AnsiTransactionManager::commit_transaction(conn)
+                    .await
+                    .map(|()| value)
+                    .map_err(|e| E::from(Error::from(e))),
                 (begun, outcome) => {
                     // A failed rollback puts the transaction manager in error, and the pool
                     // then discards the connection.
                     let _ = AnsiTransactionManager::rollback_transaction(conn).await;
                     // A failed begin is the cause of whatever the closure saw.
-                    begun.map_err(|e| E::from(Error::from(e)))?;
-                    outcome
+                    begun.map_err(|e| E::from(Error::from(e))).and(outcome)
                 }
+            };
+            // An escape hatch may have left the session changed (see `crate::session`): such
+            // a connection is closed instead of going back to the pool.
+            if AtomicBool::load(&unscoped, Ordering::Relaxed)
+                && !crate::session::is_clean(conn).await
+            {
+                drop(Object::take(pooled));
             }
+            result
         }
     }
 
@@ -246,11 +252,11 @@ impl TenantDb {
     }
 }
 
-/// `BEGIN; SELECT set_config('app.current_tenant', '<tenant>', true)`: one simple-query
-/// message, run in order by the server. The tenant is inlined: a [`TenantId`] is a UUID and
-/// prints as hex digits and hyphens only.
+/// `BEGIN; SELECT tenant_db.enter('<tenant>')`: one simple-query message, run in order by
+/// the server (see [`crate::seal`]). A [`TenantId`] prints as hex digits and hyphens only;
+/// it is quoted as a literal all the same.
 fn begin_sql(tenant: TenantId) -> String {
-    format!("BEGIN; SELECT set_config('{TENANT_SETTING}', '{tenant}', true)")
+    crate::seal::begin_sql(&crate::rls::quote_literal(&tenant.to_string()))
 }
 
 /// One open tenant transaction, branded `'t`.
@@ -261,6 +267,7 @@ fn begin_sql(tenant: TenantId) -> String {
 pub struct TenantTx<'t> {
     conn: &'t AsyncPgConnection,
     scope: TenantScope<'t>,
+    unscoped: &'t AtomicBool,
     hint: crate::hint::UseTxScope,
 }
 
@@ -273,10 +280,11 @@ impl std::fmt::Debug for TenantTx<'_> {
 }
 
 impl<'t> TenantTx<'t> {
-    fn new(conn: &'t AsyncPgConnection, tenant: TenantId) -> Self {
+    fn new(conn: &'t AsyncPgConnection, tenant: TenantId, unscoped: &'t AtomicBool) -> Self {
         TenantTx {
             conn,
             scope: TenantScope::new(tenant),
+            unscoped,
             hint: crate::hint::UseTxScope::default(),
         }
     }
@@ -310,9 +318,12 @@ impl<'t> TenantTx<'t> {
     /// **Escape hatch.** Executes any diesel statement (`diesel::sql_query`, a statement on an
     /// unclassified table, …) in this tenant transaction without tenant-db's compile-time checks.
     ///
-    /// Row-level security still applies: the statement runs as the application role with this
-    /// transaction's tenant setting. Use it for what tenant-db cannot express yet, and keep it
-    /// out of request paths that take user input.
+    /// Row-level security still applies: the statement runs as the application role, in this
+    /// transaction, whose tenant no statement can change (see [`crate::seal`]). Use it for what
+    /// tenant-db cannot express yet, and keep it out of request paths that take user input.
+    /// Because such a statement can change the session (`SET`, `PREPARE`, …), the connection is
+    /// checked when the transaction ends and closed if it is not as it was (see
+    /// [`crate::session`]).
     pub fn unscoped_execute<'conn, 'q, Q>(
         &'conn mut self,
         query: Q,
@@ -320,6 +331,7 @@ impl<'t> TenantTx<'t> {
     where
         Q: diesel_async::methods::ExecuteDsl<&'t AsyncPgConnection> + 'q,
     {
+        self.unscoped.store(true, Ordering::Relaxed);
         RunQueryDsl::execute(query, &mut self.conn)
     }
 
@@ -333,6 +345,7 @@ impl<'t> TenantTx<'t> {
         U: Send,
         Q: diesel_async::methods::LoadQuery<'q, &'t AsyncPgConnection, U> + 'q,
     {
+        self.unscoped.store(true, Ordering::Relaxed);
         RunQueryDsl::load(query, &mut self.conn)
     }
 }
@@ -344,8 +357,7 @@ mod tests {
         let tenant: crate::TenantId = "7F1F2C1E-1111-4B5B-9A1A-5D2C0D4F8E01".parse()?;
         assert_eq!(
             super::begin_sql(tenant),
-            "BEGIN; SELECT set_config('app.current_tenant', \
-             '7f1f2c1e-1111-4b5b-9a1a-5d2c0d4f8e01', true)"
+            "BEGIN; SELECT tenant_db.enter('7f1f2c1e-1111-4b5b-9a1a-5d2c0d4f8e01')"
         );
         Ok(())
     }

@@ -8,8 +8,11 @@
 //! disagree with the SQL.
 
 use crate::NonTenantColumn;
+use crate::guard::Refusal;
 use crate::sealed::Writes;
 use diesel::expression::{AsExpression, Expression, TypedExpressionType};
+use diesel::pg::Pg;
+use diesel::query_builder::QueryFragment;
 use diesel::sql_types::SqlType;
 use diesel::{Column, ExpressionMethods, dsl};
 
@@ -126,7 +129,7 @@ impl<T, C, E> Writes<T> for Assign<C, E>
 where
     C: NonTenantColumn + Column<Table = T> + ExpressionMethods,
     C::SqlType: SqlType + TypedExpressionType,
-    E: Expression<SqlType = C::SqlType>,
+    E: Expression<SqlType = C::SqlType> + QueryFragment<Pg>,
 {
     type Probe = E;
     type Diesel = dsl::Eq<C, E>;
@@ -136,6 +139,9 @@ where
     }
     fn with_tenant<X: Clone>(self, tenant: X) -> Self::WithTenant<X> {
         (tenant, self.into_diesel())
+    }
+    fn refusal(&self) -> Option<Refusal> {
+        crate::guard::check_part(&self.expr)
     }
 }
 
@@ -148,6 +154,9 @@ impl<T, W: Writes<T>> Writes<T> for Option<W> {
     }
     fn with_tenant<X: Clone>(self, tenant: X) -> Self::WithTenant<X> {
         (tenant, self.into_diesel())
+    }
+    fn refusal(&self) -> Option<Refusal> {
+        self.as_ref().and_then(W::refusal)
     }
 }
 
@@ -163,6 +172,9 @@ impl<T, W: Writes<T>> Writes<T> for Vec<W> {
             .map(|row| (tenant.clone(), row.into_diesel()))
             .collect()
     }
+    fn refusal(&self) -> Option<Refusal> {
+        self.iter().find_map(W::refusal)
+    }
 }
 
 macro_rules! writes_tuple {
@@ -176,6 +188,9 @@ macro_rules! writes_tuple {
             }
             fn with_tenant<X: Clone>(self, tenant: X) -> Self::WithTenant<X> {
                 (tenant, self.into_diesel())
+            }
+            fn refusal(&self) -> Option<Refusal> {
+                None$(.or_else(|| self.$i.refusal()))+
             }
         }
     };

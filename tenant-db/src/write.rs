@@ -5,15 +5,18 @@
 //! an update's changeset is [`TenantValues`], so it cannot name the tenant column. Inserts live
 //! in [`crate::insert`].
 
+use crate::guard::{Guarded, guarded};
 use crate::probe::{Paren, ScopeSafe, audit};
 use crate::query::{TenantFilter, tenant_filter};
 use crate::sealed::Writes;
 use crate::tx::TenantTx;
 use crate::{TenantScope, TenantTable, TenantValues};
 use diesel::dsl;
+use diesel::pg::Pg;
 use diesel::query_builder::{
     AsChangeset, DeleteStatement, IntoUpdateTarget, ReturningClause, UpdateStatement,
 };
+use diesel::query_builder::{QueryFragment, QueryId};
 use diesel::query_dsl::methods::FilterDsl;
 use diesel_async::methods::{ExecuteDsl, LoadQuery};
 use diesel_async::return_futures::{GetResult, LoadFuture};
@@ -40,35 +43,44 @@ impl<'t, S> ScopedStatement<'t, S> {
     }
 
     /// Runs the statement; returns the number of rows affected.
-    pub fn execute<'conn, 'q>(self, tx: &'conn mut TenantTx<'t>) -> ExecuteFuture<'t, 'conn, 'q>
+    pub fn execute<'conn, 'q>(
+        self,
+        tx: &'conn mut TenantTx<'t>,
+    ) -> Guarded<ExecuteFuture<'t, 'conn, 'q>>
     where
-        S: ExecuteDsl<&'t AsyncPgConnection> + 'q,
+        S: ExecuteDsl<&'t AsyncPgConnection> + QueryFragment<Pg> + QueryId + 'q,
     {
-        RunQueryDsl::execute(self.statement, tx.conn())
+        guarded(self.scope, self.statement, |s| {
+            RunQueryDsl::execute(s, tx.conn())
+        })
     }
 
     /// Runs a statement with `RETURNING`; returns the one row.
     pub fn get_result<'conn, 'q, U>(
         self,
         tx: &'conn mut TenantTx<'t>,
-    ) -> GetResult<'conn, 'q, S, &'t AsyncPgConnection, U>
+    ) -> Guarded<GetResult<'conn, 'q, S, &'t AsyncPgConnection, U>>
     where
         U: Send + 'conn,
-        S: LoadQuery<'q, &'t AsyncPgConnection, U> + 'q,
+        S: LoadQuery<'q, &'t AsyncPgConnection, U> + QueryFragment<Pg> + QueryId + 'q,
     {
-        RunQueryDsl::get_result(self.statement, tx.conn())
+        guarded(self.scope, self.statement, |s| {
+            RunQueryDsl::get_result(s, tx.conn())
+        })
     }
 
     /// Runs a statement with `RETURNING`; returns every row.
     pub fn get_results<'conn, 'q, U>(
         self,
         tx: &'conn mut TenantTx<'t>,
-    ) -> LoadFuture<'conn, 'q, S, &'t AsyncPgConnection, U>
+    ) -> Guarded<LoadFuture<'conn, 'q, S, &'t AsyncPgConnection, U>>
     where
         U: Send,
-        S: LoadQuery<'q, &'t AsyncPgConnection, U> + 'q,
+        S: LoadQuery<'q, &'t AsyncPgConnection, U> + QueryFragment<Pg> + QueryId + 'q,
     {
-        RunQueryDsl::get_results(self.statement, tx.conn())
+        guarded(self.scope, self.statement, |s| {
+            RunQueryDsl::get_results(s, tx.conn())
+        })
     }
 }
 
@@ -90,7 +102,8 @@ where
         UpdateStatement<T, U, V, ReturningClause<E>>: diesel::query_builder::Query,
     {
         audit!(E);
-        ScopedStatement::new(self.statement.returning(returns), self.scope)
+        let scope = self.scope.checked(&returns);
+        ScopedStatement::new(self.statement.returning(returns), scope)
     }
 }
 
@@ -108,7 +121,8 @@ where
         DeleteStatement<T, U, ReturningClause<E>>: diesel::query_builder::Query,
     {
         audit!(E);
-        ScopedStatement::new(self.statement.returning(returns), self.scope)
+        let scope = self.scope.checked(&returns);
+        ScopedStatement::new(self.statement.returning(returns), scope)
     }
 }
 
@@ -177,10 +191,11 @@ impl<'t, T: TenantTable, S, Op> Narrowed<'t, T, S, Op> {
         S: FilterDsl<Paren<P>>,
     {
         audit!(P);
+        let scope = self.scope.checked(&predicate);
         Narrowed {
             source: self.source.filter(Paren(predicate)),
             table: PhantomData,
-            scope: self.scope,
+            scope,
         }
     }
 }
@@ -200,10 +215,9 @@ impl<'t, T: TenantTable, S> ScopedUpdate<'t, T, S> {
         UpdateStatement<T, S::WhereClause, ChangesetOf<T, V>>: diesel::query_builder::AsQuery,
     {
         audit!(<V::Update as Writes<T>>::Probe);
-        ScopedStatement::new(
-            diesel::update(self.source).set(values.into_update().into_diesel()),
-            self.scope,
-        )
+        let values = values.into_update();
+        let scope = self.scope.checked_values(&values);
+        ScopedStatement::new(diesel::update(self.source).set(values.into_diesel()), scope)
     }
 }
 
@@ -217,10 +231,14 @@ impl<'t, T: TenantTable, S> ScopedDelete<'t, T, S> {
     }
 
     /// Runs the delete; returns the number of rows deleted.
-    pub fn execute<'conn, 'q>(self, tx: &'conn mut TenantTx<'t>) -> ExecuteFuture<'t, 'conn, 'q>
+    pub fn execute<'conn, 'q>(
+        self,
+        tx: &'conn mut TenantTx<'t>,
+    ) -> Guarded<ExecuteFuture<'t, 'conn, 'q>>
     where
         S: IntoUpdateTarget<Table = T>,
-        DeleteStatement<T, S::WhereClause>: ExecuteDsl<&'t AsyncPgConnection> + 'q,
+        DeleteStatement<T, S::WhereClause>:
+            ExecuteDsl<&'t AsyncPgConnection> + QueryFragment<Pg> + QueryId + 'q,
     {
         self.statement().execute(tx)
     }

@@ -71,9 +71,15 @@ fn step<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, Setup
     r.map_err(|e| SetupError(format!("{what}: {e}")))
 }
 
-/// Creates (if missing) the roles and `database`, then applies `schema_sql` as the owner and
-/// grants the application role what it needs. Returns the application role's URL.
-pub async fn provision(database: &str, schema_sql: &str) -> Result<String, SetupError> {
+/// Creates (if missing) the roles and `database`, then applies the sealed tenant setting and
+/// `schema_sql` as the owner, and grants the application role (and the test-only `BYPASSRLS`
+/// role) reads everywhere and writes on `tenant_tables` (quoted names). Returns the
+/// application role's URL.
+pub async fn provision(
+    database: &str,
+    schema_sql: &str,
+    tenant_tables: &[&str],
+) -> Result<String, SetupError> {
     let mut admin = step(
         "connect as admin",
         AsyncPgConnection::establish(&admin_url()).await,
@@ -114,6 +120,15 @@ pub async fn provision(database: &str, schema_sql: &str) -> Result<String, Setup
                     .await,
             )?;
         }
+        step(
+            "database privileges",
+            admin
+                .batch_execute(&format!(
+                    "{}GRANT CONNECT ON DATABASE {database} TO {NO_RLS_ROLE};",
+                    tenant_db::roles::database_sql(database, OWNER_ROLE, APP_ROLE)
+                ))
+                .await,
+        )?;
         Ok::<(), SetupError>(())
     }
     .await;
@@ -132,11 +147,19 @@ pub async fn provision(database: &str, schema_sql: &str) -> Result<String, Setup
             .batch_execute("SELECT pg_advisory_lock(4242002)")
             .await,
     )?;
+    let writes: String = tenant_tables
+        .iter()
+        .flat_map(|table| {
+            [APP_ROLE, NO_RLS_ROLE]
+                .map(|role| tenant_db::roles::tenant_table_write_sql_for(role, table))
+        })
+        .collect();
     let applied = owner
         .batch_execute(&format!(
-            "{schema_sql}
+            "{}{schema_sql}
              REVOKE ALL ON SCHEMA public FROM PUBLIC;
-             {}{}",
+             {}{}{writes}",
+            tenant_db::seal::setup_sql(),
             tenant_db::roles::grants_sql(OWNER_ROLE, APP_ROLE, "public"),
             tenant_db::roles::grants_sql(OWNER_ROLE, NO_RLS_ROLE, "public"),
         ))

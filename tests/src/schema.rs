@@ -81,6 +81,9 @@ pub struct Country {
     pub name: String,
 }
 
+/// The tenant tables, quoted, for write grants.
+pub const TENANT_TABLES: &[&str] = &["\"customers\"", "\"orders\""];
+
 /// The DDL, run as the owner role; RLS and tenant indexes come from `tenant_db::rls`.
 pub fn schema_sql() -> String {
     let rls =

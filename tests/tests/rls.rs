@@ -42,8 +42,16 @@ async fn raw_sql_as_app_role_sees_only_what_rls_allows() {
         .await
         .unwrap();
     assert!(tenants_visible(&mut conn).await.is_empty());
-    // Another tenant's setting: only that tenant.
+    // Another tenant's id in the plain setting: nothing (only a sealed tenant counts).
     conn.batch_execute(&format!("SET app.current_tenant = '{b}'"))
+        .await
+        .unwrap();
+    assert!(tenants_visible(&mut conn).await.is_empty());
+    conn.batch_execute("RESET app.current_tenant")
+        .await
+        .unwrap();
+    // A transaction that enters B in its first message: only B.
+    conn.batch_execute(&tenant_db::seal::begin_sql(&format!("'{b}'")))
         .await
         .unwrap();
     assert_eq!(tenants_visible(&mut conn).await, vec![b.to_string()]);
@@ -57,6 +65,10 @@ async fn raw_sql_as_app_role_sees_only_what_rls_allows() {
         foreign.is_err(),
         "WITH CHECK must refuse a foreign tenant id"
     );
+    conn.batch_execute("ROLLBACK").await.unwrap();
+    conn.batch_execute(&tenant_db::seal::begin_sql(&format!("'{b}'")))
+        .await
+        .unwrap();
     // Moving one of B's rows to A is refused too.
     let moved = diesel::sql_query(format!(
         "UPDATE customers SET tenant_id = '{a}' WHERE id = 1"
@@ -67,9 +79,7 @@ async fn raw_sql_as_app_role_sees_only_what_rls_allows() {
         moved.is_err(),
         "WITH CHECK must refuse moving a row to another tenant"
     );
-    conn.batch_execute("RESET app.current_tenant")
-        .await
-        .unwrap();
+    conn.batch_execute("ROLLBACK").await.unwrap();
 
     // Through the escape hatch inside a tenant transaction, RLS still applies.
     let seen: Vec<Row> = load_raw(
@@ -184,36 +194,56 @@ async fn tenant_setting_is_gone_after_commit_rollback_and_panic_on_a_pool_of_one
     }
 }
 
-/// Runs `SELECT … WHERE pg_temp.f_leak(email)` for `tenant` on a direct connection as `url`'s
+/// Runs `SELECT … WHERE canary.f_leak(email)` for `tenant` on a direct connection as `url`'s
 /// role, and returns what `f_leak` was shown. As in PostgreSQL's `rowsecurity` regression
 /// suite, `f_leak` is a near-free (`COST 0.0000001`), non-LEAKPROOF function that records every
-/// value it sees: the planner would love to run it first, and RLS must not let it.
+/// value it sees: the planner would love to run it first, and RLS must not let it. The owner
+/// creates it (the application role can create neither functions nor temporary tables); it
+/// records into `canary.seen`, tagged with the backend that saw the value.
 async fn values_a_leaky_filter_sees(url: &str, tenant: tenant_db::TenantId) -> Vec<String> {
     #[derive(diesel::QueryableByName)]
     struct Seen {
         #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
         v: Option<String>,
     }
-    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
-    conn.batch_execute(
-        "CREATE TEMP TABLE seen (v text);
-         CREATE FUNCTION pg_temp.f_leak(text) RETURNS boolean LANGUAGE plpgsql
-             COST 0.0000001 AS $$ BEGIN INSERT INTO seen VALUES ($1); RETURN true; END $$;",
-    )
-    .await
-    .unwrap();
-    conn.batch_execute(&format!(
-        "BEGIN;
-         SELECT set_config('app.current_tenant', '{tenant}', true);
-         SELECT id FROM customers WHERE pg_temp.f_leak(email);
-         COMMIT;"
+    let mut owner = AsyncPgConnection::establish(&tenant_db_tests::url_for(
+        tenant_db_tests::OWNER_ROLE,
+        DATABASE,
     ))
     .await
     .unwrap();
-    let seen: Vec<Seen> = diesel::sql_query("SELECT v FROM seen ORDER BY v")
-        .load(&mut conn)
+    owner
+        .batch_execute(&format!(
+            "SELECT pg_advisory_lock(4242003);
+             CREATE SCHEMA IF NOT EXISTS canary;
+             CREATE TABLE IF NOT EXISTS canary.seen (pid int NOT NULL, v text);
+             CREATE OR REPLACE FUNCTION canary.f_leak(text) RETURNS boolean LANGUAGE plpgsql
+                 COST 0.0000001 AS $$
+                 BEGIN INSERT INTO canary.seen VALUES (pg_backend_pid(), $1); RETURN true; END $$;
+             GRANT USAGE ON SCHEMA canary TO {app}, {no_rls};
+             GRANT SELECT, INSERT, DELETE ON canary.seen TO {app}, {no_rls};
+             SELECT pg_advisory_unlock(4242003);",
+            app = tenant_db_tests::APP_ROLE,
+            no_rls = tenant_db_tests::NO_RLS_ROLE,
+        ))
         .await
         .unwrap();
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    // A recycled backend id must not bring an earlier run's values along.
+    conn.batch_execute("DELETE FROM canary.seen WHERE pid = pg_backend_pid()")
+        .await
+        .unwrap();
+    conn.batch_execute(&tenant_db::seal::begin_sql(&format!("'{tenant}'")))
+        .await
+        .unwrap();
+    conn.batch_execute("SELECT id FROM customers WHERE canary.f_leak(email); COMMIT;")
+        .await
+        .unwrap();
+    let seen: Vec<Seen> =
+        diesel::sql_query("SELECT v FROM canary.seen WHERE pid = pg_backend_pid() ORDER BY v")
+            .load(&mut conn)
+            .await
+            .unwrap();
     seen.into_iter().filter_map(|s| s.v).collect()
 }
 

@@ -49,6 +49,9 @@ pub enum Rule {
     PolicyFailsOpen,
     /// The tenant policy calls `current_setting` for every row instead of once per statement.
     PolicyPerRow,
+    /// The tenant policy reads the tenant setting directly instead of through the sealed
+    /// `tenant_db.current_tenant()`: any statement of the transaction can change it.
+    PolicyTrustsForgeableSetting,
     /// No index leads with the tenant column.
     NoTenantIndex,
     /// A unique key omits the tenant column: a violation reveals another tenant's row.
@@ -78,13 +81,14 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in report order.
-    pub const ALL: [Rule; 17] = [
+    pub const ALL: [Rule; 18] = [
         Rule::RlsDisabled,
         Rule::RlsNotForced,
         Rule::NoRestrictivePolicy,
         Rule::TenantPolicyPermissive,
         Rule::PolicyFailsOpen,
         Rule::PolicyPerRow,
+        Rule::PolicyTrustsForgeableSetting,
         Rule::NoTenantIndex,
         Rule::UniqueWithoutTenant,
         Rule::ForeignKeyWithoutTenant,
@@ -107,6 +111,7 @@ impl Rule {
             Rule::TenantPolicyPermissive => "tenant-policy-permissive",
             Rule::PolicyFailsOpen => "policy-fails-open",
             Rule::PolicyPerRow => "policy-per-row",
+            Rule::PolicyTrustsForgeableSetting => "policy-trusts-forgeable-setting",
             Rule::NoTenantIndex => "no-tenant-index",
             Rule::UniqueWithoutTenant => "unique-without-tenant",
             Rule::ForeignKeyWithoutTenant => "foreign-key-without-tenant",
@@ -141,6 +146,9 @@ impl Rule {
             }
             Rule::PolicyPerRow => {
                 "current_setting outside a scalar subquery runs for every row and keeps the policy off the index; and ''::uuid errors after a SET LOCAL"
+            }
+            Rule::PolicyTrustsForgeableSetting => {
+                "any statement of the transaction can set app.current_tenant (set_config through a declared SQL function, SET LOCAL through an escape hatch) and switch the tenant RLS enforces; tenant_db.current_tenant() checks a seal only the transaction's first statement can make"
             }
             Rule::NoTenantIndex => {
                 "every tenant query filters on the tenant column; without an index leading with it, each one scans all tenants' rows"

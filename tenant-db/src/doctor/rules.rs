@@ -3,7 +3,7 @@
 use super::catalog::{Policy, Snapshot, Table};
 use super::{Finding, Rule};
 use crate::rls::{policy_sql_for, quote_ident};
-use crate::tx::TENANT_SETTING;
+use crate::seal::TENANT_SETTING;
 
 /// A table the audit treats as a tenant table, with its tenant column.
 pub(crate) struct TenantTableRef<'a> {
@@ -41,8 +41,11 @@ fn quote_idents(columns: &[String]) -> String {
 pub(crate) enum Condition {
     /// Not a tenant condition on this column.
     None,
-    /// `col = (SELECT … current_setting(…) …)`: once per statement, fails closed.
+    /// `col = (SELECT tenant_db.current_tenant() …)`: sealed, once per statement, fails closed.
     Sound,
+    /// `col = (SELECT … current_setting(…) …)`: fails closed, but trusts a setting any
+    /// statement of the transaction can change.
+    Forgeable,
     /// A missing or empty setting can let rows through (`OR`, `IS NULL`, `COALESCE`, `CASE`).
     FailsOpen,
     /// `current_setting` outside a scalar subquery: evaluated for every row.
@@ -53,7 +56,9 @@ pub(crate) enum Condition {
 pub(crate) fn classify(expr: &str, column: &str) -> Condition {
     let lower = expr.to_lowercase();
     let setting = format!("current_setting('{TENANT_SETTING}'");
-    if !lower.contains(&setting) || !mentions_identifier(&lower, &column.to_lowercase()) {
+    let sealed = lower.contains(&crate::seal::CURRENT_TENANT_CALL.to_lowercase());
+    if !(sealed || lower.contains(&setting)) || !mentions_identifier(&lower, &column.to_lowercase())
+    {
         return Condition::None;
     }
     let opens = [
@@ -67,6 +72,8 @@ pub(crate) fn classify(expr: &str, column: &str) -> Condition {
         Condition::FailsOpen
     } else if !lower.contains("select ") {
         Condition::PerRow
+    } else if !sealed {
+        Condition::Forgeable
     } else {
         Condition::Sound
     }
@@ -93,7 +100,12 @@ fn policy_condition(policy: &Policy, column: &str) -> Condition {
         .or(using);
     match (using, check) {
         (Some(u), Some(c)) => {
-            for worst in [Condition::None, Condition::FailsOpen, Condition::PerRow] {
+            for worst in [
+                Condition::None,
+                Condition::FailsOpen,
+                Condition::PerRow,
+                Condition::Forgeable,
+            ] {
                 if u == worst || c == worst {
                     return worst;
                 }
@@ -159,6 +171,14 @@ fn rls_rules(t: &TenantTableRef<'_>, snap: &Snapshot, out: &mut Vec<Finding>) {
             (
                 Rule::PolicyPerRow,
                 format!("policy `{policy}` reads the tenant setting for every row"),
+            )
+        } else if let Some(policy) = named(Condition::Forgeable) {
+            (
+                Rule::PolicyTrustsForgeableSetting,
+                format!(
+                    "policy `{policy}` reads `{TENANT_SETTING}` directly, which any statement of \
+                     the transaction can change"
+                ),
             )
         } else if let Some(policy) = permissive_tenant {
             (
@@ -399,9 +419,11 @@ mod tests {
 
     #[test]
     fn classifies_policy_forms() {
-        let sound = "(tenant_id = ( SELECT (NULLIF(current_setting('app.current_tenant'::text, true), ''::text))::uuid AS \"nullif\"))";
+        let sound = "(tenant_id = ( SELECT (tenant_db.current_tenant())::uuid AS current_tenant))";
         assert_eq!(classify(sound, "tenant_id"), Condition::Sound);
         assert_eq!(classify(sound, "org_id"), Condition::None);
+        let forgeable = "(tenant_id = ( SELECT (NULLIF(current_setting('app.current_tenant'::text, true), ''::text))::uuid AS \"nullif\"))";
+        assert_eq!(classify(forgeable, "tenant_id"), Condition::Forgeable);
         let per_row = "(tenant_id = (current_setting('app.current_tenant'::text, true))::uuid)";
         assert_eq!(classify(per_row, "tenant_id"), Condition::PerRow);
         let open = "((current_setting('app.current_tenant'::text, true) IS NULL) OR (tenant_id = ( SELECT (current_setting('app.current_tenant'::text, true))::uuid AS current_setting)))";

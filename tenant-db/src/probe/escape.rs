@@ -16,10 +16,6 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 /// tenants' rows. Never build the text from user input. `grep unscoped` lists every use.
 ///
 /// ```
-/// # include!("../../doctest_schema.rs");
-/// # #[derive(diesel::Queryable, diesel::Selectable, tenant_db::TenantTable)]
-/// # #[diesel(table_name = notes)]
-/// # struct Note { id: i64, tenant_id: uuid::Uuid, body: String }
 /// use diesel::sql_types::Bool;
 /// let trusted = tenant_db::unscoped_expr(diesel::dsl::sql::<Bool>("body ~ '^[a-z]+$'"));
 /// # let _ = trusted;

@@ -22,9 +22,11 @@ use std::marker::PhantomData;
 ///
 /// ```
 /// # include!("../../doctest_schema.rs");
+/// # fn main() {
 /// use diesel::ExpressionMethods;
 /// let ids = vec![1_i64, 2, 3];
 /// let _filter = notes::id.eq_any(tenant_db::list(ids));
+/// # }
 /// ```
 pub fn list<T, I: IntoIterator<Item = T>>(values: I) -> List<T> {
     List(values.into_iter().collect())

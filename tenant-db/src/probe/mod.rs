@@ -28,6 +28,7 @@ use diesel::expression::{
     AppearsOnTable, Expression, SelectableExpression, TypedExpressionType, ValidGrouping,
     is_aggregate,
 };
+use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId, SelectQuery};
 use diesel::query_source::{AppearsInFromClause, Once, Table};
 use diesel::sql_types::{Bool, SqlType};
@@ -71,9 +72,12 @@ where
 /// Implemented for every diesel expression that contains no subquery, and for subqueries built
 /// from the scope of `'t`. Raw SQL and type-erased parts satisfy this bound but are refused
 /// when the code is compiled (see [`unscoped_expr`]).
-pub trait ScopeSafe<'t>: QueryId {}
+pub trait ScopeSafe<'t>: QueryId + QueryFragment<Pg> {}
 
-impl<'t, E> ScopeSafe<'t> for E where E: AppearsOnTable<OnlyScopedSubqueries<'t>> + QueryId {}
+impl<'t, E> ScopeSafe<'t> for E where
+    E: AppearsOnTable<OnlyScopedSubqueries<'t>> + QueryId + QueryFragment<Pg>
+{
+}
 
 /// Wraps a user predicate in parentheses, so that nothing inside it can change how it combines
 /// with the tenant filter.

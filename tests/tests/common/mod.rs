@@ -10,7 +10,9 @@ pub const DATABASE: &str = "tenant_db_test";
 pub async fn app_url() -> String {
     static URL: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     let url = URL
-        .get_or_try_init(|| async { tenant_db_tests::provision(DATABASE, &schema_sql()).await })
+        .get_or_try_init(|| async {
+            tenant_db_tests::provision(DATABASE, &schema_sql(), TENANT_TABLES).await
+        })
         .await;
     match url {
         Ok(url) => url.clone(),

@@ -636,3 +636,92 @@ async fn lists_and_boxed_scoped_subqueries_stay_in_the_scope() {
     assert_eq!(empty, 0);
     assert_eq!(boxed, vec![1, 2]);
 }
+
+// Custom nodes carry text the compiler cannot see; text that would leave tenant-db's
+// parentheses is refused before it is sent.
+diesel::infix_operator!(OrAnything, ") OR (");
+
+diesel::define_sql_function! {
+    /// A function whose SQL name closes the parentheses it is written in.
+    #[sql_name = "lower(name)) OR ((true"]
+    fn break_out(x: diesel::sql_types::Text) -> diesel::sql_types::Bool;
+}
+
+/// A hand-written node whose SQL ends in a comment.
+#[derive(Debug, Clone, Copy, diesel::expression::ValidGrouping, diesel::query_builder::QueryId)]
+struct Commented;
+
+impl diesel::expression::Expression for Commented {
+    type SqlType = diesel::sql_types::Bool;
+}
+
+impl<QS> diesel::expression::AppearsOnTable<QS> for Commented {}
+impl<QS> diesel::expression::SelectableExpression<QS> for Commented {}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Commented {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql("true --");
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn custom_nodes_that_would_break_out_of_the_tenant_filter_are_refused() {
+    use tenant_db::guard::Refusal;
+    let db = db(2).await;
+    let (a, _b) = two_tenants(&db).await;
+    let outcomes = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            let op = s
+                .query(customers::table)
+                .filter(OrAnything::new(customers::name.eq("x"), customers::name.eq("y")))
+                .count()
+                .get_result::<i64>(&mut tx)
+                .await;
+            let function = s
+                .query(customers::table)
+                .filter(break_out(customers::name))
+                .count()
+                .get_result::<i64>(&mut tx)
+                .await;
+            let comment = s
+                .delete(customers::table)
+                .filter(Commented)
+                .execute(&mut tx)
+                .await;
+            Ok::<_, Error>(
+                [op.map(|_| ()), function.map(|_| ()), comment.map(|_| ())]
+                    .map(|r| r.map_err(Error::from)),
+            )
+        })
+        .await
+        .unwrap();
+    let reasons: Vec<Option<Refusal>> = outcomes
+        .into_iter()
+        .map(|r| match r {
+            Err(Error::Refused(refused)) => Some(refused.reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            Some(Refusal::UnbalancedParentheses),
+            Some(Refusal::UnbalancedParentheses),
+            Some(Refusal::Comment)
+        ]
+    );
+    // Nothing was deleted: the refused statement was never sent.
+    let n: i64 = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(s.query(customers::table).count().get_result(&mut tx).await?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+}
