@@ -186,6 +186,10 @@ pub(crate) async fn measure(quick: bool) -> Result<Cost, Failure> {
     }
 
     let runs = if quick { 100 } else { 500 };
+    // Warm the caches (the table was perhaps just seeded) before any form is measured.
+    for shape in [Shape::Range, Shape::Point] {
+        paired(&mut without, &mut with_rls, shape, runs).await?;
+    }
     let mut rows = Vec::new();
     // Each policy form against the same baseline, for both shapes; the sealed policy is put
     // back whatever happens.

@@ -163,6 +163,12 @@ impl TenantDb {
     /// `f` gets a [`TenantTx`] branded with a fresh lifetime `'t`: queries built from its
     /// [`scope`](TenantTx::scope) cannot leave the closure or run in another transaction.
     ///
+    /// `f` must be an async closure, `async |tx| { … }`: a closure that returns an `async`
+    /// block, `|tx| async move { … }`, cannot borrow the transaction, and the compiler says so
+    /// as `E0282` "type annotations needed" at the first use of `tx`. When nothing else names
+    /// the closure's error type, say it in its last expression, `Ok::<_, tenant_db::Error>(…)`
+    /// (otherwise `E0283`, "cannot satisfy `_: From<tenant_db::Error>`").
+    ///
     /// ```no_run
     /// # include!("../doctest_schema.rs");
     /// # #[derive(diesel::Queryable, diesel::Selectable, tenant_db::TenantTable)]
