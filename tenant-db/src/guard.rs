@@ -7,9 +7,16 @@
 //! `QueryFragment`, an `infix_operator!`, a function's `sql_name`). So when a part is added to
 //! a scoped query, tenant-db renders it alone and refuses it if it:
 //!
-//! - calls a function that changes the session beyond the transaction or reaches outside the
-//!   database ([`SESSION_FUNCTIONS`]: `set_config`, session advisory locks, `dblink*`,
-//!   server-side large-object file access);
+//! - calls a function whose effects outlive the transaction, that runs SQL given as text, or
+//!   that reads or measures whole tables past the tenant ([`DENIED_FUNCTIONS`]: `set_config`,
+//!   advisory locks, `dblink*`, `query_to_xml*`, `table_to_xml*`, `pg_stat_*`, …);
+//! - holds a subquery that was not built from the scope: diesel checks an aggregate's
+//!   `FILTER` and `ORDER BY` or a window's `PARTITION BY` against nothing, and a custom node's
+//!   text is invisible to the compiler, so while a part is rendered for this check tenant-db's
+//!   own subqueries render as a placeholder, and any `SELECT` (or `TABLE`, `VALUES`, `WITH`)
+//!   left is refused;
+//! - in a part that must be one expression (a filter, a join condition, a written value),
+//!   holds a comma outside parentheses (text that would write a second assignment);
 //! - contains a comment, a semicolon or an unterminated quote, or closes a parenthesis it did
 //!   not open (`") OR ("`, balanced overall, would still OR the tenant filter away): diesel's
 //!   own nodes never write these, and each can take text out of the parentheses that keep it
@@ -27,38 +34,72 @@ use futures_util::future::{Either, Ready, ready};
 use std::future::Future;
 
 /// Functions a scoped statement may not call: their effects outlive the transaction (a
-/// session-level setting, a session advisory lock, an open `dblink` connection) or reach
-/// outside the database.
-pub const SESSION_FUNCTIONS: &[&str] = &[
+/// session-level setting, a session advisory lock, an open `dblink` connection), they run SQL
+/// given as text (`query_to_xml` and its family: text the compiler never sees), they read a
+/// whole table or database by name (`table_to_xml`, `database_to_xml`, …), they reveal
+/// table-wide counts and sizes across tenants (`pg_stat_*`, `pg_*_size`), or they reach
+/// outside the database (files, large objects, other backends). A name ending in `*` is a
+/// prefix.
+pub const DENIED_FUNCTIONS: &[&str] = &[
     "set_config",
-    "pg_advisory_lock",
-    "pg_advisory_lock_shared",
-    "pg_try_advisory_lock",
-    "pg_try_advisory_lock_shared",
-    "pg_advisory_unlock",
-    "pg_advisory_unlock_shared",
-    "pg_advisory_unlock_all",
-    "dblink",
-    "dblink_connect",
-    "dblink_connect_u",
-    "dblink_disconnect",
-    "dblink_exec",
-    "dblink_open",
-    "dblink_fetch",
-    "dblink_close",
-    "dblink_send_query",
-    "dblink_get_result",
-    "lo_import",
-    "lo_export",
+    "pg_advisory*",
+    "pg_try_advisory*",
+    "dblink*",
+    "query_to_xml*",
+    "cursor_to_xml*",
+    "table_to_xml*",
+    "schema_to_xml*",
+    "database_to_xml*",
+    "pg_stat_*",
+    "pg_statio_*",
+    "pg_relation_size",
+    "pg_table_size",
+    "pg_indexes_size",
+    "pg_total_relation_size",
+    "pg_database_size",
+    "pg_tablespace_size",
+    "lo_*",
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_ls_*",
+    "pg_terminate_backend",
+    "pg_cancel_backend",
 ];
+
+/// The entry of [`DENIED_FUNCTIONS`] that `name` (lower case) matches, if any.
+fn denied(name: &str) -> Option<&'static str> {
+    DENIED_FUNCTIONS
+        .iter()
+        .copied()
+        .find(|entry| match entry.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == *entry,
+        })
+}
+
+/// The keywords that start a query inside an expression. Subqueries tenant-db built from the
+/// scope render as a placeholder while a part is checked (see [`checking`]), so any left is
+/// one that was not.
+const QUERY_KEYWORDS: &[&str] = &["select", "table", "values", "with"];
 
 /// Why tenant-db refused to send a scoped statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refusal {
-    /// The statement calls a function whose effects outlive the transaction.
-    #[error("it calls `{0}`, whose effects outlive the transaction")]
+    /// The statement calls a function tenant-db refuses (see [`DENIED_FUNCTIONS`]; the entry
+    /// it matched is given).
+    #[error(
+        "it calls a function tenant-db refuses (`{0}`): its effects outlive the transaction or reach past the tenant"
+    )]
     SessionFunction(&'static str),
+    /// A part holds a query (`SELECT`, `TABLE`, `VALUES`, `WITH`) that was not built from the
+    /// scope: in an aggregate's `FILTER`, a window's `PARTITION BY`, a custom node's text.
+    #[error("a part of it holds a subquery that was not built from the scope")]
+    Subquery,
+    /// A part that must be one expression (a filter, a join condition, a written value) holds a
+    /// comma outside parentheses: text that writes a second assignment, say.
+    #[error("a part of it that must be one expression holds a top-level comma")]
+    NotOneExpression,
     /// The statement contains a comment (`--` or `/*`).
     #[error("it contains a comment")]
     Comment,
@@ -84,6 +125,11 @@ pub struct RefusedStatement {
 /// The future of a scoped statement: the statement running, or tenant-db's refusal to send it.
 pub type Guarded<F> = Either<Ready<<F as Future>::Output>, F>;
 
+/// The error a refused statement fails with.
+pub(crate) fn refused(reason: Refusal) -> diesel::result::Error {
+    diesel::result::Error::QueryBuilderError(Box::new(RefusedStatement { reason }))
+}
+
 /// Runs `query` with `run` unless a part of it was refused (the verdict is in `scope`).
 pub(crate) fn guarded<Q, F, T>(
     scope: TenantScope<'_>,
@@ -95,23 +141,105 @@ where
 {
     match scope.refusal() {
         None => Either::Right(run(query)),
-        Some(reason) => Either::Left(ready(Err(diesel::result::Error::QueryBuilderError(
-            Box::new(RefusedStatement { reason }),
-        )))),
+        Some(reason) => Either::Left(ready(Err(refused(reason)))),
+    }
+}
+
+/// What a part must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// One expression: a filter, a join condition, a written value.
+    Expression,
+    /// A list of expressions: a selection, an ordering, a grouping, a `RETURNING` list.
+    List,
+}
+
+thread_local! {
+    /// Set while [`check_part`] renders a part: tenant-db's own subqueries (already checked
+    /// when they were built) and escape hatches render as a placeholder instead of their
+    /// text.
+    static CHECKING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The identifier a checked subquery or escape hatch renders as while a part is checked.
+const PLACEHOLDER: &str = "tenant_db_checked";
+
+/// Whether a part is being rendered for [`check_part`] on this thread.
+fn checking() -> bool {
+    CHECKING.with(std::cell::Cell::get)
+}
+
+/// For tenant-db's nodes whose text is checked on its own (a subquery built from the scope,
+/// whose parts were checked as it was built; an escape hatch, checked when it is made):
+/// renders the placeholder instead of the text while a part is being checked, and says
+/// whether it did.
+pub(crate) fn placeholder<DB: diesel::backend::Backend>(
+    out: &mut diesel::query_builder::AstPass<'_, '_, DB>,
+) -> bool {
+    if checking() {
+        out.push_sql(PLACEHOLDER);
+        true
+    } else {
+        false
     }
 }
 
 /// Renders `part` alone and reads it (see the module docs). A part diesel cannot render on its
 /// own passes: the statement it joins fails to render the same way when it runs.
-pub(crate) fn check_part<E: QueryFragment<Pg>>(part: &E) -> Option<Refusal> {
+pub(crate) fn check_part<E: QueryFragment<Pg>>(part: &E, shape: Shape) -> Option<Refusal> {
+    let mut builder = diesel::pg::PgQueryBuilder::default();
+    CHECKING.with(|c| c.set(true));
+    let rendered = part.to_sql(&mut builder, &Pg);
+    CHECKING.with(|c| c.set(false));
+    rendered.ok()?;
+    let read = match read(&builder.finish()) {
+        Ok(read) => read,
+        Err(refusal) => return Some(refusal),
+    };
+    if read.query {
+        return Some(Refusal::Subquery);
+    }
+    if shape == Shape::Expression && read.top_level_comma {
+        return Some(Refusal::NotOneExpression);
+    }
+    None
+}
+
+/// What [`read`] found in text that passed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Read {
+    /// A query keyword (`SELECT`, …) outside quotes.
+    pub(crate) query: bool,
+    /// A comma outside parentheses and quotes.
+    pub(crate) top_level_comma: bool,
+}
+
+/// Checks text an escape hatch carries: everything [`lint`] refuses, except subqueries, which
+/// are what the escape hatch is for.
+pub(crate) fn check_unscoped<E: QueryFragment<Pg>>(part: &E) -> Option<Refusal> {
+    if checking() {
+        return None;
+    }
     let mut builder = diesel::pg::PgQueryBuilder::default();
     part.to_sql(&mut builder, &Pg).ok()?;
     lint(&builder.finish()).err()
 }
 
+/// Reads `sql` (see [`lint`]); on success, says what else it found.
+fn read(sql: &str) -> Result<Read, Refusal> {
+    let mut found = Read::default();
+    scan(sql, &mut found).map(|()| found)
+}
+
 /// Reads `sql` as PostgreSQL's lexer would (strings, quoted identifiers, dollar quotes,
-/// parameters, comments) and refuses what the module docs list.
+/// parameters, comments) and refuses a call to a [denied function](DENIED_FUNCTIONS), a
+/// comment, a semicolon, an unterminated quote, or a parenthesis closed before it was opened
+/// or left open.
 pub fn lint(sql: &str) -> Result<(), Refusal> {
+    scan(sql, &mut Read::default())
+}
+
+fn scan(sql: &str, found: &mut Read) -> Result<(), Refusal> {
     let bytes = sql.as_bytes();
     let mut depth: usize = 0;
     let mut i = 0;
@@ -139,11 +267,17 @@ pub fn lint(sql: &str) -> Result<(), Refusal> {
             b'-' if bytes.get(i + 1) == Some(&b'-') => return Err(Refusal::Comment),
             b'/' if bytes.get(i + 1) == Some(&b'*') => return Err(Refusal::Comment),
             b';' => return Err(Refusal::Semicolon),
+            b',' => {
+                if depth == 0 {
+                    found.top_level_comma = true;
+                }
+                last_ident = None;
+            }
             b'(' => {
                 if let Some(name) = last_ident.take()
-                    && let Some(f) = SESSION_FUNCTIONS.iter().find(|f| **f == name)
+                    && let Some(entry) = denied(&name)
                 {
-                    return Err(Refusal::SessionFunction(f));
+                    return Err(Refusal::SessionFunction(entry));
                 }
                 depth += 1;
             }
@@ -162,7 +296,11 @@ pub fn lint(sql: &str) -> Result<(), Refusal> {
                 {
                     i += 1;
                 }
-                last_ident = Some(sql[start..i].to_lowercase());
+                let word = sql[start..i].to_lowercase();
+                if QUERY_KEYWORDS.contains(&word.as_str()) {
+                    found.query = true;
+                }
+                last_ident = Some(word);
                 continue;
             }
             _ => last_ident = None,
@@ -249,6 +387,10 @@ mod tests {
             r#"SELECT pg_catalog."set_config"($1, $2, false)"#,
             "SELECT 1 WHERE pg_try_advisory_lock(1)",
             "SELECT dblink_exec('x', 'y')",
+            "SELECT query_to_xml($1, true, false, '')",
+            "SELECT database_to_xml(false, true, '')",
+            "SELECT pg_stat_get_live_tuples(to_regclass('customers'))",
+            "SELECT pg_total_relation_size('customers')",
         ] {
             assert!(
                 matches!(lint(sql), Err(Refusal::SessionFunction(_))),
@@ -286,6 +428,45 @@ mod tests {
         for (sql, want) in cases {
             assert_eq!(lint(sql), Err(want), "{sql}");
         }
+    }
+
+    #[test]
+    fn queries_and_top_level_commas_are_found() {
+        use super::{Read, read};
+        assert_eq!(
+            read(r#""t"."a" = ANY(tenant_db_checked)"#),
+            Ok(Read::default())
+        );
+        assert_eq!(
+            read(r#"EXISTS (SELECT 1 FROM "t")"#),
+            Ok(Read {
+                query: true,
+                top_level_comma: false
+            })
+        );
+        assert_eq!(
+            read(r#"x = 1 OR y IN (TABLE "t")"#),
+            Ok(Read {
+                query: true,
+                top_level_comma: false
+            })
+        );
+        assert_eq!(
+            read(r#"'moved', "tenant_id" = 'b'"#),
+            Ok(Read {
+                query: false,
+                top_level_comma: true
+            })
+        );
+        // Inside parentheses, quotes and quoted identifiers, neither counts.
+        assert_eq!(
+            read(r#"lower("select"), f(a, b), 'select, x'"#),
+            Ok(Read {
+                query: false,
+                top_level_comma: true
+            })
+        );
+        assert_eq!(read(r#"f(a, b) = 'select, x'"#), Ok(Read::default()));
     }
 
     proptest! {

@@ -16,7 +16,7 @@
 //! says the same thing a second time, for the database to check.
 
 use crate::probe::{ScopeSafe, audit};
-use crate::query::{TenantFilter, tenant_filter};
+use crate::query::{TenantAssign, TenantFilter, tenant_assign, tenant_filter};
 use crate::sealed::Writes;
 use crate::write::ScopedStatement;
 use crate::{NonTenantColumn, TenantScope, TenantTable, TenantValues};
@@ -49,7 +49,7 @@ impl<'t> TenantScope<'t> {
 
 /// The rows `V` with the scope's tenant column added, ready for `INSERT`.
 pub type WithTenant<T, V> =
-    <<V as TenantValues<T>>::Insert as Writes<T>>::WithTenant<TenantFilter<T>>;
+    <<V as TenantValues<T>>::Insert as Writes<T>>::WithTenant<TenantAssign<T>>;
 
 /// The `VALUES` part diesel builds for rows `V` of table `T`, tenant column included.
 pub type RowsOf<T, V> = <WithTenant<T, V> as Insertable<T>>::Values;
@@ -70,7 +70,7 @@ impl<'t, T: TenantTable> ScopedInsert<'t, T> {
         WithTenant<T, V>: Insertable<T>,
     {
         audit!(<V::Insert as Writes<T>>::Probe);
-        let tenant = tenant_filter::<T>(self.scope.tenant_id().as_uuid());
+        let tenant = tenant_assign::<T>(self.scope.tenant_id().as_uuid());
         let values = values.into_insert();
         let scope = self.scope.checked_values(&values);
         ScopedStatement::new(
@@ -174,7 +174,8 @@ impl QueryFragment<Pg> for NoConflict {
 }
 
 /// The columns of a conflict target, besides the tenant column tenant-db puts first: one
-/// writable column of `T`, or a tuple of up to four. Sealed by [`NonTenantColumn`].
+/// writable column of `T`, or a tuple of up to four. Implemented by tenant-db for exactly
+/// those; it cannot be implemented by hand (it writes the names into the statement).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a conflict key of `{T}`",
     label = "expected a column of `{T}` other than its tenant column, or a tuple of them",
@@ -182,12 +183,11 @@ impl QueryFragment<Pg> for NoConflict {
             the tenant column first, so the conflict target is `(tenant_col, id)` and matches \
             a unique key that leads with the tenant column"
 )]
-pub trait ConflictKey<T> {
-    /// Writes the key's column names, each preceded by `, `.
-    fn walk_names(out: &mut AstPass<'_, '_, Pg>) -> QueryResult<()>;
-}
+pub trait ConflictKey<T>: crate::sealed::ConflictColumns<T> {}
 
-impl<T, C> ConflictKey<T> for C
+impl<T, K: crate::sealed::ConflictColumns<T>> ConflictKey<T> for K {}
+
+impl<T, C> crate::sealed::ConflictColumns<T> for C
 where
     C: NonTenantColumn + Column<Table = T>,
 {
@@ -199,7 +199,7 @@ where
 
 macro_rules! conflict_key_tuple {
     ($($c:ident),+) => {
-        impl<T, $($c),+> ConflictKey<T> for ($($c,)+)
+        impl<T, $($c),+> crate::sealed::ConflictColumns<T> for ($($c,)+)
         where
             $($c: NonTenantColumn + Column<Table = T>,)+
         {
@@ -234,7 +234,7 @@ where
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql(" ON CONFLICT (");
         out.push_identifier(<T::TenantColumn as Column>::NAME)?;
-        K::walk_names(&mut out)?;
+        <K as crate::sealed::ConflictColumns<T>>::walk_names(&mut out)?;
         out.push_sql(") ");
         self.action.walk_ast(out.reborrow())
     }
@@ -383,7 +383,7 @@ where
     {
         audit!(E);
         let (insert, scope) = self.into_parts();
-        let scope = scope.checked(&returns);
+        let scope = scope.checked(&returns, crate::guard::Shape::List);
         ScopedStatement::new(
             InsertRows {
                 into: insert.into,

@@ -15,11 +15,15 @@
 //!
 //! There are no optional features.
 
+// The derives expand to `::tenant_db::…`; this lets the crate's own tests use them.
+extern crate self as tenant_db;
+
 pub mod doctor;
 mod error;
 pub mod guard;
 mod hint;
 mod insert;
+mod predicate;
 mod probe;
 mod query;
 pub mod rls;
@@ -43,13 +47,14 @@ pub use insert::{
     NoReturning, OnConflict, Returning, RowsOf, ScopedDoUpdate, ScopedInsert, ScopedOnConflict,
     Upsert, WithTenant, excluded,
 };
+pub use predicate::TenantEq;
 pub use probe::{
     AndTenant, InScopeSource, List, ListExpr, OnlyScopedSubqueries, Paren, ScopeSafe, ScopedExists,
     ScopedSubquery, ScopedSubselect, UnscopedExpr, exists, list, unscoped_expr,
 };
 pub use query::{
     Applied, ApplyScope, ExistsFuture, FirstFuture, ScopeJoin, Scoped, ScopedJoinTarget,
-    TenantFilter,
+    TenantAssign, TenantFilter,
 };
 pub use scope::TenantScope;
 pub use seal::{TENANT_SEAL_SETTING, TENANT_SETTING};

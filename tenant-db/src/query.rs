@@ -5,7 +5,7 @@
 //! predicate is parenthesised. Each joined tenant table gets its tenant filter in its `ON`
 //! clause, which keeps left joins outer joins.
 
-use crate::guard::{Guarded, guarded};
+use crate::guard::{Guarded, Shape, guarded};
 use crate::probe::{AndTenant, Paren, ScopeSafe, ScopedExists, ScopedSubquery, audit};
 use crate::table::{ColumnNames, kind};
 use crate::tx::TenantTx;
@@ -38,11 +38,19 @@ pub trait ApplyScope<T, Q>: crate::sealed::Kind {
     fn apply(query: Q, tenant: Uuid) -> Self::Output;
 }
 
-/// The tenant predicate of table `T`.
-pub type TenantFilter<T> = dsl::Eq<<T as TenantTable>::TenantColumn, Uuid>;
+/// The tenant predicate of table `T` (see [`TenantEq`](crate::TenantEq)).
+pub type TenantFilter<T> = crate::predicate::TenantEq<T>;
 
-/// `T.tenant_col = tenant`: the one place the tenant predicate is built.
+/// `"T"."tenant_col" = tenant`.
 pub(crate) fn tenant_filter<T: TenantTable>(tenant: Uuid) -> TenantFilter<T> {
+    crate::predicate::tenant_eq::<T>(tenant)
+}
+
+/// The tenant column's assignment in an `INSERT`: diesel writes the column by its name.
+pub type TenantAssign<T> = dsl::Eq<<T as TenantTable>::TenantColumn, Uuid>;
+
+/// `tenant_col = tenant`, for the values of an `INSERT`.
+pub(crate) fn tenant_assign<T: TenantTable>(tenant: Uuid) -> TenantAssign<T> {
     T::tenant_column().eq(tenant)
 }
 
@@ -174,9 +182,9 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         }
     }
 
-    /// This query, with `part` (about to join it) checked (see [`crate::guard`]).
-    fn check<E: QueryFragment<Pg>>(mut self, part: &E) -> Self {
-        self.scope = self.scope.checked(part);
+    /// This query, with `part` (about to join it, as `shape`) checked (see [`crate::guard`]).
+    fn check<E: QueryFragment<Pg>>(mut self, part: &E, shape: Shape) -> Self {
+        self.scope = self.scope.checked(part, shape);
         self
     }
 
@@ -187,7 +195,8 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         Q: FilterDsl<Paren<P>>,
     {
         audit!(P);
-        self.check(&predicate).map(|q| q.filter(Paren(predicate)))
+        self.check(&predicate, Shape::Expression)
+            .map(|q| q.filter(Paren(predicate)))
     }
 
     /// Adds `OR (predicate)` to the user's predicates; the tenant filter still applies to all.
@@ -197,7 +206,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         Q: OrFilterDsl<Paren<P>>,
     {
         audit!(P);
-        self.check(&predicate)
+        self.check(&predicate, Shape::Expression)
             .map(|q| q.or_filter(Paren(predicate)))
     }
 
@@ -208,7 +217,8 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         Q: SelectDsl<S>,
     {
         audit!(S);
-        self.check(&selection).map(|q| q.select(selection))
+        self.check(&selection, Shape::List)
+            .map(|q| q.select(selection))
     }
 
     /// Sets `ORDER BY`.
@@ -218,7 +228,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         Q: OrderDsl<O>,
     {
         audit!(O);
-        self.check(&order).map(|q| q.order(order))
+        self.check(&order, Shape::List).map(|q| q.order(order))
     }
 
     /// Appends to `ORDER BY`.
@@ -228,7 +238,8 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         Q: ThenOrderDsl<O>,
     {
         audit!(O);
-        self.check(&order).map(|q| q.then_order_by(order))
+        self.check(&order, Shape::List)
+            .map(|q| q.then_order_by(order))
     }
 
     /// Sets `LIMIT`.
@@ -262,7 +273,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         Q: GroupByDsl<G>,
     {
         audit!(G);
-        self.check(&group).map(|q| q.group_by(group))
+        self.check(&group, Shape::List).map(|q| q.group_by(group))
     }
 
     /// Sets `HAVING`.
@@ -272,7 +283,8 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         Q: HavingDsl<Paren<P>>,
     {
         audit!(P);
-        self.check(&predicate).map(|q| q.having(Paren(predicate)))
+        self.check(&predicate, Shape::Expression)
+            .map(|q| q.having(Paren(predicate)))
     }
 
     /// `SELECT COUNT(*)`; run it with [`get_result::<i64>`](Scoped::get_result).
@@ -341,7 +353,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     {
         let tenant = self.scope.tenant_id().as_uuid();
         let (from, on) = <Q as JoinTo<R>>::join_target(rhs);
-        self.check(&on).map(|q| {
+        self.check(&on, Shape::Expression).map(|q| {
             let on = <<<Q as JoinTo<R>>::FromClause as Classified>::Kind as ScopeJoin<_, _>>::on(
                 on, tenant,
             );
@@ -355,10 +367,11 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     where
         T::Kind: ApplyScope<T, Q>,
     {
-        let brand = self.scope.brand();
+        let (brand, refused) = (self.scope.brand(), self.scope.refusal());
         ScopedSubquery {
             query: self.finish(),
             brand,
+            refused,
         }
     }
 

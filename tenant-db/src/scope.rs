@@ -1,7 +1,7 @@
 //! [`TenantScope`]: the branded token every tenant query is built from.
 
 use crate::TenantId;
-use crate::guard::Refusal;
+use crate::guard::{Refusal, Shape};
 use diesel::pg::Pg;
 use diesel::query_builder::QueryFragment;
 use std::marker::PhantomData;
@@ -38,10 +38,10 @@ impl<'t> TenantScope<'t> {
         }
     }
 
-    /// This scope, with `part` (about to join a query built from it) checked.
-    pub(crate) fn checked<E: QueryFragment<Pg>>(mut self, part: &E) -> Self {
+    /// This scope, with `part` (about to join a query built from it, as `shape`) checked.
+    pub(crate) fn checked<E: QueryFragment<Pg>>(mut self, part: &E, shape: Shape) -> Self {
         if self.refused.is_none() {
-            self.refused = crate::guard::check_part(part);
+            self.refused = crate::guard::check_part(part, shape);
         }
         self
     }

@@ -85,3 +85,12 @@ pub trait Writes<T> {
     /// The first written expression [`crate::guard`] refuses, if any.
     fn refusal(&self) -> Option<crate::guard::Refusal>;
 }
+
+/// The columns of a conflict key, written into `ON CONFLICT (tenant_col, …)` (implemented in
+/// [`crate::insert`] for non-tenant columns and tuples of them).
+pub trait ConflictColumns<T> {
+    /// Writes the key's column names, each preceded by `, `.
+    fn walk_names(
+        out: &mut diesel::query_builder::AstPass<'_, '_, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()>;
+}

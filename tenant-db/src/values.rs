@@ -115,18 +115,28 @@ impl<T, V: TenantValues<T>> TenantValues<T> for Vec<V> {
 }
 
 /// Compile-time check that column `C` of table `T` may be written; `#[derive(TenantValues)]`
-/// emits one per field, so that a struct naming the tenant column fails where it is defined.
+/// and [`values!`](crate::values) run it in a constant, so that values naming the tenant
+/// column fail where they are written. Besides the column's role, it compares SQL names: a
+/// second column type for the tenant column (`#[sql_name = "tenant_id"] owner -> Uuid` in
+/// `table!`, or a hand-written `Column`) is refused too.
 #[inline(always)]
 pub const fn assert_writable<T, C>()
 where
+    T: crate::TenantTable,
     C: NonTenantColumn + Column<Table = T>,
 {
+    assert!(
+        !crate::table::str_eq(C::NAME, T::TENANT_COLUMN),
+        "this column has the SQL name of the table's tenant column: tenant-db fills the tenant \
+         column from the scope and never writes it"
+    );
 }
 
 // The structural check (see the module docs).
 
 impl<T, C, E> Writes<T> for Assign<C, E>
 where
+    T: crate::TenantTable,
     C: NonTenantColumn + Column<Table = T> + ExpressionMethods,
     C::SqlType: SqlType + TypedExpressionType,
     E: Expression<SqlType = C::SqlType> + QueryFragment<Pg>,
@@ -135,13 +145,14 @@ where
     type Diesel = dsl::Eq<C, E>;
     type WithTenant<X: Clone> = (X, Self::Diesel);
     fn into_diesel(self) -> Self::Diesel {
+        const { assert_writable::<T, C>() };
         self.column.eq(self.expr)
     }
     fn with_tenant<X: Clone>(self, tenant: X) -> Self::WithTenant<X> {
         (tenant, self.into_diesel())
     }
     fn refusal(&self) -> Option<Refusal> {
-        crate::guard::check_part(&self.expr)
+        crate::guard::check_part(&self.expr, crate::guard::Shape::Expression)
     }
 }
 
@@ -231,7 +242,7 @@ writes_tuple!(
 #[macro_export]
 macro_rules! values {
     ($table:expr, $($col:path = $value:expr),+ $(,)?) => {{
-        $( $crate::values::assert_writable::<_, $col>(); )+
+        $( const { $crate::values::assert_writable::<_, $col>() }; )+
         let table = $table;
         $crate::values::Values::new(( $( $crate::values::assign_in(table, $col, $value), )+ ))
     }};

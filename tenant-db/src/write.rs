@@ -5,7 +5,7 @@
 //! an update's changeset is [`TenantValues`], so it cannot name the tenant column. Inserts live
 //! in [`crate::insert`].
 
-use crate::guard::{Guarded, guarded};
+use crate::guard::{Guarded, Shape, guarded};
 use crate::probe::{Paren, ScopeSafe, audit};
 use crate::query::{TenantFilter, tenant_filter};
 use crate::sealed::Writes;
@@ -102,7 +102,7 @@ where
         UpdateStatement<T, U, V, ReturningClause<E>>: diesel::query_builder::Query,
     {
         audit!(E);
-        let scope = self.scope.checked(&returns);
+        let scope = self.scope.checked(&returns, Shape::List);
         ScopedStatement::new(self.statement.returning(returns), scope)
     }
 }
@@ -121,7 +121,7 @@ where
         DeleteStatement<T, U, ReturningClause<E>>: diesel::query_builder::Query,
     {
         audit!(E);
-        let scope = self.scope.checked(&returns);
+        let scope = self.scope.checked(&returns, Shape::List);
         ScopedStatement::new(self.statement.returning(returns), scope)
     }
 }
@@ -191,7 +191,7 @@ impl<'t, T: TenantTable, S, Op> Narrowed<'t, T, S, Op> {
         S: FilterDsl<Paren<P>>,
     {
         audit!(P);
-        let scope = self.scope.checked(&predicate);
+        let scope = self.scope.checked(&predicate, Shape::Expression);
         Narrowed {
             source: self.source.filter(Paren(predicate)),
             table: PhantomData,

@@ -1,7 +1,7 @@
 //! Every scoped operation sees and changes only its own tenant's rows, as the application role:
 //! the compile-time layer and RLS both apply.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
 

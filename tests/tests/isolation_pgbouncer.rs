@@ -3,7 +3,7 @@
 //! negative control shows that a session-level `SET` does leak there, so this binary can see a
 //! leak when there is one.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! The isolation cases again, as a `BYPASSRLS` role: RLS cannot hide a mistake here, so these
 //! prove the compile-time layer (tenant filters, join conditions, write checks) on its own.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
 

@@ -3,6 +3,7 @@
 use diesel::QueryResult;
 use diesel::backend::Backend;
 use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
+use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 
 /// **Escape hatch.** Accepts an expression tenant-db cannot check (raw SQL text from
@@ -20,13 +21,18 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 /// let trusted = tenant_db::unscoped_expr(diesel::dsl::sql::<Bool>("body ~ '^[a-z]+$'"));
 /// # let _ = trusted;
 /// ```
-pub fn unscoped_expr<E: Expression>(expr: E) -> UnscopedExpr<E> {
-    UnscopedExpr(expr)
+pub fn unscoped_expr<E: Expression + QueryFragment<Pg>>(expr: E) -> UnscopedExpr<E> {
+    let refused = crate::guard::check_unscoped(&expr);
+    UnscopedExpr { expr, refused }
 }
 
 /// The expression [`unscoped_expr`] returns.
 #[derive(Debug, Clone, Copy)]
-pub struct UnscopedExpr<E>(E);
+pub struct UnscopedExpr<E> {
+    expr: E,
+    /// What the run-time check refused in its text, if anything: the statement fails.
+    refused: Option<crate::guard::Refusal>,
+}
 
 impl<E: Expression> Expression for UnscopedExpr<E> {
     type SqlType = E::SqlType;
@@ -38,8 +44,14 @@ where
     E: QueryFragment<DB> + QueryId,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        if let Some(reason) = self.refused {
+            return Err(crate::guard::refused(reason));
+        }
+        if crate::guard::placeholder(&mut out) {
+            return Ok(());
+        }
         super::audit::uncacheable_unless_static::<E, DB>(&mut out);
-        self.0.walk_ast(out)
+        self.expr.walk_ast(out)
     }
 }
 

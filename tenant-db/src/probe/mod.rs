@@ -160,6 +160,9 @@ where
 pub struct ScopedSubquery<'t, Q> {
     pub(crate) query: Q,
     pub(crate) brand: Brand<'t>,
+    /// What the run-time check refused in a part of the subquery, if anything: a statement
+    /// that uses it fails (see [`crate::guard`]).
+    pub(crate) refused: Option<crate::guard::Refusal>,
 }
 
 /// The `IN (subquery)` operand made from a [`ScopedSubquery`].
@@ -168,6 +171,7 @@ pub struct ScopedSubselect<'t, Q, ST> {
     query: Q,
     sql_type: PhantomData<ST>,
     brand: Brand<'t>,
+    refused: Option<crate::guard::Refusal>,
 }
 
 impl<'t, Q, ST> AsInExpression<ST> for ScopedSubquery<'t, Q>
@@ -182,6 +186,7 @@ where
             query: self.query,
             sql_type: PhantomData,
             brand: self.brand,
+            refused: self.refused,
         }
     }
 }
@@ -206,6 +211,12 @@ where
     Q: QueryFragment<DB> + QueryId,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        if let Some(reason) = self.refused {
+            return Err(crate::guard::refused(reason));
+        }
+        if crate::guard::placeholder(&mut out) {
+            return Ok(());
+        }
         audit::uncacheable_unless_static::<Q, DB>(&mut out);
         self.query.walk_ast(out)
     }
@@ -241,6 +252,7 @@ impl<Q, ST, GB> ValidGrouping<GB> for ScopedSubselect<'_, Q, ST> {
 pub struct ScopedExists<'t, Q> {
     query: Q,
     brand: Brand<'t>,
+    refused: Option<crate::guard::Refusal>,
 }
 
 /// `EXISTS (subquery)` for a subquery built from the scope.
@@ -248,6 +260,7 @@ pub fn exists<'t, Q>(subquery: ScopedSubquery<'t, Q>) -> ScopedExists<'t, Q> {
     ScopedExists {
         query: subquery.query,
         brand: subquery.brand,
+        refused: subquery.refused,
     }
 }
 
@@ -261,6 +274,12 @@ where
     Q: QueryFragment<DB> + QueryId,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        if let Some(reason) = self.refused {
+            return Err(crate::guard::refused(reason));
+        }
+        if crate::guard::placeholder(&mut out) {
+            return Ok(());
+        }
         audit::uncacheable_unless_static::<Q, DB>(&mut out);
         out.push_sql("EXISTS (");
         self.query.walk_ast(out.reborrow())?;

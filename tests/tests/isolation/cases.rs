@@ -725,3 +725,216 @@ async fn custom_nodes_that_would_break_out_of_the_tenant_filter_are_refused() {
         .unwrap();
     assert_eq!(n, 3);
 }
+
+// Subqueries diesel does not check (an aggregate's FILTER or ORDER BY, a window's PARTITION BY),
+// SQL in a custom node's text, functions that run SQL from text or measure whole tables, and text
+// that writes a second assignment: refused before they are sent.
+diesel::define_sql_function! {
+    /// Runs the SQL text it is given.
+    fn query_to_xml(q: diesel::sql_types::Text, nulls: diesel::sql_types::Bool, tf: diesel::sql_types::Bool, ns: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+diesel::define_sql_function! {
+    /// Every table of the database, as XML.
+    fn database_to_xml(nulls: diesel::sql_types::Bool, tf: diesel::sql_types::Bool, ns: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+diesel::define_sql_function! {
+    /// Live rows of a table, every tenant's.
+    fn pg_stat_get_live_tuples(t: diesel::sql_types::Oid) -> diesel::sql_types::BigInt;
+}
+diesel::define_sql_function! {
+    /// A function whose SQL name reads every tenant's names.
+    #[sql_name = "(SELECT string_agg(name, ',') FROM customers) || lower"]
+    fn label(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+diesel::define_sql_function! {
+    /// A function whose SQL name writes a second assignment: the tenant column.
+    #[sql_name = "'moved', \"tenant_id\" = '00000000-0000-4000-8000-000000000001', \"email\" = lower"]
+    fn moved(x: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Text;
+}
+diesel::infix_operator!(WithAllNames, " || (SELECT string_agg(name, ',') FROM customers) || ", diesel::sql_types::Text, backend: diesel::pg::Pg);
+
+#[tokio::test]
+async fn hidden_subqueries_text_functions_and_extra_assignments_are_refused() {
+    use diesel::QueryDsl;
+    use diesel::dsl::{count, exists};
+    use diesel::prelude::{AggregateExpressionMethods, WindowExpressionMethods};
+    use tenant_db::guard::Refusal;
+    let db = db(2).await;
+    let (a, b) = two_tenants(&db).await;
+    insert_only_b_row(&db, b).await;
+    let reasons: Vec<Option<Refusal>> = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            let only_b = || customers::table.filter(customers::name.eq("only-b"));
+            let refusal = |r: Result<(), diesel::result::Error>| match r.map_err(Error::from) {
+                Err(Error::Refused(refused)) => Some(refused.reason),
+                _ => None,
+            };
+            let mut out = Vec::new();
+            out.push(refusal(
+                s.query(customers::table)
+                    .select(count(customers::id).aggregate_filter(exists(only_b())))
+                    .get_result::<i64>(&mut tx)
+                    .await
+                    .map(drop),
+            ));
+            out.push(refusal(
+                s.query(customers::table)
+                    .select(count(customers::id).over().partition_by(exists(only_b())))
+                    .load::<i64>(&mut tx)
+                    .await
+                    .map(drop),
+            ));
+            out.push(refusal(
+                s.query(customers::table)
+                    .group_by(customers::name)
+                    .having(count(customers::id).aggregate_filter(exists(only_b())).gt(0))
+                    .select(customers::name)
+                    .load::<String>(&mut tx)
+                    .await
+                    .map(drop),
+            ));
+            // The same, inside a subquery built from the scope.
+            let inner = s
+                .query(orders::table)
+                .select(diesel::dsl::max(orders::customer_id).aggregate_filter(exists(only_b())))
+                .into_subquery();
+            out.push(refusal(
+                s.delete(customers::table)
+                    .filter(customers::id.nullable().eq_any(inner))
+                    .execute(&mut tx)
+                    .await
+                    .map(drop),
+            ));
+            out.push(refusal(
+                s.query(customers::table)
+                    .select(query_to_xml("SELECT name FROM customers", true, false, ""))
+                    .first::<String>(&mut tx)
+                    .await
+                    .map(drop),
+            ));
+            out.push(refusal(
+                s.query(customers::table)
+                    .select(database_to_xml(false, true, ""))
+                    .first::<String>(&mut tx)
+                    .await
+                    .map(drop),
+            ));
+            out.push(refusal(
+                s.query(customers::table)
+                    .select(pg_stat_get_live_tuples(0))
+                    .first::<i64>(&mut tx)
+                    .await
+                    .map(drop),
+            ));
+            out.push(refusal(
+                s.query(customers::table)
+                    .select(label(customers::name))
+                    .first::<String>(&mut tx)
+                    .await
+                    .map(drop),
+            ));
+            out.push(refusal(
+                s.query(customers::table)
+                    .select(WithAllNames::new(customers::name, customers::name))
+                    .first::<String>(&mut tx)
+                    .await
+                    .map(drop),
+            ));
+            out.push(refusal(
+                s.update(customers::table)
+                    .filter(customers::id.eq(1))
+                    .set(values!(customers::table, customers::name = moved(customers::email)))
+                    .execute(&mut tx)
+                    .await
+                    .map(drop),
+            ));
+            Ok::<_, Error>(out)
+        })
+        .await
+        .unwrap();
+    let subquery = Some(Refusal::Subquery);
+    assert_eq!(
+        reasons,
+        vec![
+            subquery,
+            subquery,
+            subquery,
+            subquery,
+            Some(Refusal::SessionFunction("query_to_xml*")),
+            Some(Refusal::SessionFunction("database_to_xml*")),
+            Some(Refusal::SessionFunction("pg_stat_*")),
+            subquery,
+            subquery,
+            Some(Refusal::NotOneExpression),
+        ]
+    );
+}
+
+// A table declared by hand over `customers`, whose tenant-key column renders SQL that would
+// widen any filter it appears in. tenant-db writes the tenant predicate itself, from the table
+// and the column's name, so the column's own SQL never reaches it.
+diesel::table! {
+    #[sql_name = "customers"]
+    people (id) {
+        id -> BigInt,
+        name -> Text,
+    }
+}
+
+/// The tenant key of `people`, declared by hand, rendering `… IS NOT NULL OR …`.
+#[derive(Debug, Clone, Copy, Default, diesel::query_builder::QueryId)]
+pub struct PeopleTenant;
+
+impl diesel::expression::Expression for PeopleTenant {
+    type SqlType = diesel::sql_types::Uuid;
+}
+impl diesel::Column for PeopleTenant {
+    type Table = people::table;
+    const NAME: &'static str = "tenant_id";
+}
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PeopleTenant {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql("\"customers\".\"tenant_id\" IS NOT NULL OR \"customers\".\"tenant_id\"");
+        Ok(())
+    }
+}
+impl<QS> diesel::expression::AppearsOnTable<QS> for PeopleTenant {}
+impl<QS> diesel::expression::SelectableExpression<QS> for PeopleTenant {}
+impl<GB> diesel::expression::ValidGrouping<GB> for PeopleTenant {
+    type IsAggregate = diesel::expression::is_aggregate::No;
+}
+impl tenant_db::ColumnRole for PeopleTenant {
+    type Role = tenant_db::role::TenantKey;
+}
+impl tenant_db::ColumnRole for people::name {
+    type Role = tenant_db::role::Data;
+}
+impl tenant_db::Classified for people::table {
+    type Kind = tenant_db::kind::Tenant<PeopleTenant>;
+}
+
+#[tokio::test]
+async fn a_hand_written_tenant_column_cannot_widen_the_tenant_predicate() {
+    let db = db(2).await;
+    let (a, b) = two_tenants(&db).await;
+    insert_only_b_row(&db, b).await;
+    let (rows, updated) = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            let rows: Vec<(i64, String)> = s.query(people::table).load(&mut tx).await?;
+            let updated = s
+                .update(people::table)
+                .filter(people::id.eq(99))
+                .set(values!(people::table, people::name = "overwritten-by-a"))
+                .execute(&mut tx)
+                .await?;
+            Ok::<_, Error>((rows.len(), updated))
+        })
+        .await
+        .unwrap();
+    assert_eq!((rows, updated), (3, 0));
+}
