@@ -17,15 +17,17 @@
 //!   left is refused;
 //! - in a part that must be one expression (a filter, a join condition, a written value),
 //!   holds a comma outside parentheses (text that would write a second assignment);
-//! - contains a comment, a semicolon or an unterminated quote, or closes a parenthesis it did
-//!   not open (`") OR ("`, balanced overall, would still OR the tenant filter away): diesel's
-//!   own nodes never write these, and each can take text out of the parentheses that keep it
-//!   under the tenant filter.
+//! - contains a comment, a semicolon, an unterminated quote, an escape string (`E'…'`), a
+//!   Unicode escape (`U&"…"`) or a backslash in a string, or closes a parenthesis it did not open (`") OR ("`, balanced
+//!   overall, would still OR the tenant filter away): diesel's own nodes never write these,
+//!   and each can take text out of the parentheses that keep it under the tenant filter, or
+//!   spell a name this check would not recognise.
 //!
 //! The verdict travels with the query (in its copy of the scope); running a refused query is
 //! an [`Error::Refused`](crate::Error::Refused), and nothing is sent. The escape hatches
 //! (`unscoped_*`) are not checked: they are the named way around tenant-db.
 
+use crate::run::SqlKeyed;
 use crate::scope::TenantScope;
 use diesel::QueryResult;
 use diesel::pg::Pg;
@@ -34,8 +36,10 @@ use futures_util::future::{Either, Ready, ready};
 use std::future::Future;
 
 /// Functions a scoped statement may not call: their effects outlive the transaction (a
-/// session-level setting, a session advisory lock, an open `dblink` connection), they run SQL
-/// given as text (`query_to_xml` and its family: text the compiler never sees), they read a
+/// session-level setting, a session advisory lock, an open `dblink` connection, the seed of
+/// `random()`, a sequence's position), they read what an earlier transaction on the connection
+/// left (`currval`, `lastval`), they run SQL given as text (`query_to_xml` and its family,
+/// `ts_stat`, `ts_rewrite`: text the compiler never sees), they read a
 /// whole table or database by name (`table_to_xml`, `database_to_xml`, …), they reveal
 /// table-wide counts and sizes across tenants (`pg_stat_*`, `pg_*_size`), or they reach
 /// outside the database (files, large objects, other backends). A name ending in `*` is a
@@ -64,6 +68,12 @@ pub const DENIED_FUNCTIONS: &[&str] = &[
     "pg_ls_*",
     "pg_terminate_backend",
     "pg_cancel_backend",
+    "ts_stat",
+    "ts_rewrite",
+    "setseed",
+    "setval",
+    "currval",
+    "lastval",
 ];
 
 /// The entry of [`DENIED_FUNCTIONS`] that `name` (lower case) matches, if any.
@@ -112,6 +122,14 @@ pub enum Refusal {
     /// A quoted string or identifier is never closed.
     #[error("a quote is never closed")]
     UnterminatedQuote,
+    /// A part uses an escape string (`E'…'`), a Unicode escape (`U&'…'`, `U&"…"`) or a
+    /// backslash in a string: text whose meaning differs from its spelling (a quote that does
+    /// not end the string, an identifier spelled with codes). diesel's own nodes never write
+    /// them; values are bound.
+    #[error(
+        "it uses an escape string (E'...'), a Unicode escape (U&'...', U&\"...\") or a backslash in a string"
+    )]
+    EscapeSyntax,
 }
 
 /// A scoped statement tenant-db refused to send, and why.
@@ -130,17 +148,18 @@ pub(crate) fn refused(reason: Refusal) -> diesel::result::Error {
     diesel::result::Error::QueryBuilderError(Box::new(RefusedStatement { reason }))
 }
 
-/// Runs `query` with `run` unless a part of it was refused (the verdict is in `scope`).
+/// Runs `query` (as a [`SqlKeyed`] statement) with `run` unless a part of it was refused (the
+/// verdict is in `scope`).
 pub(crate) fn guarded<Q, F, T>(
     scope: TenantScope<'_>,
     query: Q,
-    run: impl FnOnce(Q) -> F,
+    run: impl FnOnce(SqlKeyed<Q>) -> F,
 ) -> Guarded<F>
 where
     F: Future<Output = QueryResult<T>>,
 {
     match scope.refusal() {
-        None => Either::Right(run(query)),
+        None => Either::Right(run(SqlKeyed(query))),
         Some(reason) => Either::Left(ready(Err(refused(reason)))),
     }
 }
@@ -248,8 +267,18 @@ fn scan(sql: &str, found: &mut Read) -> Result<(), Refusal> {
     while i < bytes.len() {
         let c = bytes[i];
         match c {
+            // `E'…'` (backslash escapes) and `U&'…'` / `U&"…"` (Unicode escapes): refused, not
+            // modelled. A letter right before a quote can only be such a prefix (or `B`, `X`,
+            // `N`, which change nothing here).
+            b'\'' | b'"' if escape_prefix(bytes, i) => return Err(Refusal::EscapeSyntax),
             b'\'' => {
-                i = skip_quoted(bytes, i, b'\'')?;
+                let end = skip_quoted(bytes, i, b'\'')?;
+                // With `standard_conforming_strings` off (a role can set it for itself), a
+                // backslash escapes the quote after it: such a string would end elsewhere.
+                if bytes[i..end].contains(&b'\\') {
+                    return Err(Refusal::EscapeSyntax);
+                }
+                i = end;
                 last_ident = None;
                 continue;
             }
@@ -312,6 +341,15 @@ fn scan(sql: &str, found: &mut Read) -> Result<(), Refusal> {
     } else {
         Err(Refusal::UnbalancedParentheses)
     }
+}
+
+/// Whether the quote at `at` opens an escape string (`E'`, `e'`) or a Unicode escape (`U&'`,
+/// `U&"`, any case).
+fn escape_prefix(bytes: &[u8], at: usize) -> bool {
+    let before = |n: usize| at.checked_sub(n).and_then(|i| bytes.get(i)).copied();
+    let quote = bytes.get(at).copied();
+    (quote == Some(b'\'') && matches!(before(1), Some(b'e' | b'E')))
+        || (before(1) == Some(b'&') && matches!(before(2), Some(b'u' | b'U')))
 }
 
 /// From the opening `quote` at `start`, the index just past the closing one (a doubled quote
@@ -427,6 +465,49 @@ mod tests {
         ];
         for (sql, want) in cases {
             assert_eq!(lint(sql), Err(want), "{sql}");
+        }
+    }
+
+    #[test]
+    fn escapes_that_change_what_text_means_are_refused() {
+        for sql in [
+            // `E'\''` is one quote to PostgreSQL: the parenthesis after it is code.
+            r#"SELECT 1 WHERE (E'\'' IS NOT NULL)) OR ((true OR E'\'' IS NOT NULL OR COALESCE(true))"#,
+            r#"SELECT e'\'' , "tenant_id" = $1 , "id" = 77 , "email" = E'\''"#,
+            // A backslash in a plain string: an escape when standard_conforming_strings is off.
+            r#"SELECT 1 WHERE ('\' IS NOT NULL)) OR ((true OR '\' IS NOT NULL)"#,
+            r#"SELECT 'a\b'"#,
+            // Names spelled with Unicode escapes: `set_config`, `pg_stat_get_live_tuples`.
+            r#"SELECT pg_catalog.U&"set\005fconfig"($1, $2, false)"#,
+            r#"SELECT u&"pg_stat_get_live_tuples"(1)"#,
+            r#"SELECT U&'\0041'"#,
+        ] {
+            assert_eq!(lint(sql), Err(Refusal::EscapeSyntax), "{sql}");
+        }
+        // Plain strings, bit strings and identifiers ending in `e` before an operator pass.
+        for sql in [
+            "SELECT 'it''s', B'0101', X'1F', N'x'",
+            r#"SELECT "name" = 'e' AND "table" <> 'E'"#,
+            "SELECT a & b",
+        ] {
+            assert_eq!(lint(sql), Ok(()), "{sql}");
+        }
+    }
+
+    #[test]
+    fn functions_that_run_text_or_read_session_state_are_refused() {
+        for sql in [
+            "SELECT ts_stat('SELECT to_tsvector(name) FROM customers')",
+            "SELECT ts_rewrite($1::tsquery, 'SELECT a, b FROM t')",
+            "SELECT setseed(0.5)",
+            "SELECT setval('s', 1)",
+            "SELECT currval('s')",
+            "SELECT lastval()",
+        ] {
+            assert!(
+                matches!(lint(sql), Err(Refusal::SessionFunction(_))),
+                "{sql}"
+            );
         }
     }
 

@@ -28,6 +28,7 @@ mod probe;
 mod query;
 pub mod rls;
 pub mod roles;
+mod run;
 mod scope;
 pub mod seal;
 mod sealed;
@@ -53,9 +54,10 @@ pub use probe::{
     ScopedSubquery, ScopedSubselect, UnscopedExpr, exists, list, unscoped_expr,
 };
 pub use query::{
-    Applied, ApplyScope, ExistsFuture, FirstFuture, ScopeJoin, Scoped, ScopedJoinTarget,
-    TenantAssign, TenantFilter,
+    Applied, ApplyScope, ExistsFuture, ExistsQuery, FirstFuture, ScopeJoin, Scoped,
+    ScopedJoinTarget, TenantAssign, TenantFilter,
 };
+pub use run::{LoadOne, LoadRows, Loads, SqlKeyed};
 pub use scope::TenantScope;
 pub use seal::{TENANT_SEAL_SETTING, TENANT_SETTING};
 pub use table::{

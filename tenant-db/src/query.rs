@@ -5,8 +5,9 @@
 //! predicate is parenthesised. Each joined tenant table gets its tenant filter in its `ON`
 //! clause, which keeps left joins outer joins.
 
-use crate::guard::{Guarded, Shape, guarded};
+use crate::guard::{Shape, guarded};
 use crate::probe::{AndTenant, Paren, ScopeSafe, ScopedExists, ScopedSubquery, audit};
+use crate::run::{LoadOne, LoadRows, Loads, SqlKeyed};
 use crate::table::{ColumnNames, kind};
 use crate::tx::TenantTx;
 use crate::{Classified, TenantScope, TenantTable};
@@ -16,7 +17,7 @@ use diesel::expression::Expression;
 use diesel::internal::derives::multiconnection::NoFromClause;
 use diesel::internal::table_macro::{Inner, LeftOuter};
 use diesel::pg::Pg;
-use diesel::query_builder::{QueryFragment, QueryId};
+use diesel::query_builder::QueryFragment;
 use diesel::query_dsl::methods::{
     BoxedDsl, DistinctDsl, FilterDsl, GroupByDsl, HavingDsl, LimitDsl, OffsetDsl, OrFilterDsl,
     OrderDsl, SelectDsl, ThenOrderDsl,
@@ -24,7 +25,6 @@ use diesel::query_dsl::methods::{
 use diesel::query_dsl::{JoinOnDsl, JoinWithImplicitOnClause};
 use diesel::query_source::JoinTo;
 use diesel_async::methods::LoadQuery;
-use diesel_async::return_futures::{GetResult, LoadFuture};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::marker::PhantomData;
 use uuid::Uuid;
@@ -137,13 +137,13 @@ pub type ScopedJoinTarget<Q, R> = dsl::On<
 >;
 
 /// The future of [`Scoped::first`].
-pub type FirstFuture<'t, 'conn, 'q, T, Q, U> =
-    Guarded<GetResult<'conn, 'q, Applied<T, dsl::Limit<Q>>, &'t AsyncPgConnection, U>>;
+pub type FirstFuture<'t, 'conn, 'q, T, Q, U> = LoadOne<'t, 'conn, 'q, Applied<T, dsl::Limit<Q>>, U>;
+
+/// The statement [`Scoped::exists`] runs.
+pub type ExistsQuery<'t, T, Q> = dsl::select<ScopedExists<'t, Applied<T, Q>>>;
 
 /// The future of [`Scoped::exists`].
-pub type ExistsFuture<'t, 'conn, 'q, T, Q> = Guarded<
-    GetResult<'conn, 'q, dsl::select<ScopedExists<'t, Applied<T, Q>>>, &'t AsyncPgConnection, bool>,
->;
+pub type ExistsFuture<'t, 'conn, 'q, T, Q> = LoadOne<'t, 'conn, 'q, ExistsQuery<'t, T, Q>, bool>;
 
 /// A select query on a classified table, narrowed to one tenant when it runs.
 ///
@@ -386,11 +386,11 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     pub fn load<'conn, 'q, U>(
         self,
         tx: &'conn mut TenantTx<'t>,
-    ) -> Guarded<LoadFuture<'conn, 'q, Applied<T, Q>, &'t AsyncPgConnection, U>>
+    ) -> LoadRows<'t, 'conn, 'q, Applied<T, Q>, U>
     where
         U: Send,
         T::Kind: ApplyScope<T, Q>,
-        Applied<T, Q>: LoadQuery<'q, &'t AsyncPgConnection, U> + QueryFragment<Pg> + QueryId + 'q,
+        SqlKeyed<Applied<T, Q>>: LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + 'q,
     {
         let scope = self.scope;
         guarded(scope, self.finish(), |q| RunQueryDsl::load(q, tx.conn()))
@@ -401,11 +401,11 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     pub fn get_result<'conn, 'q, U>(
         self,
         tx: &'conn mut TenantTx<'t>,
-    ) -> Guarded<GetResult<'conn, 'q, Applied<T, Q>, &'t AsyncPgConnection, U>>
+    ) -> LoadOne<'t, 'conn, 'q, Applied<T, Q>, U>
     where
         U: Send + 'conn,
         T::Kind: ApplyScope<T, Q>,
-        Applied<T, Q>: LoadQuery<'q, &'t AsyncPgConnection, U> + QueryFragment<Pg> + QueryId + 'q,
+        SqlKeyed<Applied<T, Q>>: LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + 'q,
     {
         let scope = self.scope;
         guarded(scope, self.finish(), |q| {
@@ -422,8 +422,8 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         U: Send + 'conn,
         Q: LimitDsl,
         T::Kind: ApplyScope<T, dsl::Limit<Q>>,
-        Applied<T, dsl::Limit<Q>>:
-            LoadQuery<'q, &'t AsyncPgConnection, U> + QueryFragment<Pg> + QueryId + 'q,
+        SqlKeyed<Applied<T, dsl::Limit<Q>>>:
+            LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + 'q,
     {
         self.limit(1).get_result(tx)
     }
@@ -434,8 +434,8 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         T::Kind: ApplyScope<T, Q>,
         ScopedExists<'t, Applied<T, Q>>: diesel::expression::SelectableExpression<NoFromClause>
             + diesel::expression::ValidGrouping<()>,
-        dsl::select<ScopedExists<'t, Applied<T, Q>>>:
-            LoadQuery<'q, &'t AsyncPgConnection, bool> + QueryFragment<Pg> + QueryId + 'q,
+        SqlKeyed<ExistsQuery<'t, T, Q>>:
+            LoadQuery<'q, &'t AsyncPgConnection, bool> + Loads<'q, bool> + 'q,
     {
         let scope = self.scope;
         let exists = crate::probe::exists(self.into_subquery());

@@ -1,11 +1,15 @@
 //! [`TenantDb`] (the pool) and [`TenantTx`] (one tenant transaction).
 
+use crate::run::{Loads, SqlKeyed};
 use crate::scope::TenantScope;
 use crate::{Error, TenantId};
 use deadpool::managed::Object;
 use diesel::connection::CacheSize;
 use diesel::connection::TransactionDepthChange;
+use diesel::pg::Pg;
+use diesel::query_builder::{AsQuery, QueryFragment};
 use diesel_async::SimpleAsyncConnection;
+use diesel_async::methods::LoadQuery;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
@@ -241,11 +245,9 @@ impl TenantDb {
                     begun.map_err(|e| E::from(Error::from(e))).and(outcome)
                 }
             };
-            // An escape hatch may have left the session changed (see `crate::session`): such
-            // a connection is closed instead of going back to the pool.
-            if AtomicBool::load(&unscoped, Ordering::Relaxed)
-                && !crate::session::is_clean(conn).await
-            {
+            // An escape hatch may have changed the session (see `crate::session`): the
+            // connection is closed instead of going back to the pool.
+            if AtomicBool::load(&unscoped, Ordering::Relaxed) {
                 drop(Object::take(pooled));
             }
             result
@@ -327,32 +329,40 @@ impl<'t> TenantTx<'t> {
     /// Row-level security still applies: the statement runs as the application role, in this
     /// transaction, whose tenant no statement can change (see [`crate::seal`]). Use it for what
     /// tenant-db cannot express yet, and keep it out of request paths that take user input.
-    /// Because such a statement can change the session (`SET`, `PREPARE`, …), the connection is
-    /// checked when the transaction ends and closed if it is not as it was (see
-    /// [`crate::session`]).
+    /// Because such a statement can change the session (`SET`, `PREPARE`, advisory locks, …),
+    /// the connection is closed when the transaction ends instead of going back to the pool
+    /// (see [`crate::session`]).
     pub fn unscoped_execute<'conn, 'q, Q>(
         &'conn mut self,
         query: Q,
     ) -> crate::write::ExecuteFuture<'t, 'conn, 'q>
     where
-        Q: diesel_async::methods::ExecuteDsl<&'t AsyncPgConnection> + 'q,
+        Q: QueryFragment<Pg> + Send + 'q,
     {
         self.unscoped.store(true, Ordering::Relaxed);
-        RunQueryDsl::execute(query, &mut self.conn)
+        RunQueryDsl::execute(SqlKeyed(query), &mut self.conn)
     }
 
     /// **Escape hatch.** Loads rows of any diesel query without tenant-db's compile-time
-    /// checks; see [`unscoped_execute`](TenantTx::unscoped_execute). RLS still applies.
+    /// checks; see [`unscoped_execute`](TenantTx::unscoped_execute). RLS still applies, and the
+    /// connection is closed when the transaction ends.
     pub fn unscoped_load<'conn, 'q, Q, U>(
         &'conn mut self,
         query: Q,
-    ) -> diesel_async::return_futures::LoadFuture<'conn, 'q, Q, &'t AsyncPgConnection, U>
+    ) -> diesel_async::return_futures::LoadFuture<
+        'conn,
+        'q,
+        SqlKeyed<Q::Query>,
+        &'t AsyncPgConnection,
+        U,
+    >
     where
         U: Send,
-        Q: diesel_async::methods::LoadQuery<'q, &'t AsyncPgConnection, U> + 'q,
+        Q: AsQuery,
+        SqlKeyed<Q::Query>: LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + 'q,
     {
         self.unscoped.store(true, Ordering::Relaxed);
-        RunQueryDsl::load(query, &mut self.conn)
+        RunQueryDsl::load(SqlKeyed(query.as_query()), &mut self.conn)
     }
 }
 

@@ -8,18 +8,18 @@
 use crate::guard::{Guarded, Shape, guarded};
 use crate::probe::{Paren, ScopeSafe, audit};
 use crate::query::{TenantFilter, tenant_filter};
+use crate::run::{LoadOne, LoadRows, Loads, SqlKeyed};
 use crate::sealed::Writes;
 use crate::tx::TenantTx;
 use crate::{TenantScope, TenantTable, TenantValues};
 use diesel::dsl;
 use diesel::pg::Pg;
+use diesel::query_builder::QueryFragment;
 use diesel::query_builder::{
     AsChangeset, DeleteStatement, IntoUpdateTarget, ReturningClause, UpdateStatement,
 };
-use diesel::query_builder::{QueryFragment, QueryId};
 use diesel::query_dsl::methods::FilterDsl;
-use diesel_async::methods::{ExecuteDsl, LoadQuery};
-use diesel_async::return_futures::{GetResult, LoadFuture};
+use diesel_async::methods::LoadQuery;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::marker::PhantomData;
 
@@ -48,7 +48,7 @@ impl<'t, S> ScopedStatement<'t, S> {
         tx: &'conn mut TenantTx<'t>,
     ) -> Guarded<ExecuteFuture<'t, 'conn, 'q>>
     where
-        S: ExecuteDsl<&'t AsyncPgConnection> + QueryFragment<Pg> + QueryId + 'q,
+        S: QueryFragment<Pg> + Send + 'q,
     {
         guarded(self.scope, self.statement, |s| {
             RunQueryDsl::execute(s, tx.conn())
@@ -59,10 +59,10 @@ impl<'t, S> ScopedStatement<'t, S> {
     pub fn get_result<'conn, 'q, U>(
         self,
         tx: &'conn mut TenantTx<'t>,
-    ) -> Guarded<GetResult<'conn, 'q, S, &'t AsyncPgConnection, U>>
+    ) -> LoadOne<'t, 'conn, 'q, S, U>
     where
         U: Send + 'conn,
-        S: LoadQuery<'q, &'t AsyncPgConnection, U> + QueryFragment<Pg> + QueryId + 'q,
+        SqlKeyed<S>: LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + 'q,
     {
         guarded(self.scope, self.statement, |s| {
             RunQueryDsl::get_result(s, tx.conn())
@@ -73,10 +73,10 @@ impl<'t, S> ScopedStatement<'t, S> {
     pub fn get_results<'conn, 'q, U>(
         self,
         tx: &'conn mut TenantTx<'t>,
-    ) -> Guarded<LoadFuture<'conn, 'q, S, &'t AsyncPgConnection, U>>
+    ) -> LoadRows<'t, 'conn, 'q, S, U>
     where
         U: Send,
-        S: LoadQuery<'q, &'t AsyncPgConnection, U> + QueryFragment<Pg> + QueryId + 'q,
+        SqlKeyed<S>: LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + 'q,
     {
         guarded(self.scope, self.statement, |s| {
             RunQueryDsl::get_results(s, tx.conn())
@@ -237,8 +237,7 @@ impl<'t, T: TenantTable, S> ScopedDelete<'t, T, S> {
     ) -> Guarded<ExecuteFuture<'t, 'conn, 'q>>
     where
         S: IntoUpdateTarget<Table = T>,
-        DeleteStatement<T, S::WhereClause>:
-            ExecuteDsl<&'t AsyncPgConnection> + QueryFragment<Pg> + QueryId + 'q,
+        DeleteStatement<T, S::WhereClause>: QueryFragment<Pg> + Send + 'q,
     {
         self.statement().execute(tx)
     }

@@ -275,33 +275,68 @@ async fn ending_the_transaction_early_leaves_no_tenant() {
     }
 }
 
+#[derive(diesel::QueryableByName, Debug)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
 #[tokio::test]
-async fn session_state_left_by_the_escape_hatch_closes_the_connection() {
+async fn a_connection_that_ran_an_escape_hatch_is_closed() {
     let pool = pool_of_one(&app_url().await);
     let db = TenantDb::from_pool(pool.clone());
     let a = TenantId::new_random();
+    // Session state of every kind, some of which no query can see (the seed of `random()`),
+    // and a statement that changes nothing: each connection is closed all the same.
     for sql in [
         "PREPARE tenant_db_attack AS SELECT 1",
         "SET search_path = pg_catalog",
         "LISTEN tenant_db_attack",
         "DECLARE tenant_db_attack CURSOR WITH HOLD FOR SELECT 1",
+        "SELECT pg_advisory_lock(4711)",
+        "SELECT set_config('myapp.last_customer', 'secret-of-a', false)",
+        "SELECT setseed(0.5)",
+        "DEALLOCATE ALL",
+        "SELECT 1",
     ] {
         let before = state(&pool).await.pid;
         db.transaction(a, async |mut tx| {
             Ok::<_, Error>(tx.unscoped_execute(diesel::sql_query(sql)).await?)
         })
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
         let after = state(&pool).await;
         assert_ne!(
             after.pid, before,
             "{sql}: the connection went back to the pool"
         );
     }
-    // An escape hatch that changes nothing keeps its connection.
+    // What the first connections left is gone: the lock was released with its backend, and
+    // the custom setting is unset on the new one.
+    let left: Vec<Count> = db
+        .transaction(a, async |mut tx| {
+            Ok::<_, Error>(
+                tx.unscoped_load(diesel::sql_query(
+                    "SELECT (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4711)
+                          + (CASE WHEN coalesce(current_setting('myapp.last_customer', true), '') = ''
+                                  THEN 0 ELSE 1 END) AS n",
+                ))
+                .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(left[0].n, 0);
+    // A transaction of scoped statements keeps its connection.
     let before = state(&pool).await.pid;
     db.transaction(a, async |mut tx| {
-        Ok::<_, Error>(tx.unscoped_execute(diesel::sql_query("SELECT 1")).await?)
+        let s = tx.scope();
+        let names: Vec<String> = s
+            .query(customers::table)
+            .select(customers::name)
+            .load(&mut tx)
+            .await?;
+        Ok::<_, Error>(names)
     })
     .await
     .unwrap();

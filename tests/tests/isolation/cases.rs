@@ -871,6 +871,200 @@ async fn hidden_subqueries_text_functions_and_extra_assignments_are_refused() {
     );
 }
 
+// Text the check must read as PostgreSQL does: escape strings, a backslash in a string (an
+// escape when `standard_conforming_strings` is off), names spelled with Unicode escapes; and
+// functions that run SQL from text or read what an earlier transaction left on the connection.
+diesel::define_sql_function! {
+    /// `set_config`, spelled with a Unicode escape.
+    #[sql_name = r#"pg_catalog.U&"set\005fconfig""#]
+    fn app_setting(n: diesel::sql_types::Text, v: diesel::sql_types::Text, l: diesel::sql_types::Bool) -> diesel::sql_types::Text;
+}
+diesel::define_sql_function! {
+    /// Two escape strings around `)) OR ((true`: the tenant filter ORed away.
+    #[sql_name = r#"E'\'' IS NOT NULL)) OR ((true OR E'\'' IS NOT NULL OR COALESCE"#]
+    fn is_active(x: diesel::sql_types::Bool) -> diesel::sql_types::Bool;
+}
+diesel::define_sql_function! {
+    /// The same with plain strings holding a backslash.
+    #[sql_name = r#"'\' IS NOT NULL)) OR ((true OR '\' IS NOT NULL OR COALESCE"#]
+    fn is_current(x: diesel::sql_types::Bool) -> diesel::sql_types::Bool;
+}
+diesel::define_sql_function! {
+    /// Escape strings hiding a second and third assignment: the tenant column and the key.
+    #[sql_name = r#"E'\'' , "tenant_id" = "tenant_id" , "id" = 77 , "email" = E'\'' || COALESCE"#]
+    fn normalized(x: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Text;
+}
+diesel::define_sql_function! {
+    /// Runs the SQL text it is given.
+    fn ts_stat(q: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+diesel::define_sql_function! {
+    /// The last sequence value this session drew, in whichever transaction.
+    fn lastval() -> diesel::sql_types::BigInt;
+}
+
+#[tokio::test]
+async fn escaped_text_and_functions_that_run_text_are_refused() {
+    use tenant_db::guard::Refusal;
+    let db = db(2).await;
+    let (a, b) = two_tenants(&db).await;
+    insert_only_b_row(&db, b).await;
+    let reasons: Vec<Option<Refusal>> = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            let refusal = |r: Result<(), diesel::result::Error>| match r.map_err(Error::from) {
+                Err(Error::Refused(refused)) => Some(refused.reason),
+                _ => None,
+            };
+            let mut out = Vec::new();
+            out.push(refusal(
+                s.query(customers::table)
+                    .select(app_setting("search_path", "pg_catalog", false))
+                    .first::<String>(&mut tx)
+                    .await
+                    .map(drop),
+            ));
+            out.push(refusal(
+                s.query(customers::table)
+                    .filter(is_active(true))
+                    .select(customers::name)
+                    .load::<String>(&mut tx)
+                    .await
+                    .map(drop),
+            ));
+            out.push(refusal(
+                s.update(customers::table)
+                    .filter(customers::id.eq(99))
+                    .filter(is_current(true))
+                    .set(values!(customers::table, customers::name = "set-by-a"))
+                    .execute(&mut tx)
+                    .await
+                    .map(drop),
+            ));
+            out.push(refusal(
+                s.update(customers::table)
+                    .filter(customers::id.eq(1))
+                    .set(values!(customers::table, customers::name = normalized(customers::email)))
+                    .execute(&mut tx)
+                    .await
+                    .map(drop),
+            ));
+            out.push(refusal(
+                s.query(customers::table)
+                    .select(ts_stat("SELECT to_tsvector(name) FROM customers"))
+                    .first::<String>(&mut tx)
+                    .await
+                    .map(drop),
+            ));
+            out.push(refusal(
+                s.query(customers::table)
+                    .select(lastval())
+                    .first::<i64>(&mut tx)
+                    .await
+                    .map(drop),
+            ));
+            Ok::<_, Error>(out)
+        })
+        .await
+        .unwrap();
+    let escape = Some(Refusal::EscapeSyntax);
+    assert_eq!(
+        reasons,
+        vec![
+            escape,
+            escape,
+            escape,
+            escape,
+            Some(Refusal::SessionFunction("ts_stat")),
+            Some(Refusal::SessionFunction("lastval")),
+        ]
+    );
+    // Nothing of b's was touched.
+    let names: Vec<String> = db
+        .transaction(b, async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(
+                s.query(customers::table)
+                    .select(customers::name)
+                    .order(customers::id)
+                    .load(&mut tx)
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(names, ["c1", "c2", "c3", "only-b"]);
+}
+
+/// `"orders"."id" <> $1`, with the `QueryId` of `"orders"."id" = $1`: a node whose SQL its
+/// `QueryId` does not describe.
+#[derive(Debug, Clone, Copy)]
+struct IdOtherThan(i64);
+
+impl diesel::expression::Expression for IdOtherThan {
+    type SqlType = diesel::sql_types::Bool;
+}
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for IdOtherThan {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql("\"orders\".\"id\" <> ");
+        out.push_bind_param::<diesel::sql_types::BigInt, i64>(&self.0)
+    }
+}
+impl diesel::query_builder::QueryId for IdOtherThan {
+    type QueryId =
+        <diesel::dsl::Eq<orders::id, i64> as diesel::query_builder::QueryId>::QueryId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+impl<QS> diesel::expression::AppearsOnTable<QS> for IdOtherThan {}
+impl<GB> diesel::expression::ValidGrouping<GB> for IdOtherThan {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+#[tokio::test]
+async fn a_statement_is_cached_by_its_sql_not_by_a_query_id_that_lies() {
+    // One connection: the second transaction runs on the first one's statement cache.
+    let db = db(1).await;
+    let (a, b) = two_tenants(&db).await;
+    let not_10: Vec<i64> = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(
+                s.query(orders::table)
+                    .filter(IdOtherThan(10))
+                    .select(orders::id)
+                    .order(orders::id)
+                    .load(&mut tx)
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(not_10, [11, 12]);
+    let (only_10, deleted) = db
+        .transaction(b, async |mut tx| {
+            let s = tx.scope();
+            let only_10: Vec<i64> = s
+                .query(orders::table)
+                .filter(orders::id.eq(10))
+                .select(orders::id)
+                .order(orders::id)
+                .load(&mut tx)
+                .await?;
+            let deleted = s
+                .delete(orders::table)
+                .filter(orders::id.eq(99))
+                .execute(&mut tx)
+                .await?;
+            Ok::<_, Error>((only_10, deleted))
+        })
+        .await
+        .unwrap();
+    assert_eq!((only_10, deleted), (vec![10], 0));
+}
+
 // A table declared by hand over `customers`, whose tenant-key column renders SQL that would
 // widen any filter it appears in. tenant-db writes the tenant predicate itself, from the table
 // and the column's name, so the column's own SQL never reaches it.
