@@ -59,7 +59,7 @@ pub use query::{
 };
 pub use run::{LoadOne, LoadRows, Loads, SqlKeyed};
 pub use scope::TenantScope;
-pub use seal::{TENANT_SEAL_SETTING, TENANT_SETTING};
+pub use seal::TENANT_SETTING;
 pub use table::{
     Classified, ColumnNames, ColumnRole, DEFAULT_TENANT_COLUMN, GlobalTable, NonTenantColumn,
     TenantTable, assert_global, kind, role,

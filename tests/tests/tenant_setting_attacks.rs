@@ -104,7 +104,7 @@ async fn set_config_through_the_escape_hatch_does_not_switch_the_tenant() {
         })
         .await
         .unwrap();
-    assert!(seen.is_empty(), "the forged tenant was trusted: {seen:?}");
+    assert_eq!(seen, only(a), "the forged tenant was trusted");
 }
 
 #[tokio::test]
@@ -153,49 +153,53 @@ async fn set_local_through_the_escape_hatch_does_not_switch_the_tenant() {
         })
         .await
         .unwrap();
-    assert!(seen.is_empty(), "the forged tenant was trusted: {seen:?}");
+    assert_eq!(seen, only(a), "the forged tenant was trusted");
+}
+
+#[derive(diesel::QueryableByName, Debug, Clone)]
+struct Setting {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    setting: String,
 }
 
 #[tokio::test]
-async fn replaying_another_transactions_seal_does_not_switch_the_tenant() {
-    // Everything tenant-db set at the start of B's transaction, replayed inside A's.
+async fn replaying_every_setting_another_transaction_can_see_does_not_switch_the_tenant() {
+    // Every setting B's transaction can list (the tenant's included), replayed inside A's.
     let db = db_with_rls(2).await;
     let (a, b) = two_tenants(&db).await;
-    #[derive(diesel::QueryableByName)]
-    struct Settings {
-        #[diesel(sql_type = Text)]
-        tenant: String,
-        #[diesel(sql_type = Text)]
-        seal: String,
+    let listings = [
+        "SELECT name, setting FROM pg_settings WHERE context = 'user' AND name NOT LIKE 'transaction_%'",
+        "SELECT name, setting FROM pg_show_all_settings() WHERE context = 'user' AND name NOT LIKE 'transaction_%'",
+    ];
+    let mut captured: Vec<Setting> = Vec::new();
+    for sql in listings {
+        let rows: Vec<Setting> = db
+            .transaction(b, async |mut tx| {
+                Ok::<_, Error>(tx.unscoped_load(diesel::sql_query(sql)).await?)
+            })
+            .await
+            .unwrap();
+        captured.extend(rows);
     }
-    let captured: Settings = db
-        .transaction(b, async |mut tx| {
-            let mut rows: Vec<Settings> = tx
-                .unscoped_load(
-                    diesel::sql_query(
-                        "SELECT current_setting($1) AS tenant, current_setting($2) AS seal",
-                    )
-                    .bind::<Text, _>(tenant_db::TENANT_SETTING)
-                    .bind::<Text, _>(tenant_db::TENANT_SEAL_SETTING),
-                )
-                .await?;
-            rows.pop()
-                .ok_or(Error::Query(diesel::result::Error::NotFound))
-        })
-        .await
-        .unwrap();
-    assert_eq!(captured.tenant, b.to_string());
-    assert!(!captured.seal.is_empty());
+    // The secret setting is never listed (custom settings are not); the plain one is known.
+    assert!(
+        captured.iter().all(|s| !s.name.starts_with("tenant_db.")),
+        "a tenant_db setting was listed"
+    );
+    let mut user_settable = captured;
+    user_settable.push(Setting {
+        name: tenant_db::TENANT_SETTING.into(),
+        setting: b.to_string(),
+    });
     let seen = db
         .transaction(a, async |mut tx| {
-            for (name, value) in [
-                (tenant_db::TENANT_SETTING, &captured.tenant),
-                (tenant_db::TENANT_SEAL_SETTING, &captured.seal),
-            ] {
+            for s in &user_settable {
                 tx.unscoped_load::<_, Seen>(
                     diesel::sql_query("SELECT set_config($1, $2, true) AS tenant")
-                        .bind::<Text, _>(name)
-                        .bind::<Text, _>(value.clone()),
+                        .bind::<Text, _>(s.name.clone())
+                        .bind::<Text, _>(s.setting.clone()),
                 )
                 .await?;
             }
@@ -203,7 +207,7 @@ async fn replaying_another_transactions_seal_does_not_switch_the_tenant() {
         })
         .await
         .unwrap();
-    assert!(seen.is_empty(), "the replayed seal was trusted: {seen:?}");
+    assert_eq!(seen, only(a), "a replayed setting was trusted");
 }
 
 #[tokio::test]
@@ -221,20 +225,40 @@ async fn entering_again_inside_the_transaction_is_refused() {
 }
 
 #[tokio::test]
-async fn the_seal_key_and_the_seal_function_are_out_of_reach() {
+async fn the_secret_name_and_the_functions_are_out_of_reach() {
     let db = db_with_rls(2).await;
-    let (a, b) = two_tenants(&db).await;
+    let (a, _b) = two_tenants(&db).await;
     for sql in [
-        "SELECT encode(inner_key, 'hex') AS tenant FROM tenant_db.seal_key".to_string(),
-        format!("SELECT tenant_db.seal('tenant', '{b}') AS tenant"),
+        "SELECT pg_sequence_last_value('tenant_db.seal_name'::regclass)::text AS tenant",
+        "SELECT last_value::text AS tenant FROM tenant_db.seal_name",
+        "SELECT setval('tenant_db.seal_name', 1)::text AS tenant",
+        "SELECT nextval('tenant_db.seal_name')::text AS tenant",
+        "ALTER SEQUENCE tenant_db.seal_name RESTART",
+        "CREATE OR REPLACE FUNCTION tenant_db.current_tenant() RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$",
+        "CREATE FUNCTION tenant_db.peek() RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$",
     ] {
         let outcome = db
             .transaction(a, async |mut tx| {
-                Ok::<_, Error>(tx.unscoped_load::<_, Seen>(diesel::sql_query(&sql)).await?)
+                Ok::<_, Error>(tx.unscoped_execute(diesel::sql_query(sql)).await?)
             })
             .await;
         assert!(outcome.is_err(), "{sql} was allowed: {outcome:?}");
     }
+    // The catalog view of sequences shows the application role no value.
+    let shown: Vec<Seen> = db
+        .transaction(a, async |mut tx| {
+            Ok::<_, Error>(
+                tx.unscoped_load(diesel::sql_query(
+                    "SELECT coalesce(last_value::text, '') AS tenant FROM pg_sequences
+                     WHERE schemaname = 'tenant_db'",
+                ))
+                .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].tenant, "");
 }
 
 #[tokio::test]
