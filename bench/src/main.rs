@@ -172,7 +172,7 @@ fn check(item: &Item, tenant: Uuid, id: i64) -> Result<(), Failure> {
 }
 
 async fn raw_op(sides: Sides, scenario: Scenario, c: usize, i: usize) -> Result<(), Failure> {
-    let t = tenant_for(c, i).as_uuid();
+    let t = tenant_for(c, i).as_uuid().unwrap_or_default();
     let id = id_for(c, i);
     let mut conn = sides.raw.get().await?;
     match scenario {
@@ -200,7 +200,7 @@ async fn raw_op(sides: Sides, scenario: Scenario, c: usize, i: usize) -> Result<
             let n = sides.next_id.fetch_add(1, Ordering::Relaxed);
             diesel::insert_into(items::table)
                 .values((
-                    items::tenant_id.eq(sides.insert_tenant.as_uuid()),
+                    items::tenant_id.eq(sides.insert_tenant.as_uuid().unwrap_or_default()),
                     items::id.eq(n),
                     items::title.eq("new"),
                     items::score.eq(1_i64),
@@ -210,7 +210,7 @@ async fn raw_op(sides: Sides, scenario: Scenario, c: usize, i: usize) -> Result<
         }
         Scenario::Tx5 => {
             let n = sides.next_id.fetch_add(1, Ordering::Relaxed);
-            let it = sides.insert_tenant.as_uuid();
+            let it = sides.insert_tenant.as_uuid().unwrap_or_default();
             conn.transaction(async |conn| {
                 conn.batch_execute(&format!("SET LOCAL app.current_tenant = '{t}'"))
                     .await?;
@@ -273,7 +273,7 @@ async fn scoped_op(sides: Sides, scenario: Scenario, c: usize, i: usize) -> Resu
                     )
                 })
                 .await?;
-            check(&item, t.as_uuid(), id)?;
+            check(&item, t.as_uuid().unwrap_or_default(), id)?;
         }
         Scenario::PageRead => {
             let rows: Vec<Item> = sides

@@ -7,7 +7,7 @@
 use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use tenant_db::TENANT_SETTING;
-use tenant_db::rls::{policy_sql_for, quote_literal};
+use tenant_db::rls::policy_sql_for;
 use tenant_db::seal::begin_sql;
 use tenant_db_tests::{APP_ROLE, NO_RLS_ROLE, OWNER_ROLE, admin_url_for, url_for};
 
@@ -86,7 +86,7 @@ async fn server_ms(conn: &mut AsyncPgConnection, sql: &str) -> Result<(f64, f64)
 /// Opens a transaction on `conn` for the tenant of query `i`, as tenant-db does (which also
 /// sets the unsealed setting the replaced policy reads).
 async fn begin(conn: &mut AsyncPgConnection, i: i64) -> Result<(), Failure> {
-    let tenant = quote_literal(&tenant(i % TENANTS + 1));
+    let tenant: tenant_db::TenantId = tenant(i % TENANTS + 1).parse()?;
     Ok(conn.batch_execute(&begin_sql(&tenant)).await?)
 }
 
@@ -158,7 +158,7 @@ pub(crate) async fn measure(quick: bool) -> Result<Cost, Failure> {
             .await?;
         admin.batch_execute("VACUUM ANALYZE big").await?;
     }
-    let sealed = policy_sql_for("big", "tenant_id");
+    let sealed = policy_sql_for("big", "tenant_id", tenant_db::KeyType::Uuid);
     let alter = |expr: &str| {
         format!("ALTER POLICY tenant_db_isolation ON big USING ({expr}) WITH CHECK ({expr})")
     };

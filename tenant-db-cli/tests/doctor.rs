@@ -5,6 +5,7 @@
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use std::process::Command;
+use tenant_db::KeyType;
 use tenant_db::doctor::{DoctorConfig, Report, Rule, audit_url};
 use tenant_db::rls::policy_sql_for;
 use tenant_db_tests::{APP_ROLE, NO_RLS_ROLE, OWNER_ROLE};
@@ -42,8 +43,8 @@ async fn audit_with(schema: &str, mistake: &str, config: DoctorConfig) -> Report
          {}{}{}
          RESET ROLE;
          {}",
-        policy_sql_for(&format!("{s}.projects"), "tenant_id"),
-        policy_sql_for(&format!("{s}.tasks"), "tenant_id"),
+        policy_sql_for(&format!("{s}.projects"), "tenant_id", KeyType::Uuid),
+        policy_sql_for(&format!("{s}.tasks"), "tenant_id", KeyType::Uuid),
         tenant_db::roles::grants_sql(OWNER_ROLE, APP_ROLE, schema),
         mistake.replace("{s}", &s),
     );
@@ -153,7 +154,7 @@ async fn no_index_leads_with_the_tenant_column() {
         "SET ROLE {OWNER_ROLE};
          CREATE TABLE {{s}}.events (tenant_id uuid NOT NULL, body text);
          {} RESET ROLE;",
-        policy_sql_for(&format!("\"{schema}\".events"), "tenant_id")
+        policy_sql_for(&format!("\"{schema}\".events"), "tenant_id", KeyType::Uuid)
     );
     let report = audit_with(schema, &m, DoctorConfig::default()).await;
     assert_eq!(
@@ -264,8 +265,8 @@ async fn partition_without_its_own_policy() {
          CREATE TABLE {logs}_1 PARTITION OF {logs} FOR VALUES WITH (MODULUS 2, REMAINDER 1);
          {}{}
          RESET ROLE;",
-        policy_sql_for(&logs, "tenant_id"),
-        policy_sql_for(&format!("{logs}_0"), "tenant_id"),
+        policy_sql_for(&logs, "tenant_id", KeyType::Uuid),
+        policy_sql_for(&format!("{logs}_0"), "tenant_id", KeyType::Uuid),
     );
     let report = audit_with(schema, &m, DoctorConfig::default()).await;
     assert_eq!(
@@ -324,7 +325,7 @@ async fn tables_registered_from_code_are_audited_with_their_column() {
              PRIMARY KEY (org_id, id));
          {}
          ALTER TABLE {{s}}.accounts NO FORCE ROW LEVEL SECURITY;",
-        policy_sql_for(&accounts, "org_id")
+        policy_sql_for(&accounts, "org_id", KeyType::Uuid)
     );
     // Discovery looks for `tenant_id` only; registration names `org_id`.
     let config = DoctorConfig::default()
@@ -341,6 +342,91 @@ async fn tables_registered_from_code_are_audited_with_their_column() {
             .contains(&(accounts.clone(), "org_id".into()))
     );
     assert_eq!(found(&report), vec![(Rule::RlsNotForced, accounts)]);
+}
+
+#[tokio::test]
+async fn tables_keyed_by_bigint_integer_text_and_varchar_pass_with_their_own_policy() {
+    let schema = "doc_keys";
+    let mut m = String::new();
+    for (table, ty, key) in [
+        ("ledgers", "bigint", KeyType::BigInt),
+        ("seats", "integer", KeyType::Integer),
+        ("workspaces", "text", KeyType::Text),
+        ("boards", "varchar(64)", KeyType::Text),
+    ] {
+        let name = t(schema, table);
+        m.push_str(&format!(
+            "CREATE TABLE {name} (tenant_id {ty} NOT NULL, id bigint NOT NULL,
+                 PRIMARY KEY (tenant_id, id));
+             ALTER TABLE {name} OWNER TO {OWNER_ROLE};
+             {}",
+            policy_sql_for(&name, "tenant_id", key)
+        ));
+    }
+    let report = audit_with(schema, &m, DoctorConfig::default()).await;
+    assert_eq!(report.tenant_tables.len(), 6, "{report:#?}");
+    assert_eq!(found(&report), vec![], "{report:#?}");
+}
+
+#[tokio::test]
+async fn a_policy_of_another_key_kind_or_a_column_of_no_key_type_is_found() {
+    let schema = "doc_key_mistakes";
+    let ledgers = t(schema, "ledgers");
+    let codes = t(schema, "codes");
+    let loose = t(schema, "loose");
+    let m = format!(
+        "CREATE TABLE {ledgers} (tenant_id bigint NOT NULL, id bigint NOT NULL,
+             PRIMARY KEY (tenant_id, id));
+         {}
+         CREATE TABLE {codes} (tenant_id char(8) NOT NULL, id bigint NOT NULL,
+             PRIMARY KEY (tenant_id, id));
+         {}
+         CREATE TABLE {loose} (tenant_id uuid, id bigint NOT NULL, UNIQUE (tenant_id, id));
+         {}
+         ALTER TABLE {ledgers} OWNER TO {OWNER_ROLE};
+         ALTER TABLE {codes} OWNER TO {OWNER_ROLE};
+         ALTER TABLE {loose} OWNER TO {OWNER_ROLE};",
+        // A bigint column compared with the text kind's tenant: never set for an integer
+        // tenant, so not a tenant condition.
+        policy_sql_for(&ledgers, "tenant_id", KeyType::BigInt).replace(
+            "current_tenant('int')::bigint",
+            "current_tenant('text')::bigint"
+        ),
+        policy_sql_for(&codes, "tenant_id", KeyType::Text),
+        policy_sql_for(&loose, "tenant_id", KeyType::Uuid),
+    );
+    let report = audit_with(schema, &m, DoctorConfig::default()).await;
+    let mut got = found(&report);
+    got.sort();
+    let mut expected = vec![
+        (Rule::NoRestrictivePolicy, ledgers.clone()),
+        (Rule::TenantColumnType, codes.clone()),
+        (Rule::TenantColumnType, loose.clone()),
+    ];
+    expected.sort();
+    assert_eq!(got, expected, "{report:#?}");
+    // The fix for the ledgers policy uses the bigint expression.
+    let fix = &report
+        .findings
+        .iter()
+        .find(|f| f.table == ledgers)
+        .unwrap()
+        .fix;
+    assert!(fix.contains("current_tenant('int')::bigint"), "{fix}");
+    let detail: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule == Rule::TenantColumnType)
+        .map(|f| f.detail.as_str())
+        .collect();
+    assert!(
+        detail.iter().any(|d| d.contains("`character(8)`")),
+        "{detail:?}"
+    );
+    assert!(
+        detail.iter().any(|d| d.contains("allows NULL")),
+        "{detail:?}"
+    );
 }
 
 /// Runs the CLI; returns its exit code and standard output.

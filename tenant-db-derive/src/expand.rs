@@ -33,7 +33,7 @@ pub(crate) fn tenant_values(input: TokenStream) -> TokenStream {
 /// role (the tenant key, or data), once per column.
 fn expand_tenant(model: Model) -> TokenStream {
     let table = &model.table;
-    let Some(tenant) = model.tenant_column.as_ref() else {
+    let Some((tenant, tenant_ty)) = model.tenant_column.as_ref() else {
         return crate::attrs::call_site_error("tenant column not resolved").into_compile_error();
     };
     let tenant_name = tenant.unraw().to_string();
@@ -56,6 +56,11 @@ fn expand_tenant(model: Model) -> TokenStream {
                 }
             }
         });
+    // The field's type must hold the column's key type (`Uuid` for `uuid`, `i64` for
+    // `bigint`, …); checked where the expansion compiles, reported at the field's type.
+    let check = quote_spanned! {tenant_ty.span()=>
+        ::tenant_db::assert_tenant_field::<#table::#tenant, #tenant_ty>()
+    };
     quote! {
         const _: () = {
             impl ::tenant_db::Classified for #table::table {
@@ -66,6 +71,7 @@ fn expand_tenant(model: Model) -> TokenStream {
             }
             #(#data_columns)*
         };
+        const _: () = #check;
     }
 }
 
@@ -308,7 +314,7 @@ mod tests {
             #[tenant(column = org_id)]
             struct Note {
                 id: i64,
-                org_id: tenant_db::TenantId,
+                org_id: uuid::Uuid,
                 #[diesel(column_name = text)]
                 body: String,
             }

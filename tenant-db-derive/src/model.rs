@@ -39,8 +39,8 @@ pub(crate) struct Model {
     pub(crate) generics: Generics,
     pub(crate) table: Path,
     pub(crate) fields: Vec<Field>,
-    /// `TenantTable`: the tenant column.
-    pub(crate) tenant_column: Option<Ident>,
+    /// `TenantTable`: the tenant column, and its field's type.
+    pub(crate) tenant_column: Option<(Ident, Type)>,
     /// `GlobalTable`: `#[global(unscoped_tenant_column)]`.
     pub(crate) unscoped_tenant_column: bool,
     /// `TenantValues`: columns an update never sets (`#[diesel(primary_key(...))]`, default
@@ -155,12 +155,13 @@ pub(crate) fn parse(input: DeriveInput, kind: Kind) -> syn::Result<Model> {
 }
 
 /// The tenant column of a `TenantTable` model: named by `#[tenant(column = ...)]` or
-/// `tenant_id`, one of the fields, of a UUID type.
+/// `tenant_id`, one of the fields, not an `Option`; with its field's type (checked against the
+/// column's SQL type where the expansion compiles).
 fn find_tenant_column(
     struct_ident: &Ident,
     fields: &[Field],
     named: Option<Ident>,
-) -> syn::Result<Ident> {
+) -> syn::Result<(Ident, Type)> {
     let wanted = named.unwrap_or_else(|| Ident::new(DEFAULT_TENANT_COLUMN, struct_ident.span()));
     let wanted_name = wanted.unraw().to_string();
     let Some(field) = fields
@@ -175,15 +176,16 @@ fn find_tenant_column(
             ),
         ));
     };
-    if !is_uuid_type(&field.ty) {
+    if option_inner(&field.ty).is_some() {
         return Err(syn::Error::new(
             field.ty.span(),
             format!(
-                "the tenant column `{wanted_name}` must be a `Uuid` (or `tenant_db::TenantId`)"
+                "the tenant column `{wanted_name}` cannot be an `Option`: every row belongs to a \
+                 tenant, so the column is `NOT NULL`"
             ),
         ));
     }
-    Ok(field.column.clone())
+    Ok((field.column.clone(), field.ty.clone()))
 }
 
 /// A global model must not map a column named `tenant_id` (the table-level check, which also
@@ -224,19 +226,6 @@ fn check_values_fields(struct_ident: &Ident, fields: &[Field]) -> syn::Result<()
         ));
     }
     Ok(())
-}
-
-/// Whether a field type is `Uuid` / `TenantId` (by its last path segment, any prefix).
-fn is_uuid_type(ty: &Type) -> bool {
-    match ty {
-        Type::Path(p) if p.qself.is_none() => {
-            p.path.segments.last().is_some_and(|s| {
-                s.arguments.is_none() && (s.ident == "Uuid" || s.ident == "TenantId")
-            })
-        }
-        Type::Group(g) => is_uuid_type(&g.elem),
-        _ => false,
-    }
 }
 
 /// `Option<T>` → `Some(T)` (by the last path segment, as diesel's derives decide it).

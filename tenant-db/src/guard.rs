@@ -130,6 +130,18 @@ pub enum Refusal {
         "it uses an escape string (E'...'), a Unicode escape (U&'...', U&\"...\") or a backslash in a string"
     )]
     EscapeSyntax,
+    /// The transaction's tenant is of another kind than a tenant column of the statement (a
+    /// UUID tenant on a table keyed by `bigint`, say), or out of its range (an integer tenant
+    /// above `i32::MAX` on an `integer` column). No kind is converted into another.
+    #[error(
+        "its table's tenant column is {column}, and the transaction's tenant is a key of kind {tenant} or out of the column's range"
+    )]
+    KeyType {
+        /// The tenant column's type.
+        column: crate::KeyType,
+        /// The kind of the transaction's tenant.
+        tenant: crate::KeyKind,
+    },
 }
 
 /// A scoped statement tenant-db refused to send, and why.

@@ -70,7 +70,7 @@ impl<'t, T: TenantTable> ScopedInsert<'t, T> {
         WithTenant<T, V>: Insertable<T>,
     {
         audit!(<V::Insert as Writes<T>>::Probe);
-        let tenant = tenant_assign::<T>(self.scope.tenant_id().as_uuid());
+        let tenant = tenant_assign::<T>(self.scope.tenant_id());
         let values = values.into_insert();
         let scope = self.scope.checked_values(&values);
         ScopedStatement::new(
@@ -361,7 +361,7 @@ impl<'t, T: TenantTable, U, K> ScopedDoUpdate<'t, T, U, K> {
         <V::Update as Writes<T>>::Diesel: AsChangeset<Target = T>,
     {
         audit!(<V::Update as Writes<T>>::Probe);
-        let tenant = tenant_filter::<T>(self.0.scope.tenant_id().as_uuid());
+        let tenant = tenant_filter::<T>(self.0.scope.tenant_id());
         let values = values.into_update();
         let mut on_conflict = self.0;
         on_conflict.scope = on_conflict.scope.checked_values(&values);

@@ -23,6 +23,7 @@ mod error;
 pub mod guard;
 mod hint;
 mod insert;
+mod key;
 mod predicate;
 mod probe;
 mod query;
@@ -48,6 +49,7 @@ pub use insert::{
     NoReturning, OnConflict, Returning, RowsOf, ScopedDoUpdate, ScopedInsert, ScopedOnConflict,
     Upsert, WithTenant, excluded,
 };
+pub use key::{KeyType, TenantValue};
 pub use predicate::TenantEq;
 pub use probe::{
     AndTenant, InScopeSource, List, ListExpr, OnlyScopedSubqueries, Paren, ScopeSafe, ScopedExists,
@@ -62,10 +64,10 @@ pub use scope::TenantScope;
 pub use seal::TENANT_SETTING;
 pub use table::{
     Classified, ColumnNames, ColumnRole, DEFAULT_TENANT_COLUMN, GlobalTable, NonTenantColumn,
-    TenantTable, assert_global, kind, role,
+    TenantTable, assert_global, assert_tenant_field, kind, role,
 };
 pub use tenant_db_derive::{GlobalTable, TenantTable, TenantValues};
-pub use tenant_id::{ParseTenantIdError, TenantId};
+pub use tenant_id::{KeyKind, MAX_TEXT_KEY_LEN, ParseTenantIdError, TenantId};
 pub use tx::{TenantDb, TenantDbBuilder, TenantTx, TxFn};
 pub use values::{Assign, AssignOf, TenantValues, Values, assign};
 pub use write::{

@@ -5,19 +5,19 @@
 //! quoted identifier, instead of asking the column to render itself: a hand-written column type
 //! could render anything there (`… IS NOT NULL OR …`), and this predicate is the wall.
 
+use crate::TenantId;
 use crate::TenantTable;
 use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::{Bool, Uuid as SqlUuid};
+use diesel::sql_types::Bool;
 use diesel::{Column, QueryResult, QuerySource};
 use std::marker::PhantomData;
-use uuid::Uuid;
 
 /// `"table"."tenant_col" = $tenant` for tenant table `T`.
 pub struct TenantEq<T: QuerySource> {
     from: T::FromClause,
-    tenant: Uuid,
+    tenant: TenantId,
     table: PhantomData<T>,
 }
 
@@ -45,7 +45,7 @@ impl<T: QuerySource> std::fmt::Debug for TenantEq<T> {
 }
 
 /// The tenant predicate of table `T` (see the module docs).
-pub(crate) fn tenant_eq<T: TenantTable>(tenant: Uuid) -> TenantEq<T> {
+pub(crate) fn tenant_eq<T: TenantTable>(tenant: TenantId) -> TenantEq<T> {
     TenantEq {
         from: T::default().from_clause(),
         tenant,
@@ -69,7 +69,7 @@ where
         }
         out.push_identifier(<T::TenantColumn as Column>::NAME)?;
         out.push_sql(" = ");
-        out.push_bind_param::<SqlUuid, Uuid>(&self.tenant)
+        T::KEY_TYPE.push_bind(&self.tenant, &mut out)
     }
 }
 
@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn renders_the_qualified_tenant_column() {
-        let t = uuid::Uuid::from_u128(7);
+        let t = crate::TenantId::from_uuid(uuid::Uuid::from_u128(7)).expect("not nil");
         assert_eq!(
             sql(&super::tenant_eq::<notes::table>(t)),
             format!("\"notes\".\"tenant_id\" = $1 -- binds: [{t}]")

@@ -27,7 +27,6 @@ use diesel::query_source::JoinTo;
 use diesel_async::methods::LoadQuery;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::marker::PhantomData;
-use uuid::Uuid;
 
 /// How a table kind narrows a query to the scope: tenant tables add `tenant_col = $tenant`,
 /// global tables add nothing. Implemented on the kind markers; sealed.
@@ -35,23 +34,24 @@ pub trait ApplyScope<T, Q>: crate::sealed::Kind {
     /// The narrowed query.
     type Output;
     /// Narrows `query` to `tenant`.
-    fn apply(query: Q, tenant: Uuid) -> Self::Output;
+    fn apply(query: Q, tenant: crate::TenantId) -> Self::Output;
 }
 
 /// The tenant predicate of table `T` (see [`TenantEq`](crate::TenantEq)).
 pub type TenantFilter<T> = crate::predicate::TenantEq<T>;
 
 /// `"T"."tenant_col" = tenant`.
-pub(crate) fn tenant_filter<T: TenantTable>(tenant: Uuid) -> TenantFilter<T> {
+pub(crate) fn tenant_filter<T: TenantTable>(tenant: crate::TenantId) -> TenantFilter<T> {
     crate::predicate::tenant_eq::<T>(tenant)
 }
 
-/// The tenant column's assignment in an `INSERT`: diesel writes the column by its name.
-pub type TenantAssign<T> = dsl::Eq<<T as TenantTable>::TenantColumn, Uuid>;
+/// The tenant column's assignment in an `INSERT`: diesel writes the column by its name, and
+/// tenant-db binds the tenant as the column's type (see [`TenantValue`](crate::TenantValue)).
+pub type TenantAssign<T> = dsl::Eq<<T as TenantTable>::TenantColumn, crate::key::TenantValue<T>>;
 
 /// `tenant_col = tenant`, for the values of an `INSERT`.
-pub(crate) fn tenant_assign<T: TenantTable>(tenant: Uuid) -> TenantAssign<T> {
-    T::tenant_column().eq(tenant)
+pub(crate) fn tenant_assign<T: TenantTable>(tenant: crate::TenantId) -> TenantAssign<T> {
+    T::tenant_column().eq(crate::key::TenantValue::new(tenant))
 }
 
 impl<T, Q, C> ApplyScope<T, Q> for kind::Tenant<C>
@@ -60,7 +60,7 @@ where
     Q: FilterDsl<TenantFilter<T>>,
 {
     type Output = Q::Output;
-    fn apply(query: Q, tenant: Uuid) -> Self::Output {
+    fn apply(query: Q, tenant: crate::TenantId) -> Self::Output {
         query.filter(tenant_filter::<T>(tenant))
     }
 }
@@ -71,7 +71,7 @@ where
     T::AllColumns: ColumnNames,
 {
     type Output = Q;
-    fn apply(query: Q, _tenant: Uuid) -> Q {
+    fn apply(query: Q, _tenant: crate::TenantId) -> Q {
         // The derive checks this where the table is declared; a hand-written `kind::Global`
         // is checked here, where it is read.
         const { crate::table::assert_global::<T>() };
@@ -81,7 +81,7 @@ where
 
 impl<T, Q> ApplyScope<T, Q> for kind::UnscopedGlobal {
     type Output = Q;
-    fn apply(query: Q, _tenant: Uuid) -> Q {
+    fn apply(query: Q, _tenant: crate::TenantId) -> Q {
         query
     }
 }
@@ -92,7 +92,7 @@ pub trait ScopeJoin<R, On>: crate::sealed::Kind {
     /// The extended `ON` condition.
     type Output;
     /// Extends `on` for table `R` and `tenant`.
-    fn on(on: On, tenant: Uuid) -> Self::Output;
+    fn on(on: On, tenant: crate::TenantId) -> Self::Output;
 }
 
 impl<R, On, C> ScopeJoin<R, On> for kind::Tenant<C>
@@ -100,7 +100,7 @@ where
     R: TenantTable,
 {
     type Output = AndTenant<On, TenantFilter<R>>;
-    fn on(on: On, tenant: Uuid) -> Self::Output {
+    fn on(on: On, tenant: crate::TenantId) -> Self::Output {
         AndTenant(on, tenant_filter::<R>(tenant))
     }
 }
@@ -111,7 +111,7 @@ where
     R::AllColumns: ColumnNames,
 {
     type Output = On;
-    fn on(on: On, _tenant: Uuid) -> On {
+    fn on(on: On, _tenant: crate::TenantId) -> On {
         const { crate::table::assert_global::<R>() };
         on
     }
@@ -119,7 +119,7 @@ where
 
 impl<R, On> ScopeJoin<R, On> for kind::UnscopedGlobal {
     type Output = On;
-    fn on(on: On, _tenant: Uuid) -> On {
+    fn on(on: On, _tenant: crate::TenantId) -> On {
         on
     }
 }
@@ -351,7 +351,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         <Q as JoinTo<R>>::FromClause: JoinOnDsl,
         Q: JoinWithImplicitOnClause<ScopedJoinTarget<Q, R>, K>,
     {
-        let tenant = self.scope.tenant_id().as_uuid();
+        let tenant = self.scope.tenant_id();
         let (from, on) = <Q as JoinTo<R>>::join_target(rhs);
         self.check(&on, Shape::Expression).map(|q| {
             let on = <<<Q as JoinTo<R>>::FromClause as Classified>::Kind as ScopeJoin<_, _>>::on(
@@ -379,7 +379,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     where
         T::Kind: ApplyScope<T, Q>,
     {
-        <T::Kind as ApplyScope<T, Q>>::apply(self.query, self.scope.tenant_id().as_uuid())
+        <T::Kind as ApplyScope<T, Q>>::apply(self.query, self.scope.tenant_id())
     }
 
     /// Runs the query and returns all rows.

@@ -12,13 +12,14 @@
 //!   tenant the transaction was opened for, sealed so that no later statement can change it
 //!   (see [`crate::seal`]), or NULL, which matches nothing.
 
-use crate::TenantTable;
+use crate::{KeyType, TenantTable};
 use diesel::Table;
 use diesel::pg::Pg;
 use diesel::query_builder::{QueryBuilder, QueryFragment};
 
-/// The SQL expression the isolation policy compares the tenant column with.
-pub const CURRENT_TENANT_EXPR: &str = "(SELECT tenant_db.current_tenant()::uuid)";
+/// The SQL expression the isolation policy compares a `uuid` tenant column with (see
+/// [`KeyType::current_tenant_expr`] for the others).
+pub const CURRENT_TENANT_EXPR: &str = KeyType::Uuid.current_tenant_expr();
 
 /// The quoted, schema-qualified (if declared so) name of table `T`, as diesel writes it.
 pub fn table_name<T>() -> Result<String, diesel::result::Error>
@@ -41,9 +42,11 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The RLS SQL for table `table` (already quoted) with tenant column `column` (unquoted).
-pub fn policy_sql_for(table: &str, column: &str) -> String {
+/// The RLS SQL for table `table` (already quoted) with tenant column `column` (unquoted) of
+/// type `key`.
+pub fn policy_sql_for(table: &str, column: &str, key: KeyType) -> String {
     let col = quote_ident(column);
+    let current = key.current_tenant_expr();
     format!(
         "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\n\
          ALTER TABLE {table} FORCE ROW LEVEL SECURITY;\n\
@@ -52,7 +55,7 @@ pub fn policy_sql_for(table: &str, column: &str) -> String {
          USING (true) WITH CHECK (true);\n\
          DROP POLICY IF EXISTS tenant_db_isolation ON {table};\n\
          CREATE POLICY tenant_db_isolation ON {table} AS RESTRICTIVE FOR ALL TO PUBLIC \
-         USING ({col} = {CURRENT_TENANT_EXPR}) WITH CHECK ({col} = {CURRENT_TENANT_EXPR});\n"
+         USING ({col} = {current}) WITH CHECK ({col} = {current});\n"
     )
 }
 
@@ -65,6 +68,7 @@ where
     Ok(policy_sql_for(
         &table_name::<T>()?,
         <T::TenantColumn as diesel::Column>::NAME,
+        T::KEY_TYPE,
     ))
 }
 
@@ -102,7 +106,7 @@ where
     Ok(format!(
         "{}{}{}",
         crate::seal::setup_sql(),
-        policy_sql_for(&table, column),
+        policy_sql_for(&table, column, T::KEY_TYPE),
         tenant_index_sql_for(&table, column)
     ))
 }
@@ -111,11 +115,15 @@ where
 mod tests {
     #[test]
     fn policy_is_restrictive_and_fail_closed() {
-        let sql = super::policy_sql_for("\"notes\"", "tenant_id");
+        let sql = super::policy_sql_for("\"notes\"", "tenant_id", super::KeyType::Uuid);
         assert!(sql.contains("FORCE ROW LEVEL SECURITY"));
         assert!(sql.contains("AS RESTRICTIVE FOR ALL"));
         assert!(sql.contains(
             "USING (\"tenant_id\" = (SELECT tenant_db.current_tenant()::uuid)) WITH CHECK (\"tenant_id\" = (SELECT tenant_db.current_tenant()::uuid))"
+        ));
+        let sql = super::policy_sql_for("\"ledgers\"", "account_id", super::KeyType::BigInt);
+        assert!(sql.contains(
+            "USING (\"account_id\" = (SELECT tenant_db.current_tenant('int')::bigint)) WITH CHECK (\"account_id\" = (SELECT tenant_db.current_tenant('int')::bigint))"
         ));
     }
 }

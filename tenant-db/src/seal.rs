@@ -15,16 +15,20 @@
 //! owned by that role:
 //!
 //! - `tenant_db.seal_name`: a sequence, readable by its owner only, whose value (60 random bits,
-//!   drawn once) names the setting: `tenant_db.s<value>`;
-//! - `tenant_db.enter(tenant)` (`SECURITY DEFINER`): refuses unless it runs in the first
-//!   message of its transaction (`statement_timestamp() = transaction_timestamp()`), then sets
-//!   the secret setting to the tenant for the transaction (and `app.current_tenant`, for your
-//!   logs; no policy trusts it);
-//! - `tenant_db.current_tenant()` (`SECURITY DEFINER`, what the policies call once per
-//!   statement): the secret setting, unless the statement is the first message of its
-//!   transaction; NULL (no rows) when it is unset or empty.
+//!   drawn once) names the settings: `tenant_db.s<value>_<kind>`, one per key kind (`uuid`,
+//!   `int`, `text`; see [`KeyKind`](crate::KeyKind));
+//! - `tenant_db.enter(tenant, kind)` (`SECURITY DEFINER`): refuses unless it runs in the first
+//!   message of its transaction (`statement_timestamp() = transaction_timestamp()`), checks that
+//!   `tenant` is a key of that kind, then sets the secret setting of that kind to the tenant for
+//!   the transaction (and `app.current_tenant`, for your logs; no policy trusts it);
+//! - `tenant_db.current_tenant()` and `tenant_db.current_tenant(kind)` (`SECURITY DEFINER`,
+//!   what the policies call once per statement): the secret setting of kind `uuid` (or `kind`),
+//!   unless the statement is the first message of its transaction; NULL (no rows) when it is
+//!   unset or empty. A transaction entered for a tenant of one kind has no tenant of any other
+//!   kind, so tables keyed by another type show it nothing: a UUID is never read as a text key.
 //!
-//! tenant-db opens every transaction with one message, `BEGIN; SELECT tenant_db.enter('…')`.
+//! tenant-db opens every transaction with one message,
+//! `BEGIN; SELECT tenant_db.enter('…', '<kind>')`.
 //!
 //! # Why it is sound
 //!
@@ -64,27 +68,59 @@
 //! an HMAC of the tenant under a key in a table, cost 9 µs more). The benchmark's RLS-cost
 //! figures measure it next to the unsealed policy, on a 1000-row range and on a point read.
 
+use crate::TenantId;
+
 /// The transaction-local setting `enter` also sets to the tenant, for logs and for code that
 /// wants to read it; no tenant-db policy trusts it (see the module docs).
 pub const TENANT_SETTING: &str = "app.current_tenant";
 
-/// The SQL expression a tenant policy compares the tenant column with (before the cast to the
-/// column's type): the sealed tenant, or NULL.
-pub const CURRENT_TENANT_CALL: &str = "tenant_db.current_tenant()";
+/// The SQL call a tenant policy compares the tenant column with (before the cast to the
+/// column's type): the sealed tenant, or NULL. Policies on columns of other key types call
+/// `tenant_db.current_tenant('<kind>')` (see [`KeyType::current_tenant_expr`]).
+///
+/// [`KeyType::current_tenant_expr`]: crate::KeyType::current_tenant_expr
+pub const CURRENT_TENANT_CALL: &str = "tenant_db.current_tenant(";
 
-/// The statement that opens a tenant transaction: `BEGIN` and `tenant_db.enter`, one simple
-/// query message (so that both run before anything else, with one statement time).
-/// `tenant_literal` must already be a quoted SQL literal. [`TenantDb`](crate::TenantDb) sends
-/// it; it is public for tools that open tenant transactions on connections of their own.
-pub fn begin_sql(tenant_literal: &str) -> String {
-    format!("BEGIN; SELECT tenant_db.enter({tenant_literal})")
+/// The statement that opens a tenant transaction for `tenant`: `BEGIN` and
+/// `tenant_db.enter('<tenant>', '<kind>')`, one simple query message (so that both run before
+/// anything else, with one statement time). [`TenantDb`](crate::TenantDb) sends it; it is
+/// public for tools that open tenant transactions on connections of their own.
+///
+/// A [`TenantId`] prints as hex digits and hyphens, decimal digits, or a text key's letters,
+/// digits and `-_.:`; it is quoted as a literal all the same.
+pub fn begin_sql(tenant: &TenantId) -> String {
+    format!(
+        "BEGIN; SELECT tenant_db.enter({}, '{}')",
+        crate::rls::quote_literal(&tenant.to_string()),
+        tenant.kind().name()
+    )
 }
 
-/// The secret setting's name, as a PL/pgSQL expression: `tenant_db.s<sequence value>`. Every
-/// name is schema-qualified, so no `search_path` can redirect it, and the functions that use
-/// it need no `SET` clause (which would save and restore settings on each call).
-const SECRET_NAME: &str = "'tenant_db.s' OPERATOR(pg_catalog.||)
-        pg_catalog.pg_sequence_last_value('tenant_db.seal_name'::pg_catalog.regclass)";
+/// The secret setting's name for key kind `kind` (a PL/pgSQL expression), as a PL/pgSQL
+/// expression: `tenant_db.s<sequence value>_<kind>`. Every name is schema-qualified, so no
+/// `search_path` can redirect it, and the functions that use it need no `SET` clause (which
+/// would save and restore settings on each call).
+fn secret_name(kind: &str) -> String {
+    format!(
+        "'tenant_db.s' OPERATOR(pg_catalog.||)
+        pg_catalog.pg_sequence_last_value('tenant_db.seal_name'::pg_catalog.regclass)
+        OPERATOR(pg_catalog.||) '_' OPERATOR(pg_catalog.||) {kind}"
+    )
+}
+
+/// The body of `current_tenant`: the sealed tenant of key kind `kind`, unless the statement is
+/// the first message of its transaction; NULL when unset or empty.
+fn current_tenant_body(kind: &str) -> String {
+    format!(
+        "BEGIN
+    RETURN CASE
+        WHEN pg_catalog.statement_timestamp() OPERATOR(pg_catalog.<>) pg_catalog.transaction_timestamp()
+        THEN NULLIF(pg_catalog.current_setting({}, true), '')
+    END;
+END",
+        secret_name(kind)
+    )
+}
 
 /// A new random value for the secret name's sequence: 60 bits, from two random UUIDs.
 const RANDOM_NAME: &str = "('x' OPERATOR(pg_catalog.||) pg_catalog.substr(pg_catalog.md5(
@@ -109,7 +145,8 @@ BEGIN
 END
 $tenant_db$;
 DROP FUNCTION IF EXISTS tenant_db.seal(text, text);
-CREATE OR REPLACE FUNCTION tenant_db.enter(tenant text) RETURNS void
+DROP FUNCTION IF EXISTS tenant_db.enter(text);
+CREATE OR REPLACE FUNCTION tenant_db.enter(tenant text, kind text DEFAULT 'uuid') RETURNS void
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 AS $tenant_db$
 BEGIN
@@ -120,26 +157,41 @@ BEGIN
     IF tenant IS NULL OR tenant OPERATOR(pg_catalog.=) '' THEN
         RAISE EXCEPTION 'tenant_db.enter needs a tenant' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM pg_catalog.set_config({SECRET_NAME}, tenant, true);
+    IF kind OPERATOR(pg_catalog.=) 'uuid' THEN
+        PERFORM tenant::pg_catalog.uuid;
+    ELSIF kind OPERATOR(pg_catalog.=) 'int' THEN
+        IF tenant::pg_catalog.int8 OPERATOR(pg_catalog.<=) 0 THEN
+            RAISE EXCEPTION 'tenant_db.enter: integer tenants are positive'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    ELSIF kind IS DISTINCT FROM 'text' THEN
+        RAISE EXCEPTION 'tenant_db.enter: unknown key kind' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pg_catalog.set_config({enter_name}, tenant, true);
     PERFORM pg_catalog.set_config('{TENANT_SETTING}', tenant, true);
 END
 $tenant_db$;
-REVOKE ALL ON FUNCTION tenant_db.enter(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION tenant_db.enter(text) TO PUBLIC;
+REVOKE ALL ON FUNCTION tenant_db.enter(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant_db.enter(text, text) TO PUBLIC;
 CREATE OR REPLACE FUNCTION tenant_db.current_tenant() RETURNS text
     LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
 AS $tenant_db$
-BEGIN
-    RETURN CASE
-        WHEN pg_catalog.statement_timestamp() OPERATOR(pg_catalog.<>) pg_catalog.transaction_timestamp()
-        THEN NULLIF(pg_catalog.current_setting({SECRET_NAME}, true), '')
-    END;
-END
+{uuid_body}
 $tenant_db$;
 REVOKE ALL ON FUNCTION tenant_db.current_tenant() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant_db.current_tenant() TO PUBLIC;
+CREATE OR REPLACE FUNCTION tenant_db.current_tenant(kind text) RETURNS text
+    LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
+AS $tenant_db$
+{kind_body}
+$tenant_db$;
+REVOKE ALL ON FUNCTION tenant_db.current_tenant(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant_db.current_tenant(text) TO PUBLIC;
 DROP TABLE IF EXISTS tenant_db.seal_key;
-"#
+"#,
+        enter_name = secret_name("kind"),
+        uuid_body = current_tenant_body("'uuid'"),
+        kind_body = current_tenant_body("kind"),
     )
 }
 
@@ -154,11 +206,23 @@ pub fn rotate_sql() -> String {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn begin_is_one_message_that_enters_the_tenant() {
-        assert_eq!(
-            super::begin_sql("'7f1f2c1e-1111-4b5b-9a1a-5d2c0d4f8e01'"),
-            "BEGIN; SELECT tenant_db.enter('7f1f2c1e-1111-4b5b-9a1a-5d2c0d4f8e01')"
-        );
+    fn begin_is_one_message_that_enters_the_tenant_and_its_kind()
+    -> Result<(), crate::ParseTenantIdError> {
+        let cases = [
+            (
+                "7F1F2C1E-1111-4B5B-9A1A-5D2C0D4F8E01".parse()?,
+                "'7f1f2c1e-1111-4b5b-9a1a-5d2c0d4f8e01', 'uuid'",
+            ),
+            (crate::TenantId::parse_int("42")?, "'42', 'int'"),
+            (crate::TenantId::parse_text("acme:eu")?, "'acme:eu', 'text'"),
+        ];
+        for (tenant, args) in cases {
+            assert_eq!(
+                super::begin_sql(&tenant),
+                format!("BEGIN; SELECT tenant_db.enter({args})")
+            );
+        }
+        Ok(())
     }
 
     #[test]
@@ -166,8 +230,14 @@ mod tests {
         let sql = super::setup_sql();
         assert!(sql.contains("IS NULL THEN"));
         assert!(sql.contains("REVOKE ALL ON SEQUENCE tenant_db.seal_name FROM PUBLIC"));
-        // The two functions name the setting alike, with one expression.
-        assert_eq!(sql.matches(super::SECRET_NAME).count(), 2);
+        // `enter` and both readers name the setting alike, with one expression.
+        assert_eq!(
+            sql.matches("pg_sequence_last_value('tenant_db.seal_name'")
+                .count(),
+            4
+        );
+        assert!(sql.contains(&super::secret_name("kind")));
+        assert!(sql.contains(&super::secret_name("'uuid'")));
         assert!(super::rotate_sql().contains("setval"));
     }
 }

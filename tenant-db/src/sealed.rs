@@ -3,7 +3,7 @@
 //! requires one of them, and tenant-db implements them only for what it has checked.
 
 use crate::table::{ColumnNames, ColumnRole, kind, role};
-use diesel::{Column, Table};
+use diesel::{Column, Table, sql_types};
 
 /// A table kind valid for table `T`: [`kind::Tenant`] with a tenant-key column of `T`, or a
 /// global kind.
@@ -94,3 +94,40 @@ pub trait ConflictColumns<T> {
         out: &mut diesel::query_builder::AstPass<'_, '_, diesel::pg::Pg>,
     ) -> diesel::QueryResult<()>;
 }
+
+/// The SQL types a tenant column may have, each with its [`KeyType`](crate::KeyType).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the type of a tenant column",
+    label = "not a tenant key type",
+    note = "a tenant column is `NOT NULL` and of type `uuid` (`Uuid`), `bigint` (`BigInt`), \
+            `integer` (`Integer`) or `text`/`varchar` (`Text`)"
+)]
+pub trait KeySql: sql_types::SingleValue {
+    /// The column type.
+    const KEY_TYPE: crate::KeyType;
+}
+impl KeySql for sql_types::Uuid {
+    const KEY_TYPE: crate::KeyType = crate::KeyType::Uuid;
+}
+impl KeySql for sql_types::BigInt {
+    const KEY_TYPE: crate::KeyType = crate::KeyType::BigInt;
+}
+impl KeySql for sql_types::Integer {
+    const KEY_TYPE: crate::KeyType = crate::KeyType::Integer;
+}
+impl KeySql for sql_types::Text {
+    const KEY_TYPE: crate::KeyType = crate::KeyType::Text;
+}
+
+/// The Rust types a model's tenant field may have for a tenant column of SQL type `S`.
+#[diagnostic::on_unimplemented(
+    message = "a field of type `{Self}` cannot hold a tenant column of SQL type `{S}`",
+    label = "the tenant field's type",
+    note = "a tenant field is `uuid::Uuid` for `Uuid`, `i64` for `BigInt`, `i32` for `Integer`, \
+            `String` for `Text`; never an `Option`"
+)]
+pub trait KeyField<S> {}
+impl KeyField<sql_types::Uuid> for uuid::Uuid {}
+impl KeyField<sql_types::BigInt> for i64 {}
+impl KeyField<sql_types::Integer> for i32 {}
+impl KeyField<sql_types::Text> for String {}

@@ -11,7 +11,6 @@
 //! tenant column can never also be data.
 
 use crate::sealed;
-use diesel::sql_types;
 use diesel::{Column, ExpressionMethods, Table};
 
 /// The column name tenant-db expects by default, and refuses in a global table.
@@ -93,13 +92,15 @@ pub trait ColumnRole: Column {
 )]
 pub trait TenantTable: Classified {
     /// The column holding the tenant id.
-    type TenantColumn: Column<Table = Self, SqlType = sql_types::Uuid>
+    type TenantColumn: Column<Table = Self, SqlType: sealed::KeySql>
         + ColumnRole<Role = role::TenantKey>
         + ExpressionMethods
         + Default
         + Copy;
     /// The tenant column's name.
     const TENANT_COLUMN: &'static str;
+    /// The tenant column's type, read from its SQL type.
+    const KEY_TYPE: crate::KeyType;
     /// The tenant column.
     fn tenant_column() -> Self::TenantColumn;
 }
@@ -107,7 +108,7 @@ pub trait TenantTable: Classified {
 impl<T, C> TenantTable for T
 where
     T: Classified<Kind = kind::Tenant<C>>,
-    C: Column<Table = T, SqlType = sql_types::Uuid>
+    C: Column<Table = T, SqlType: sealed::KeySql>
         + ColumnRole<Role = role::TenantKey>
         + ExpressionMethods
         + Default
@@ -116,6 +117,7 @@ where
 {
     type TenantColumn = C;
     const TENANT_COLUMN: &'static str = C::NAME;
+    const KEY_TYPE: crate::KeyType = <C::SqlType as sealed::KeySql>::KEY_TYPE;
     fn tenant_column() -> C {
         C::default()
     }
@@ -209,6 +211,16 @@ where
         }
         i += 1;
     }
+}
+
+/// Fails compilation unless a model's field of Rust type `F` can hold tenant column `C`:
+/// `Uuid` for `uuid`, `i64` for `bigint`, `i32` for `integer`, `String` for `text`.
+/// `#[derive(TenantTable)]` calls it.
+pub const fn assert_tenant_field<C, F>()
+where
+    C: Column<SqlType: sealed::KeySql>,
+    F: sealed::KeyField<C::SqlType>,
+{
 }
 
 /// `a == b`, usable in constants.

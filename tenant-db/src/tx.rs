@@ -217,7 +217,7 @@ impl TenantDb {
             let unscoped = AtomicBool::new(false);
             let (begun, outcome) = {
                 let shared: &AsyncPgConnection = conn;
-                let sql = begin_sql(tenant);
+                let sql = crate::seal::begin_sql(&tenant);
                 let mut begin_conn = shared;
                 let mut begin = pin!(SimpleAsyncConnection::batch_execute(&mut begin_conn, &sql));
                 // One poll puts `BEGIN; SELECT tenant_db.enter(…)` on the wire; the caller's
@@ -258,13 +258,6 @@ impl TenantDb {
     pub fn status(&self) -> deadpool::managed::Status {
         self.pool.status()
     }
-}
-
-/// `BEGIN; SELECT tenant_db.enter('<tenant>')`: one simple-query message, run in order by
-/// the server (see [`crate::seal`]). A [`TenantId`] prints as hex digits and hyphens only;
-/// it is quoted as a literal all the same.
-fn begin_sql(tenant: TenantId) -> String {
-    crate::seal::begin_sql(&crate::rls::quote_literal(&tenant.to_string()))
 }
 
 /// One open tenant transaction, branded `'t`.
@@ -363,18 +356,5 @@ impl<'t> TenantTx<'t> {
     {
         self.unscoped.store(true, Ordering::Relaxed);
         RunQueryDsl::load(SqlKeyed(query.as_query()), &mut self.conn)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn begin_sql_inlines_only_the_canonical_uuid() -> Result<(), crate::ParseTenantIdError> {
-        let tenant: crate::TenantId = "7F1F2C1E-1111-4B5B-9A1A-5D2C0D4F8E01".parse()?;
-        assert_eq!(
-            super::begin_sql(tenant),
-            "BEGIN; SELECT tenant_db.enter('7f1f2c1e-1111-4b5b-9a1a-5d2c0d4f8e01')"
-        );
-        Ok(())
     }
 }

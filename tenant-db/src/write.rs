@@ -176,7 +176,7 @@ impl<'t> TenantScope<'t> {
         T: TenantTable + FilterDsl<TenantFilter<T>>,
     {
         Narrowed {
-            source: table.filter(tenant_filter::<T>(self.tenant_id().as_uuid())),
+            source: table.filter(tenant_filter::<T>(self.tenant_id())),
             table: PhantomData,
             scope: *self,
         }

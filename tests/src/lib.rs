@@ -4,8 +4,56 @@
 //! Everything is idempotent and serialised with advisory locks, so concurrent test binaries
 //! can call [`provision`] at once.
 
+mod keyed_schema;
 pub mod pgbouncer;
-pub mod schema;
+
+/// The test schema keyed by `uuid`, in database `tenant_db_test`.
+#[allow(missing_docs)]
+pub mod schema {
+    crate::keyed_schema! {
+        sql: Uuid,
+        key: uuid::Uuid,
+        column_type: "uuid",
+        database: "tenant_db_test",
+        new_tenant: TenantId::new_random,
+        row_key: |t| t.as_uuid(),
+    }
+}
+
+/// The test schema keyed by `bigint`, in database `tenant_db_test_bigint`.
+#[allow(missing_docs)]
+pub mod schema_bigint {
+    crate::keyed_schema! {
+        sql: BigInt,
+        key: i64,
+        column_type: "bigint",
+        database: "tenant_db_test_bigint",
+        // Random positive ids, so that test runs do not meet each other's rows.
+        new_tenant: || match TenantId::from_i64(
+            i64::try_from(uuid::Uuid::new_v4().as_u128() >> 65).unwrap_or(i64::MAX).max(1),
+        ) {
+            Ok(t) => t,
+            Err(e) => panic!("a positive id is a tenant id: {e}"),
+        },
+        row_key: |t| t.as_i64(),
+    }
+}
+
+/// The test schema keyed by `text`, in database `tenant_db_test_text`.
+#[allow(missing_docs)]
+pub mod schema_text {
+    crate::keyed_schema! {
+        sql: Text,
+        key: String,
+        column_type: "text",
+        database: "tenant_db_test_text",
+        new_tenant: || match TenantId::from_text(&format!("org-{}", uuid::Uuid::new_v4().simple())) {
+            Ok(t) => t,
+            Err(e) => panic!("a slug is a tenant id: {e}"),
+        },
+        row_key: |t| t.as_text().map(str::to_string),
+    }
+}
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 

@@ -8,6 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use tenant_db_tests::schema as keyed;
 mod common;
 
 use common::*;
@@ -58,7 +59,7 @@ async fn read_all(db: &TenantDb, tenant: TenantId) -> Result<Vec<(i64, String)>,
         })
         .await
         .map_err(|e| e.to_string())?;
-    if let Some(foreign) = rows.iter().find(|c| c.tenant_id != tenant.as_uuid()) {
+    if let Some(foreign) = rows.iter().find(|c| c.tenant_id != row_key(&tenant)) {
         return Err(format!("observed a foreign row: {foreign:?}"));
     }
     Ok(rows.into_iter().map(|c| (c.id, c.name)).collect())

@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use tenant_db_tests::schema as keyed;
 mod common;
+mod key_kinds;
 
 async fn db(max_size: usize) -> tenant_db::TenantDb {
     common::db_with_rls(max_size).await

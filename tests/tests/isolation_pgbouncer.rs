@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use tenant_db_tests::schema as keyed;
 mod common;
 
 /// PgBouncer up, with the database provisioned behind it.

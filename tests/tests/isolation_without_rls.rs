@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use tenant_db_tests::schema as keyed;
 mod common;
 
 async fn db(max_size: usize) -> tenant_db::TenantDb {

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use tenant_db_tests::schema as keyed;
 mod common;
 
 use common::*;
@@ -41,7 +42,7 @@ async fn request(db: &TenantDb, tenant: TenantId) -> Result<usize, Error> {
         let raw: Vec<T> = tx
             .unscoped_load(diesel::sql_query("SELECT tenant_id FROM customers"))
             .await?;
-        let own = tenant.as_uuid();
+        let own = row_key(&tenant);
         Ok(scoped.iter().filter(|c| c.tenant_id != own).count()
             + raw.iter().filter(|r| r.tenant_id != own).count())
     })

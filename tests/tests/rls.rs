@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use tenant_db_tests::schema as keyed;
 mod common;
 
 use common::*;
@@ -51,7 +52,7 @@ async fn raw_sql_as_app_role_sees_only_what_rls_allows() {
         .await
         .unwrap();
     // A transaction that enters B in its first message: only B.
-    conn.batch_execute(&tenant_db::seal::begin_sql(&format!("'{b}'")))
+    conn.batch_execute(&tenant_db::seal::begin_sql(&b))
         .await
         .unwrap();
     assert_eq!(tenants_visible(&mut conn).await, vec![b.to_string()]);
@@ -66,7 +67,7 @@ async fn raw_sql_as_app_role_sees_only_what_rls_allows() {
         "WITH CHECK must refuse a foreign tenant id"
     );
     conn.batch_execute("ROLLBACK").await.unwrap();
-    conn.batch_execute(&tenant_db::seal::begin_sql(&format!("'{b}'")))
+    conn.batch_execute(&tenant_db::seal::begin_sql(&b))
         .await
         .unwrap();
     // Moving one of B's rows to A is refused too.
@@ -233,7 +234,7 @@ async fn values_a_leaky_filter_sees(url: &str, tenant: tenant_db::TenantId) -> V
     conn.batch_execute("DELETE FROM canary.seen WHERE pid = pg_backend_pid()")
         .await
         .unwrap();
-    conn.batch_execute(&tenant_db::seal::begin_sql(&format!("'{tenant}'")))
+    conn.batch_execute(&tenant_db::seal::begin_sql(&tenant))
         .await
         .unwrap();
     conn.batch_execute("SELECT id FROM customers WHERE canary.f_leak(email); COMMIT;")

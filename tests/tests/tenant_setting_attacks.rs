@@ -11,6 +11,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use tenant_db_tests::schema as keyed;
 mod common;
 
 use common::*;

@@ -22,6 +22,12 @@ pub(crate) struct Table {
     pub(crate) owner: String,
     #[diesel(sql_type = Array<Text>)]
     pub(crate) columns: Vec<String>,
+    /// Each column's type (`format_type`), in the order of `columns`.
+    #[diesel(sql_type = Array<Text>)]
+    pub(crate) column_types: Vec<String>,
+    /// Whether each column is `NOT NULL`, in the order of `columns`.
+    #[diesel(sql_type = Array<Bool>)]
+    pub(crate) column_not_null: Vec<bool>,
     /// The app role's `TRUNCATE`, `REFERENCES`, `TRIGGER` privileges on the table.
     #[diesel(sql_type = Array<Text>)]
     pub(crate) risky_privileges: Vec<String>,
@@ -132,6 +138,12 @@ SELECT c.oid::int8 AS oid, n.nspname::text AS schema, c.relname::text AS name,
        ARRAY(SELECT a.attname::text FROM pg_attribute a
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
              ORDER BY a.attnum) AS columns,
+       ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum) AS column_types,
+       ARRAY(SELECT a.attnotnull FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum) AS column_not_null,
        ARRAY(SELECT p FROM unnest(ARRAY['TRUNCATE', 'REFERENCES', 'TRIGGER']) AS p
              WHERE has_table_privilege($2, c.oid, p)) AS risky_privileges
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -54,6 +54,9 @@ pub enum Rule {
     PolicyTrustsForgeableSetting,
     /// No index leads with the tenant column.
     NoTenantIndex,
+    /// The tenant column is of a type tenant-db does not bind tenants as (it is `uuid`,
+    /// `bigint`, `integer`, `text` or `varchar`), or allows NULL.
+    TenantColumnType,
     /// A unique key omits the tenant column: a violation reveals another tenant's row.
     UniqueWithoutTenant,
     /// A foreign key to a tenant table does not pair the tenant columns: it can reference
@@ -81,7 +84,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in report order.
-    pub const ALL: [Rule; 18] = [
+    pub const ALL: [Rule; 19] = [
         Rule::RlsDisabled,
         Rule::RlsNotForced,
         Rule::NoRestrictivePolicy,
@@ -90,6 +93,7 @@ impl Rule {
         Rule::PolicyPerRow,
         Rule::PolicyTrustsForgeableSetting,
         Rule::NoTenantIndex,
+        Rule::TenantColumnType,
         Rule::UniqueWithoutTenant,
         Rule::ForeignKeyWithoutTenant,
         Rule::AppRoleSuperuser,
@@ -113,6 +117,7 @@ impl Rule {
             Rule::PolicyPerRow => "policy-per-row",
             Rule::PolicyTrustsForgeableSetting => "policy-trusts-forgeable-setting",
             Rule::NoTenantIndex => "no-tenant-index",
+            Rule::TenantColumnType => "tenant-column-type",
             Rule::UniqueWithoutTenant => "unique-without-tenant",
             Rule::ForeignKeyWithoutTenant => "foreign-key-without-tenant",
             Rule::AppRoleSuperuser => "app-role-superuser",
@@ -152,6 +157,9 @@ impl Rule {
             }
             Rule::NoTenantIndex => {
                 "every tenant query filters on the tenant column; without an index leading with it, each one scans all tenants' rows"
+            }
+            Rule::TenantColumnType => {
+                "tenant-db binds the tenant as the column's type; another type (char(n) pads, numeric compares loosely) or a NULL tenant makes rows no tenant or the wrong tenant can see"
             }
             Rule::UniqueWithoutTenant => {
                 "a unique violation tells one tenant that another tenant has a row with that value"

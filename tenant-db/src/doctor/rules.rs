@@ -2,6 +2,7 @@
 
 use super::catalog::{Policy, Snapshot, Table};
 use super::{Finding, Rule};
+use crate::KeyType;
 use crate::rls::{policy_sql_for, quote_ident};
 use crate::seal::TENANT_SETTING;
 
@@ -14,6 +15,21 @@ pub(crate) struct TenantTableRef<'a> {
 impl TenantTableRef<'_> {
     fn name(&self) -> String {
         qualified(self.table)
+    }
+
+    /// The tenant column's type as the catalogue prints it, and whether it is `NOT NULL`.
+    fn column_type(&self) -> Option<(&str, bool)> {
+        let at = self.table.columns.iter().position(|c| *c == self.column)?;
+        Some((
+            self.table.column_types.get(at)?.as_str(),
+            *self.table.column_not_null.get(at)?,
+        ))
+    }
+
+    /// The tenant column's key type, if it can be a tenant column.
+    fn key(&self) -> Option<KeyType> {
+        self.column_type()
+            .and_then(|(ty, _)| KeyType::from_column_type(ty))
     }
 }
 
@@ -52,11 +68,23 @@ pub(crate) enum Condition {
     PerRow,
 }
 
-/// Classifies a policy expression (as `pg_get_expr` prints it) for tenant column `column`.
-pub(crate) fn classify(expr: &str, column: &str) -> Condition {
+/// How `pg_get_expr` prints the sealed tenant's call for a column of type `key`; for a column
+/// of no key type (reported by its own rule), any kind's call.
+fn sealed_call(key: Option<KeyType>) -> String {
+    match key {
+        Some(KeyType::Uuid) => "tenant_db.current_tenant()".to_string(),
+        Some(other) => format!("tenant_db.current_tenant('{}'::text)", other.kind().name()),
+        None => crate::seal::CURRENT_TENANT_CALL.to_string(),
+    }
+}
+
+/// Classifies a policy expression (as `pg_get_expr` prints it) for tenant column `column` of
+/// type `key`. A call of the sealed tenant of another key kind is no tenant condition: it
+/// never matches (its tenant is unset).
+pub(crate) fn classify(expr: &str, column: &str, key: Option<KeyType>) -> Condition {
     let lower = expr.to_lowercase();
     let setting = format!("current_setting('{TENANT_SETTING}'");
-    let sealed = lower.contains(&crate::seal::CURRENT_TENANT_CALL.to_lowercase());
+    let sealed = lower.contains(&sealed_call(key));
     if !(sealed || lower.contains(&setting)) || !mentions_identifier(&lower, &column.to_lowercase())
     {
         return Condition::None;
@@ -91,12 +119,12 @@ fn mentions_identifier(text: &str, ident: &str) -> bool {
 
 /// The worst condition of a policy: both expressions count (an `ALL` policy without
 /// `WITH CHECK` uses `USING` for both, as PostgreSQL does).
-fn policy_condition(policy: &Policy, column: &str) -> Condition {
-    let using = policy.using.as_deref().map(|e| classify(e, column));
+fn policy_condition(policy: &Policy, column: &str, key: Option<KeyType>) -> Condition {
+    let using = policy.using.as_deref().map(|e| classify(e, column, key));
     let check = policy
         .with_check
         .as_deref()
-        .map(|e| classify(e, column))
+        .map(|e| classify(e, column, key))
         .or(using);
     match (using, check) {
         (Some(u), Some(c)) => {
@@ -125,10 +153,48 @@ fn finding(rule: Rule, table: String, detail: String, fix: String) -> Finding {
     }
 }
 
+/// The tenant column is of a key type tenant-db binds, and `NOT NULL`.
+fn column_rules(t: &TenantTableRef<'_>, out: &mut Vec<Finding>) {
+    let Some((ty, not_null)) = t.column_type() else {
+        return;
+    };
+    let column = quote_ident(&t.column);
+    if KeyType::from_column_type(ty).is_none() {
+        out.push(finding(
+            Rule::TenantColumnType,
+            t.name(),
+            format!(
+                "tenant column `{}` is `{ty}`; tenant-db binds tenants as uuid, bigint, integer \
+                 or text (varchar)",
+                t.column
+            ),
+            format!(
+                "-- change the column to one of those types, e.g.:\n\
+                 ALTER TABLE {} ALTER COLUMN {column} TYPE text;\n",
+                t.name()
+            ),
+        ));
+    }
+    if !not_null {
+        out.push(finding(
+            Rule::TenantColumnType,
+            t.name(),
+            format!(
+                "tenant column `{}` allows NULL: such a row belongs to no tenant",
+                t.column
+            ),
+            format!(
+                "ALTER TABLE {} ALTER COLUMN {column} SET NOT NULL;\n",
+                t.name()
+            ),
+        ));
+    }
+}
+
 /// RLS enabled and forced, and a sound restrictive tenant policy for all commands.
 fn rls_rules(t: &TenantTableRef<'_>, snap: &Snapshot, out: &mut Vec<Finding>) {
     let name = t.name();
-    let fix = policy_sql_for(&name, &t.column);
+    let fix = policy_sql_for(&name, &t.column, t.key().unwrap_or(KeyType::Uuid));
     let policies: Vec<&Policy> = snap
         .policies
         .iter()
@@ -137,7 +203,7 @@ fn rls_rules(t: &TenantTableRef<'_>, snap: &Snapshot, out: &mut Vec<Finding>) {
     let restrictive: Vec<(Condition, &str)> = policies
         .iter()
         .filter(|p| !p.permissive && p.command == "*")
-        .map(|p| (policy_condition(p, &t.column), p.name.as_str()))
+        .map(|p| (policy_condition(p, &t.column, t.key()), p.name.as_str()))
         .collect();
     let named = |c: Condition| {
         restrictive
@@ -161,7 +227,7 @@ fn rls_rules(t: &TenantTableRef<'_>, snap: &Snapshot, out: &mut Vec<Finding>) {
     if named(Condition::Sound).is_none() {
         let permissive_tenant = policies
             .iter()
-            .find(|p| p.permissive && policy_condition(p, &t.column) != Condition::None);
+            .find(|p| p.permissive && policy_condition(p, &t.column, t.key()) != Condition::None);
         found.push(if let Some(policy) = named(Condition::FailsOpen) {
             (
                 Rule::PolicyFailsOpen,
@@ -192,8 +258,8 @@ fn rls_rules(t: &TenantTableRef<'_>, snap: &Snapshot, out: &mut Vec<Finding>) {
             (
                 Rule::NoRestrictivePolicy,
                 format!(
-                    "no restrictive policy for all commands compares `{}` with `{TENANT_SETTING}` \
-                     in USING and WITH CHECK",
+                    "no restrictive policy for all commands compares `{}` with the sealed tenant \
+                     of its key type in USING and WITH CHECK",
                     t.column
                 ),
             )
@@ -406,6 +472,7 @@ pub(crate) fn run(tenants: &[TenantTableRef<'_>], snap: &Snapshot) -> Vec<Findin
     let mut out = Vec::new();
     role_rules(tenants, snap, &mut out);
     for t in tenants {
+        column_rules(t, &mut out);
         rls_rules(t, snap, &mut out);
         key_rules(t, tenants, snap, &mut out);
     }
@@ -415,22 +482,71 @@ pub(crate) fn run(tenants: &[TenantTableRef<'_>], snap: &Snapshot) -> Vec<Findin
 
 #[cfg(test)]
 mod tests {
-    use super::{Condition, classify};
+    use super::{Condition, KeyType, classify};
 
     #[test]
     fn classifies_policy_forms() {
         let sound = "(tenant_id = ( SELECT (tenant_db.current_tenant())::uuid AS current_tenant))";
-        assert_eq!(classify(sound, "tenant_id"), Condition::Sound);
-        assert_eq!(classify(sound, "org_id"), Condition::None);
+        assert_eq!(
+            classify(sound, "tenant_id", Some(KeyType::Uuid)),
+            Condition::Sound
+        );
+        assert_eq!(
+            classify(sound, "org_id", Some(KeyType::Uuid)),
+            Condition::None
+        );
         let forgeable = "(tenant_id = ( SELECT (NULLIF(current_setting('app.current_tenant'::text, true), ''::text))::uuid AS \"nullif\"))";
-        assert_eq!(classify(forgeable, "tenant_id"), Condition::Forgeable);
+        assert_eq!(
+            classify(forgeable, "tenant_id", Some(KeyType::Uuid)),
+            Condition::Forgeable
+        );
         let per_row = "(tenant_id = (current_setting('app.current_tenant'::text, true))::uuid)";
-        assert_eq!(classify(per_row, "tenant_id"), Condition::PerRow);
+        assert_eq!(
+            classify(per_row, "tenant_id", Some(KeyType::Uuid)),
+            Condition::PerRow
+        );
         let open = "((current_setting('app.current_tenant'::text, true) IS NULL) OR (tenant_id = ( SELECT (current_setting('app.current_tenant'::text, true))::uuid AS current_setting)))";
-        assert_eq!(classify(open, "tenant_id"), Condition::FailsOpen);
-        assert_eq!(classify("true", "tenant_id"), Condition::None);
+        assert_eq!(
+            classify(open, "tenant_id", Some(KeyType::Uuid)),
+            Condition::FailsOpen
+        );
+        assert_eq!(
+            classify("true", "tenant_id", Some(KeyType::Uuid)),
+            Condition::None
+        );
         // `tenant_id` inside a longer identifier is not the tenant column.
         let other = "(other_tenant_id = ( SELECT (current_setting('app.current_tenant'::text, true))::uuid AS x))";
-        assert_eq!(classify(other, "tenant_id"), Condition::None);
+        assert_eq!(
+            classify(other, "tenant_id", Some(KeyType::Uuid)),
+            Condition::None
+        );
+        // Other key types: their own kind's call, cast to the column's type.
+        let bigint = "(account_id = ( SELECT (tenant_db.current_tenant('int'::text))::bigint AS current_tenant))";
+        assert_eq!(
+            classify(bigint, "account_id", Some(KeyType::BigInt)),
+            Condition::Sound
+        );
+        assert_eq!(
+            classify(bigint, "account_id", Some(KeyType::Text)),
+            Condition::None
+        );
+        assert_eq!(
+            classify(bigint, "account_id", Some(KeyType::Uuid)),
+            Condition::None
+        );
+        let text = "(slug = ( SELECT tenant_db.current_tenant('text'::text) AS current_tenant))";
+        assert_eq!(
+            classify(text, "slug", Some(KeyType::Text)),
+            Condition::Sound
+        );
+        assert_eq!(
+            classify(text, "slug", Some(KeyType::Integer)),
+            Condition::None
+        );
+        assert_eq!(
+            classify(sound, "tenant_id", Some(KeyType::Text)),
+            Condition::None
+        );
+        assert_eq!(classify(text, "slug", None), Condition::Sound);
     }
 }

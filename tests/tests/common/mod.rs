@@ -1,10 +1,10 @@
 //! Per-binary set-up: the provisioned database and a fresh pair of tenants per test.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+use crate::keyed::*;
 use tenant_db::{TenantDb, TenantId};
-use tenant_db_tests::schema::*;
 
-pub const DATABASE: &str = "tenant_db_test";
+pub use crate::keyed::DATABASE;
 
 /// Provisions the database once per test binary; returns the application role's URL.
 pub async fn app_url() -> String {
@@ -80,8 +80,8 @@ pub async fn seed(db: &TenantDb, tenant: TenantId, tag: &str) {
 
 /// Two fresh tenants with identical ids and values.
 pub async fn two_tenants(db: &TenantDb) -> (TenantId, TenantId) {
-    let a = TenantId::new_random();
-    let b = TenantId::new_random();
+    let a = new_tenant();
+    let b = new_tenant();
     seed(db, a, "a").await;
     seed(db, b, "b").await;
     (a, b)

@@ -2,12 +2,11 @@
 // and RLS) and `isolation_without_rls.rs` (as a BYPASSRLS role: the compile-time layer alone).
 // Each includer defines `async fn db(max_size: usize) -> TenantDb`.
 
-use common::*;
+use crate::common::*;
 use diesel::dsl::{count_star, sum};
 use tenant_db::prelude::*;
 use tenant_db::{Error, TenantId, excluded, exists, values};
-use tenant_db_tests::schema::*;
-use uuid::Uuid;
+use crate::keyed::*;
 
 type R<T> = Result<T, Error>;
 
@@ -46,10 +45,10 @@ async fn load_filter_or_filter_see_only_own_rows() {
         .await
         .unwrap();
     assert_eq!(rows.len(), 3);
-    assert!(rows.iter().all(|c| c.tenant_id == a.as_uuid()));
+    assert!(rows.iter().all(|c| c.tenant_id == row_key(&a)));
 
     // `or_filter` must not widen the tenant filter: c1 OR c2 exist in both tenants.
-    let ids: Vec<(uuid::Uuid, i64)> = db
+    let ids: Vec<(Key, i64)> = db
         .transaction(b, async |mut tx| {
             let s = tx.scope();
             Ok::<_, Error>(
@@ -64,7 +63,7 @@ async fn load_filter_or_filter_see_only_own_rows() {
         })
         .await
         .unwrap();
-    assert_eq!(ids, vec![(b.as_uuid(), 1), (b.as_uuid(), 2)]);
+    assert_eq!(ids, vec![(row_key(&b), 1), (row_key(&b), 2)]);
 }
 
 #[tokio::test]
@@ -221,7 +220,7 @@ async fn joins_filter_each_tenant_table_and_left_join_keeps_outer_rows() {
     let (inner, left, with_country) = db
         .transaction(a, async |mut tx| {
             let s = tx.scope();
-            let inner: Vec<(Uuid, Uuid, i64)> = s
+            let inner: Vec<(Key, Key, i64)> = s
                 .query(orders::table)
                 .inner_join(customers::table.on(customers::id.eq(orders::customer_id)))
                 .select((orders::tenant_id, customers::tenant_id, orders::id))
@@ -246,8 +245,11 @@ async fn joins_filter_each_tenant_table_and_left_join_keeps_outer_rows() {
         })
         .await
         .unwrap();
-    let a_ = a.as_uuid();
-    assert_eq!(inner, vec![(a_, a_, 10), (a_, a_, 11), (a_, a_, 12)]);
+
+    assert_eq!(
+        inner,
+        [10, 11, 12].map(|id| (row_key(&a), row_key(&a), id)).to_vec()
+    );
     // Customer 3 has no orders and must still appear, once.
     assert_eq!(
         left,
@@ -339,7 +341,7 @@ async fn inserts_fill_the_tenant_and_updates_and_deletes_stay_in_scope() {
                 .returning(Customer::as_select())
                 .get_result(&mut tx)
                 .await?;
-            let updated: Vec<(Uuid, i64)> = s
+            let updated: Vec<(Key, i64)> = s
                 .update(customers::table)
                 .set(values!(customers::table, customers::email = Some("same@x")))
                 .returning((customers::tenant_id, customers::id))
@@ -354,10 +356,10 @@ async fn inserts_fill_the_tenant_and_updates_and_deletes_stay_in_scope() {
         })
         .await
         .unwrap();
-    assert_eq!(returned.tenant_id, a.as_uuid());
+    assert_eq!(returned.tenant_id, row_key(&a));
     assert_eq!(returned.id, 50);
     assert_eq!(updated.len(), 4, "3 seeded + 1 new, all in tenant A");
-    assert!(updated.iter().all(|(t, _)| *t == a.as_uuid()));
+    assert!(updated.iter().all(|(t, _)| *t == row_key(&a)));
     assert_eq!(deleted, 1);
 
     // Tenant B's rows were untouched by A's unfiltered update.
@@ -409,7 +411,7 @@ async fn upserts_meet_only_their_own_tenants_rows() {
                 .get_result(&mut tx)
                 .await?;
             // A key both tenants have: only A's row is updated.
-            let on_own_key: Vec<(Uuid, i64, String)> = s
+            let on_own_key: Vec<(Key, i64, String)> = s
                 .insert(customers::table)
                 .values(NewCustomer {
                     id: 1,
@@ -455,9 +457,9 @@ async fn upserts_meet_only_their_own_tenants_rows() {
         .unwrap();
     assert_eq!(
         (on_b_key.tenant_id, on_b_key.id, on_b_key.name.as_str()),
-        (a.as_uuid(), 99, "a-99")
+        (row_key(&a), 99, "a-99")
     );
-    assert_eq!(on_own_key, vec![(a.as_uuid(), 1, "a-upserted".to_string())]);
+    assert_eq!(on_own_key, vec![(row_key(&a), 1, "a-upserted".to_string())]);
     assert_eq!((skipped, inserted), (1, 0));
 
     let names = |t| {
@@ -595,7 +597,7 @@ async fn lists_and_boxed_scoped_subqueries_stay_in_the_scope() {
     let (listed, not_listed, empty, boxed) = db
         .transaction(a, async |mut tx| {
             let s = tx.scope();
-            let listed: Vec<(Uuid, i64)> = s
+            let listed: Vec<(Key, i64)> = s
                 .query(customers::table)
                 .filter(customers::id.eq_any(tenant_db::list(vec![1_i64, 3, 99])))
                 .select((customers::tenant_id, customers::id))
@@ -631,7 +633,7 @@ async fn lists_and_boxed_scoped_subqueries_stay_in_the_scope() {
         })
         .await
         .unwrap();
-    assert_eq!(listed, vec![(a.as_uuid(), 1), (a.as_uuid(), 3)]);
+    assert_eq!(listed, vec![(row_key(&a), 1), (row_key(&a), 3)]);
     assert_eq!(not_listed, vec![2]);
     assert_eq!(empty, 0);
     assert_eq!(boxed, vec![1, 2]);
@@ -1081,7 +1083,7 @@ diesel::table! {
 pub struct PeopleTenant;
 
 impl diesel::expression::Expression for PeopleTenant {
-    type SqlType = diesel::sql_types::Uuid;
+    type SqlType = KeySql;
 }
 impl diesel::Column for PeopleTenant {
     type Table = people::table;
