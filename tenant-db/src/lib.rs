@@ -22,6 +22,7 @@ pub mod doctor;
 mod error;
 pub mod guard;
 mod hint;
+pub mod identity;
 mod insert;
 mod key;
 mod predicate;
@@ -44,6 +45,7 @@ mod write;
 pub use diesel;
 pub use error::{Error, Result};
 pub use hint::UseTxScope;
+pub use identity::{Provenance, Tenant, Verified};
 pub use insert::{
     ConflictKey, DoNothing, DoUpdate, DoUpdateOf, Excluded, InsertOf, InsertRows, NoConflict,
     NoReturning, OnConflict, Returning, RowsOf, ScopedDoUpdate, ScopedInsert, ScopedOnConflict,
@@ -79,7 +81,7 @@ pub use write::{
 pub mod prelude {
     pub use crate::hint::PlainQueryHint as _;
     pub use crate::{
-        GlobalTable, TenantDb, TenantId, TenantScope, TenantTable, TenantTx, TenantValues,
+        GlobalTable, Tenant, TenantDb, TenantId, TenantScope, TenantTable, TenantTx, TenantValues,
     };
     pub use diesel::prelude::{
         BoolExpressionMethods, ExpressionMethods, JoinOnDsl, NullableExpressionMethods,

@@ -131,3 +131,6 @@ impl KeyField<sql_types::Uuid> for uuid::Uuid {}
 impl KeyField<sql_types::BigInt> for i64 {}
 impl KeyField<sql_types::Integer> for i32 {}
 impl KeyField<sql_types::Text> for String {}
+
+/// The verified tenants: [`Tenant`](crate::Tenant) and references to it.
+pub trait VerifiedTenant {}

@@ -178,7 +178,7 @@ impl TenantDb {
     /// # #[derive(diesel::Queryable, diesel::Selectable, tenant_db::TenantTable)]
     /// # #[diesel(table_name = notes)]
     /// # struct Note { id: i64, tenant_id: uuid::Uuid, body: String }
-    /// # async fn demo(db: tenant_db::TenantDb, tenant: tenant_db::TenantId) -> Result<(), tenant_db::Error> {
+    /// # async fn demo(db: tenant_db::TenantDb, tenant: tenant_db::Tenant) -> Result<(), tenant_db::Error> {
     /// let bodies: Vec<String> = db
     ///     .transaction(tenant, async |mut tx| {
     ///         let scope = tx.scope();
@@ -190,12 +190,13 @@ impl TenantDb {
     /// ```
     // Not an `async fn`: the returned future must be declared `Send`.
     #[allow(clippy::manual_async_fn)]
-    pub fn transaction<'a, R, E, F>(
+    pub fn transaction<'a, V, R, E, F>(
         &'a self,
-        tenant: TenantId,
+        tenant: V,
         f: F,
     ) -> impl Future<Output = Result<R, E>> + Send + 'a
     where
+        V: crate::Verified,
         for<'t> F: AsyncFnOnce(TenantTx<'t>) -> Result<R, E>
             + TxFn<TenantTx<'t>, Result<R, E>, Fut: Send>
             + Send
@@ -203,6 +204,7 @@ impl TenantDb {
         E: From<Error> + Send + 'a,
         R: Send + 'a,
     {
+        let tenant = tenant.tenant().id();
         async move {
             let mut pooled = self.pool.get().await.map_err(Error::from)?;
             let conn: &mut AsyncPgConnection = &mut pooled;

@@ -13,7 +13,7 @@ macro_rules! keyed_schema {
         new_tenant: $new_tenant:expr,
         row_key: $row_key:expr $(,)?
     ) => {
-        use tenant_db::{GlobalTable, TenantId, TenantTable, TenantValues};
+        use tenant_db::{GlobalTable, Tenant, TenantId, TenantTable, TenantValues};
 
         /// The Rust type of the tenant columns.
         pub type Key = $key;
@@ -23,13 +23,21 @@ macro_rules! keyed_schema {
         pub const DATABASE: &str = $database;
 
         /// A new tenant id of this schema's key kind, unused so far.
-        pub fn new_tenant() -> TenantId {
+        pub fn new_tenant_id() -> TenantId {
             let f: fn() -> TenantId = $new_tenant;
             f()
         }
 
+        /// A new tenant of this schema's key kind, unused so far. Tests open transactions for
+        /// it without a token: it is vouched for with the escape hatch
+        /// `Tenant::assume_verified`.
+        pub fn new_tenant() -> Tenant {
+            Tenant::assume_verified(new_tenant_id())
+        }
+
         /// The value the tenant column holds for `tenant`.
-        pub fn row_key(tenant: &TenantId) -> Key {
+        pub fn row_key<T: AsRef<TenantId>>(tenant: &T) -> Key {
+            let tenant = tenant.as_ref();
             let f: fn(&TenantId) -> Option<Key> = $row_key;
             match f(tenant) {
                 Some(key) => key,

@@ -46,7 +46,7 @@ fn soak() -> Option<u32> {
 }
 
 /// Every row the tenant sees, as `(id, name)`, after checking that each is its own.
-async fn read_all(db: &TenantDb, tenant: TenantId) -> Result<Vec<(i64, String)>, String> {
+async fn read_all(db: &TenantDb, tenant: Tenant) -> Result<Vec<(i64, String)>, String> {
     let rows: Vec<Customer> = db
         .transaction(tenant, async |mut tx| {
             let s = tx.scope();
@@ -66,7 +66,7 @@ async fn read_all(db: &TenantDb, tenant: TenantId) -> Result<Vec<(i64, String)>,
 }
 
 /// Applies `ops` for `tenant`, each in its own transaction, checking each against the model.
-async fn run_tenant(db: TenantDb, tenant: TenantId, ops: Vec<Op>) -> Result<(), String> {
+async fn run_tenant(db: TenantDb, tenant: Tenant, ops: Vec<Op>) -> Result<(), String> {
     let mut model: BTreeMap<i64, String> = BTreeMap::new();
     for (step, op) in ops.into_iter().enumerate() {
         let at = |what: String| format!("step {step} {op:?}: {what}");
@@ -208,7 +208,7 @@ proptest! {
                 let tasks: Vec<_> = plans
                     .iter()
                     .cloned()
-                    .map(|ops| tokio::spawn(run_tenant(db.clone(), TenantId::new_random(), ops)))
+                    .map(|ops| tokio::spawn(run_tenant(db.clone(), new_tenant(), ops)))
                     .collect();
                 for task in tasks {
                     task.await.map_err(|e| e.to_string())?.map_err(|e| format!("{url}: {e}"))?;

@@ -37,7 +37,7 @@ impl<F: Future> Future for CancelAfterPolls<F> {
 /// The transaction under test: two inserts named `k{k}` for tenant `tenant`.
 fn two_writes(
     db: &TenantDb,
-    tenant: TenantId,
+    tenant: Tenant,
     k: i64,
 ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
     db.transaction(tenant, async move |mut tx| {
@@ -57,7 +57,7 @@ fn two_writes(
 }
 
 /// How many rows named `k{k}` tenant `tenant` has.
-async fn rows_named(db: &TenantDb, tenant: TenantId, k: i64) -> i64 {
+async fn rows_named(db: &TenantDb, tenant: Tenant, k: i64) -> i64 {
     db.transaction(tenant, async move |mut tx| {
         let s = tx.scope();
         s.query(customers::table)
@@ -76,7 +76,7 @@ async fn rows_named(db: &TenantDb, tenant: TenantId, k: i64) -> i64 {
 struct Harness {
     pool: diesel_async::pooled_connection::deadpool::Pool<diesel_async::AsyncPgConnection>,
     db: TenantDb,
-    tenant: TenantId,
+    tenant: Tenant,
     pid: i32,
     completed: usize,
     cancelled: usize,
@@ -92,7 +92,7 @@ impl Harness {
         Harness {
             db: TenantDb::from_pool(pool.clone()),
             pool,
-            tenant: TenantId::new_random(),
+            tenant: new_tenant(),
             pid,
             completed: 0,
             cancelled: 0,

@@ -59,7 +59,7 @@ async fn setting_seen(conn: &mut diesel_async::AsyncPgConnection) -> Option<Stri
 async fn session_set_leaks_across_clients_and_tenant_db_does_not() {
     use diesel_async::{AsyncConnection, SimpleAsyncConnection};
     let url = bouncer_url(tenant_db_tests::APP_ROLE).await;
-    let a = TenantId::new_random();
+    let a = new_tenant();
     // Two clients sharing PgBouncer's one server connection for this database and user.
     let mut first = diesel_async::AsyncPgConnection::establish(&url)
         .await

@@ -30,7 +30,7 @@ struct Counts {
 
 /// One request: reads the tenant's customers through the scope and through raw SQL (where only
 /// RLS filters) and counts rows of any other tenant.
-async fn request(db: &TenantDb, tenant: TenantId) -> Result<usize, Error> {
+async fn request(db: &TenantDb, tenant: Tenant) -> Result<usize, Error> {
     db.transaction(tenant, async |mut tx| {
         let s = tx.scope();
         let scoped: Vec<Customer> = s.query(customers::table).load(&mut tx).await?;

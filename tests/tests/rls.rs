@@ -52,7 +52,7 @@ async fn raw_sql_as_app_role_sees_only_what_rls_allows() {
         .await
         .unwrap();
     // A transaction that enters B in its first message: only B.
-    conn.batch_execute(&tenant_db::seal::begin_sql(&b))
+    conn.batch_execute(&tenant_db::seal::begin_sql(&b.id()))
         .await
         .unwrap();
     assert_eq!(tenants_visible(&mut conn).await, vec![b.to_string()]);
@@ -67,7 +67,7 @@ async fn raw_sql_as_app_role_sees_only_what_rls_allows() {
         "WITH CHECK must refuse a foreign tenant id"
     );
     conn.batch_execute("ROLLBACK").await.unwrap();
-    conn.batch_execute(&tenant_db::seal::begin_sql(&b))
+    conn.batch_execute(&tenant_db::seal::begin_sql(&b.id()))
         .await
         .unwrap();
     // Moving one of B's rows to A is refused too.
@@ -201,7 +201,7 @@ async fn tenant_setting_is_gone_after_commit_rollback_and_panic_on_a_pool_of_one
 /// value it sees: the planner would love to run it first, and RLS must not let it. The owner
 /// creates it (the application role can create neither functions nor temporary tables); it
 /// records into `canary.seen`, tagged with the backend that saw the value.
-async fn values_a_leaky_filter_sees(url: &str, tenant: tenant_db::TenantId) -> Vec<String> {
+async fn values_a_leaky_filter_sees(url: &str, tenant: tenant_db::Tenant) -> Vec<String> {
     #[derive(diesel::QueryableByName)]
     struct Seen {
         #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
@@ -234,7 +234,7 @@ async fn values_a_leaky_filter_sees(url: &str, tenant: tenant_db::TenantId) -> V
     conn.batch_execute("DELETE FROM canary.seen WHERE pid = pg_backend_pid()")
         .await
         .unwrap();
-    conn.batch_execute(&tenant_db::seal::begin_sql(&tenant))
+    conn.batch_execute(&tenant_db::seal::begin_sql(&tenant.id()))
         .await
         .unwrap();
     conn.batch_execute("SELECT id FROM customers WHERE canary.f_leak(email); COMMIT;")

@@ -16,7 +16,7 @@ mod common;
 
 use common::*;
 use diesel::sql_types::{Bool, Text};
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 use tenant_db_tests::schema::*;
 
 diesel::define_sql_function! {
@@ -59,7 +59,7 @@ impl From<Error> for Attempt {
     }
 }
 
-fn only(t: TenantId) -> Vec<String> {
+fn only(t: Tenant) -> Vec<String> {
     vec![t.to_string()]
 }
 
@@ -113,7 +113,7 @@ async fn a_session_level_tenant_does_not_reach_the_next_transaction() {
     let pool = pool_of_one(&app_url().await);
     let db = TenantDb::from_pool(pool.clone());
     let (a, b) = two_tenants(&db).await;
-    let c = TenantId::new_random();
+    let c = new_tenant();
     seed(&db, c, "c").await;
     let before = state(&pool).await.pid;
     db.transaction(a, async |mut tx| {
@@ -310,7 +310,7 @@ struct Count {
 async fn a_connection_that_ran_an_escape_hatch_is_closed() {
     let pool = pool_of_one(&app_url().await);
     let db = TenantDb::from_pool(pool.clone());
-    let a = TenantId::new_random();
+    let a = new_tenant();
     // Session state of every kind, some of which no query can see (the seed of `random()`),
     // and a statement that changes nothing: each connection is closed all the same.
     for sql in [
@@ -371,7 +371,7 @@ async fn a_connection_that_ran_an_escape_hatch_is_closed() {
 #[tokio::test]
 async fn the_application_role_cannot_shadow_tables_or_switch_roles() {
     let db = db_with_rls(2).await;
-    let a = TenantId::new_random();
+    let a = new_tenant();
     for sql in [
         "CREATE TEMP TABLE customers (tenant_id uuid, id bigint, name text, email text)",
         "SET ROLE tenant_db_owner",
@@ -396,7 +396,7 @@ async fn the_application_role_cannot_shadow_tables_or_switch_roles() {
 #[tokio::test]
 async fn the_application_role_cannot_write_global_tables() {
     let db = db_with_rls(2).await;
-    let a = TenantId::new_random();
+    let a = new_tenant();
     for sql in [
         "INSERT INTO countries VALUES ('XX', 'Nowhere')",
         "UPDATE countries SET name = 'Renamed' WHERE code = 'FR'",

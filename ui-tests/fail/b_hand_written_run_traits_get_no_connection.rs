@@ -1,7 +1,7 @@
 include!("../schema.rs");
 use diesel_async::methods::{ExecuteDsl, LoadQuery};
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 
 // diesel-async hands the connection to `ExecuteDsl` / `LoadQuery`; a hand-written impl would
 // get the transaction's connection and could send `COMMIT; BEGIN; SELECT tenant_db.enter(…)`.
@@ -41,7 +41,7 @@ impl<'t, 'q, Q: Send + 'q> LoadQuery<'q, &'t AsyncPgConnection, Evil> for tenant
     }
 }
 
-async fn f(db: TenantDb, t: TenantId) {
+async fn f(db: TenantDb, t: Tenant) {
     let _ = db.transaction(t, async |mut tx| {
         tx.unscoped_execute(Reenter).await?;
         let s = tx.scope();

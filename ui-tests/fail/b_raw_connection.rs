@@ -1,7 +1,7 @@
 include!("../schema.rs");
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 
-async fn f(db: TenantDb, t: TenantId) {
+async fn f(db: TenantDb, t: Tenant) {
     let _ = db.transaction(t, async |mut tx| {
         let conn: &mut diesel_async::AsyncPgConnection = tx.conn();
         let _ = conn;

@@ -1,5 +1,5 @@
 include!("../schema.rs");
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 
 fn main() {
     let _q = tenant_db::Scoped {

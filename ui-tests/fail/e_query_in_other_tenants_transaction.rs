@@ -1,7 +1,7 @@
 include!("../schema.rs");
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 
-async fn f(db: TenantDb, a: TenantId, b: TenantId) {
+async fn f(db: TenantDb, a: Tenant, b: Tenant) {
     let _ = db.transaction(a, async |tx_a| {
         let q_a = tx_a.scope().query(customers::table);
         db.transaction(b, async |mut tx_b| {

@@ -1,7 +1,7 @@
 include!("../schema.rs");
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 
-async fn f(db: TenantDb, t: TenantId) {
+async fn f(db: TenantDb, t: Tenant) {
     let _ = db.transaction(t, async |tx| {
         let _q = tx.scope().query(orders::table.inner_join(customers::table));
         Ok::<_, Error>(())

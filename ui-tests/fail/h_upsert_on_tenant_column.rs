@@ -1,9 +1,9 @@
 include!("../schema.rs");
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 
 // The conflict key names the tenant column: tenant-db puts it first itself, and a key that
 // is only the tenant column would match any row of the tenant.
-async fn f(db: TenantDb, t: TenantId) {
+async fn f(db: TenantDb, t: Tenant) {
     let _ = db.transaction(t, async |mut tx| {
         tx.scope().insert(customers::table)
             .values(NewCustomer { id: 1, name: "x".into() })

@@ -1,5 +1,5 @@
 include!("../schema.rs");
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 
 #[derive(Insertable, tenant_db::TenantValues)]
 #[diesel(table_name = customers)]

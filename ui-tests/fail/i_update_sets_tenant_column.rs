@@ -1,7 +1,7 @@
 include!("../schema.rs");
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 
-async fn f(db: TenantDb, t: TenantId, other: uuid::Uuid) {
+async fn f(db: TenantDb, t: Tenant, other: uuid::Uuid) {
     let _ = db.transaction(t, async |mut tx| {
         tx.scope().update(customers::table)
             .set(tenant_db::values!(customers::table, customers::tenant_id = other))

@@ -1,9 +1,9 @@
 include!("../schema.rs");
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 
 // A value computed by a subquery that was not built from the scope: it would read any
 // tenant's rows, so it does not compile.
-async fn f(db: TenantDb, t: TenantId) {
+async fn f(db: TenantDb, t: Tenant) {
     let _ = db.transaction(t, async |mut tx| {
         let foreign = orders::table
             .filter(orders::id.eq(2))

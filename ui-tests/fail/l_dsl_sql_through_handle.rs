@@ -1,7 +1,7 @@
 include!("../schema.rs");
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 
-async fn f(db: TenantDb, t: TenantId) {
+async fn f(db: TenantDb, t: Tenant) {
     let _ = db.transaction(t, async |mut tx| {
         let n: Vec<String> = diesel_async::RunQueryDsl::load(diesel::dsl::sql::<diesel::sql_types::Text>("SELECT name FROM customers"), &mut tx).await?;
         Ok::<_, Error>(n)

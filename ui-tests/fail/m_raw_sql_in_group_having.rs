@@ -1,8 +1,8 @@
 include!("../schema.rs");
 use diesel::dsl::{count_star, sql};
 use diesel::sql_types::{Bool, Text};
-use tenant_db::{Error, TenantDb, TenantId};
-async fn f(db: TenantDb, t: TenantId) -> Result<Vec<(String, i64)>, Error> {
+use tenant_db::{Error, Tenant, TenantDb};
+async fn f(db: TenantDb, t: Tenant) -> Result<Vec<(String, i64)>, Error> {
     db.transaction(t, async |mut tx| {
         let s = tx.scope();
         Ok(s.query(customers::table)

@@ -1,9 +1,9 @@
 include!("../schema.rs");
 use diesel::dsl::sql;
 use diesel::sql_types::Text;
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 // The inserted value copies another tenant's data into this tenant.
-async fn f(db: TenantDb, t: TenantId) -> Result<usize, Error> {
+async fn f(db: TenantDb, t: Tenant) -> Result<usize, Error> {
     db.transaction(t, async |mut tx| {
         let s = tx.scope();
         Ok(s.insert(customers::table)

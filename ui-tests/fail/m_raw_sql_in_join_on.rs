@@ -1,8 +1,8 @@
 include!("../schema.rs");
 use diesel::dsl::sql;
 use diesel::sql_types::Bool;
-use tenant_db::{Error, TenantDb, TenantId};
-async fn f(db: TenantDb, t: TenantId) -> Result<Vec<(i64, String)>, Error> {
+use tenant_db::{Error, Tenant, TenantDb};
+async fn f(db: TenantDb, t: Tenant) -> Result<Vec<(i64, String)>, Error> {
     db.transaction(t, async |mut tx| {
         let s = tx.scope();
         Ok(s.query(orders::table)

@@ -1,6 +1,6 @@
 include!("../schema.rs");
-use tenant_db::{Error, TenantDb, TenantId};
-async fn f(db: TenantDb, t: TenantId) -> Result<Vec<Customer>, Error> {
+use tenant_db::{Error, Tenant, TenantDb};
+async fn f(db: TenantDb, t: Tenant) -> Result<Vec<Customer>, Error> {
     db.transaction(t, async |mut tx| {
         let s = tx.scope();
         let o2 = diesel::alias!(orders as o2);

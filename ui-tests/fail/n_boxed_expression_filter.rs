@@ -3,9 +3,9 @@ use diesel::dsl::sql;
 use diesel::expression::BoxableExpression;
 use diesel::pg::Pg;
 use diesel::sql_types::Bool;
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 // A boxed expression hides its contents from the type system.
-async fn f(db: TenantDb, t: TenantId) -> Result<Vec<Customer>, Error> {
+async fn f(db: TenantDb, t: Tenant) -> Result<Vec<Customer>, Error> {
     db.transaction(t, async |mut tx| {
         let s = tx.scope();
         let hidden: Box<dyn BoxableExpression<_, Pg, SqlType = Bool>> = Box::new(sql::<Bool>("true) OR (true"));

@@ -1,6 +1,6 @@
 include!("../schema.rs");
-use tenant_db::{Error, TenantDb, TenantId};
-async fn f(db: TenantDb, t: TenantId) -> Result<Vec<Option<i64>>, Error> {
+use tenant_db::{Error, Tenant, TenantDb};
+async fn f(db: TenantDb, t: Tenant) -> Result<Vec<Option<i64>>, Error> {
     db.transaction(t, async |mut tx| {
         let s = tx.scope();
         let foreign = orders::table.select(orders::customer_id).order(orders::id.desc()).into_boxed().single_value();

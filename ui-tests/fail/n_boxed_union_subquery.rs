@@ -1,7 +1,7 @@
 include!("../schema.rs");
 use diesel::query_dsl::CombineDsl;
-use tenant_db::{Error, TenantDb, TenantId};
-async fn f(db: TenantDb, t: TenantId) -> Result<Vec<Customer>, Error> {
+use tenant_db::{Error, Tenant, TenantDb};
+async fn f(db: TenantDb, t: Tenant) -> Result<Vec<Customer>, Error> {
     db.transaction(t, async |mut tx| {
         let s = tx.scope();
         let a = orders::table.select(orders::customer_id).into_boxed();

@@ -1,7 +1,7 @@
 include!("../schema.rs");
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 // A FROM-less `SELECT (subquery)` wrapped around an unscoped subquery.
-async fn f(db: TenantDb, t: TenantId) -> Result<Vec<Customer>, Error> {
+async fn f(db: TenantDb, t: Tenant) -> Result<Vec<Customer>, Error> {
     db.transaction(t, async |mut tx| {
         let s = tx.scope();
         let inner = orders::table.select(orders::customer_id).single_value().assume_not_null();

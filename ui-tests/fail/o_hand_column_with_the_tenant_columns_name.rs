@@ -1,5 +1,5 @@
 include!("../schema.rs");
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 // A second column type for `customers.tenant_id`, declared by hand with the role of data.
 #[derive(Debug, Clone, Copy, Default, diesel::query_builder::QueryId)]
 pub struct OwnerOrg;
@@ -14,7 +14,7 @@ impl<QS> diesel::expression::AppearsOnTable<QS> for OwnerOrg {}
 impl<QS> diesel::expression::SelectableExpression<QS> for OwnerOrg {}
 impl<GB> diesel::expression::ValidGrouping<GB> for OwnerOrg { type IsAggregate = diesel::expression::is_aggregate::No; }
 impl tenant_db::ColumnRole for OwnerOrg { type Role = tenant_db::role::Data; }
-async fn f(db: TenantDb, t: TenantId) -> Result<usize, Error> {
+async fn f(db: TenantDb, t: Tenant) -> Result<usize, Error> {
     db.transaction(t, async |mut tx| {
         let s = tx.scope();
         Ok(s.update(customers::table).set(tenant_db::values!(customers::table, OwnerOrg = uuid::Uuid::nil())).execute(&mut tx).await?)

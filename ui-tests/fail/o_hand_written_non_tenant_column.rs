@@ -1,8 +1,8 @@
 include!("../schema.rs");
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 // Declaring the tenant column writable by hand would let an update move rows to another tenant.
 impl tenant_db::NonTenantColumn for customers::tenant_id {}
-async fn f(db: TenantDb, t: TenantId) -> Result<usize, Error> {
+async fn f(db: TenantDb, t: Tenant) -> Result<usize, Error> {
     db.transaction(t, async |mut tx| {
         let s = tx.scope();
         Ok(s.update(customers::table)

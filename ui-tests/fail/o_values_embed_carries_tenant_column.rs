@@ -1,5 +1,5 @@
 include!("../schema.rs");
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 #[derive(Insertable, AsChangeset)]
 #[diesel(table_name = customers)]
 pub struct Owner { pub tenant_id: uuid::Uuid }
@@ -7,7 +7,7 @@ pub struct Owner { pub tenant_id: uuid::Uuid }
 #[derive(Insertable, AsChangeset, tenant_db::TenantValues)]
 #[diesel(table_name = customers)]
 pub struct Smuggler { pub id: i64, #[diesel(embed)] pub name: Owner }
-async fn f(db: TenantDb, t: TenantId) -> Result<usize, Error> {
+async fn f(db: TenantDb, t: Tenant) -> Result<usize, Error> {
     db.transaction(t, async |mut tx| {
         let s = tx.scope();
         Ok(s.update(customers::table)

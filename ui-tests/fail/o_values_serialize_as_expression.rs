@@ -1,7 +1,7 @@
 include!("../schema.rs");
 use diesel::expression::SqlLiteral;
 use diesel::sql_types::Text;
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 pub struct Label(pub String);
 type Lit = SqlLiteral<Text>;
 impl From<Label> for SqlLiteral<Text> {
@@ -11,7 +11,7 @@ impl From<Label> for SqlLiteral<Text> {
 #[derive(Insertable, tenant_db::TenantValues)]
 #[diesel(table_name = customers)]
 pub struct Smuggler { pub id: i64, #[diesel(serialize_as = Lit)] pub name: Label }
-async fn f(db: TenantDb, t: TenantId) -> Result<usize, Error> {
+async fn f(db: TenantDb, t: Tenant) -> Result<usize, Error> {
     db.transaction(t, async |mut tx| {
         let s = tx.scope();
         let name = Label("(SELECT string_agg(name, ',') FROM customers)".into());

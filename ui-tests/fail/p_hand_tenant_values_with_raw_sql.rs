@@ -1,7 +1,7 @@
 include!("../schema.rs");
 use diesel::expression::SqlLiteral;
 use diesel::sql_types::Text;
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 pub struct Renamed;
 // A hand-written `TenantValues` whose value is raw SQL.
 impl tenant_db::TenantValues<customers::table> for Renamed {
@@ -10,7 +10,7 @@ impl tenant_db::TenantValues<customers::table> for Renamed {
     fn into_insert(self) -> Self::Insert { (tenant_db::assign(customers::name, diesel::dsl::sql::<Text>("'x'")),) }
     fn into_update(self) -> Self::Update { (tenant_db::assign(customers::name, diesel::dsl::sql::<Text>("'x' WHERE true --")),) }
 }
-async fn f(db: TenantDb, t: TenantId) -> Result<usize, Error> {
+async fn f(db: TenantDb, t: Tenant) -> Result<usize, Error> {
     db.transaction(t, async |mut tx| {
         let s = tx.scope();
         Ok(s.update(customers::table).set(Renamed).execute(&mut tx).await?)

@@ -1,5 +1,5 @@
 include!("../schema.rs");
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 pub struct Moved(uuid::Uuid);
 type Assign = diesel::dsl::Eq<customers::tenant_id, uuid::Uuid>;
 impl tenant_db::__private::SealedValues<customers::table> for Moved {
@@ -10,7 +10,7 @@ impl tenant_db::__private::SealedValues<customers::table> for Moved {
     fn changes(self) -> Self::Changes { (customers::tenant_id.eq(self.0),) }
 }
 impl tenant_db::TenantValues<customers::table> for Moved {}
-async fn f(db: TenantDb, t: TenantId) -> Result<usize, Error> {
+async fn f(db: TenantDb, t: Tenant) -> Result<usize, Error> {
     db.transaction(t, async |mut tx| {
         let s = tx.scope();
         Ok(s.update(customers::table).set(Moved(uuid::Uuid::nil())).execute(&mut tx).await?)

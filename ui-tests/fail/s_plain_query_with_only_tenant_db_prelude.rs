@@ -6,7 +6,7 @@ diesel::table! { customers (id) { id -> BigInt, tenant_id -> Uuid, name -> Text,
 #[diesel(table_name = customers)]
 #[allow(dead_code)]
 pub struct Customer { pub id: i64, pub tenant_id: uuid::Uuid, pub name: String }
-async fn f(db: TenantDb, t: TenantId) -> Result<(), tenant_db::Error> {
+async fn f(db: TenantDb, t: Tenant) -> Result<(), tenant_db::Error> {
     db.transaction(t, async |mut tx| {
         let _rows = customers::table.filter(customers::id.eq(1)).load(&mut tx);
         Ok(())

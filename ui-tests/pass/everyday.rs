@@ -1,9 +1,9 @@
 include!("../schema.rs");
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 
 // Everyday code compiles without ceremony, and the transaction future is Send
 // (borrowed `&str` binds included), so it can be spawned.
-async fn handler(db: TenantDb, t: TenantId, name: String) -> Result<Vec<Customer>, Error> {
+async fn handler(db: TenantDb, t: Tenant, name: String) -> Result<Vec<Customer>, Error> {
     db.transaction(t, async |mut tx| {
         let s = tx.scope();
         s.insert(customers::table).values(NewCustomer { id: 1, name: name.clone() }).execute(&mut tx).await?;
@@ -43,5 +43,5 @@ async fn handler(db: TenantDb, t: TenantId, name: String) -> Result<Vec<Customer
 
 fn main() {
     fn assert_send<F: std::future::Future + Send + 'static>(_: F) {}
-    let _ = |db: TenantDb, t: TenantId| assert_send(handler(db, t, String::new()));
+    let _ = |db: TenantDb, t: Tenant| assert_send(handler(db, t, String::new()));
 }

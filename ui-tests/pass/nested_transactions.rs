@@ -1,9 +1,9 @@
 include!("../schema.rs");
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 
 // A transaction for tenant A that opens one for tenant B (a batch job moving between tenants,
 // say): each closure uses its own scope, and both compile.
-async fn copy_names(db: TenantDb, a: TenantId, b: TenantId) -> Result<usize, Error> {
+async fn copy_names(db: TenantDb, a: Tenant, b: Tenant) -> Result<usize, Error> {
     db.transaction(a, async |mut tx_a| {
         let names: Vec<String> = tx_a.scope().query(customers::table).select(customers::name).load(&mut tx_a).await?;
         let written = db
@@ -27,5 +27,5 @@ async fn copy_names(db: TenantDb, a: TenantId, b: TenantId) -> Result<usize, Err
 
 fn main() {
     fn assert_send<F: std::future::Future + Send + 'static>(_: F) {}
-    let _ = |db: TenantDb, a: TenantId, b: TenantId| assert_send(copy_names(db, a, b));
+    let _ = |db: TenantDb, a: Tenant, b: Tenant| assert_send(copy_names(db, a, b));
 }

@@ -2,7 +2,7 @@
 // queries, inserts, updates and joins compile as on a uuid-keyed table.
 use diesel::prelude::*;
 use tenant_db::prelude::*;
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb, TenantId};
 
 diesel::table! { ledgers (id) { account_id -> BigInt, id -> BigInt, memo -> Text, } }
 diesel::table! { entries (id) { account_id -> BigInt, id -> BigInt, ledger_id -> BigInt, } }
@@ -40,7 +40,7 @@ pub struct Seat { pub org_id: i32, pub id: i64 }
 pub struct NewLedger { pub id: i64, pub memo: String }
 
 async fn accounts(db: TenantDb) -> Result<(), Error> {
-    let account = TenantId::parse_int("4711")?;
+    let account = Tenant::assume_verified(TenantId::parse_int("4711")?);
     db.transaction(account, async |mut tx| {
         let s = tx.scope();
         s.insert(ledgers::table).values(NewLedger { id: 1, memo: "m".into() }).execute(&mut tx).await?;
@@ -59,7 +59,7 @@ async fn accounts(db: TenantDb) -> Result<(), Error> {
         Ok::<_, Error>(())
     })
     .await?;
-    let org = TenantId::parse_text("acme-eu")?;
+    let org = Tenant::assume_verified(TenantId::parse_text("acme-eu")?);
     db.transaction(org, async |mut tx| {
         let s = tx.scope();
         let _w: Vec<Workspace> = s.query(workspaces::table).load(&mut tx).await?;

@@ -2,7 +2,7 @@
 // subqueries, value structs with diesel's field attributes, a global table with a
 // `tenant_id` column that is not a tenant, and tenant-db's prelude alone.
 use tenant_db::prelude::*;
-use tenant_db::{Error, TenantDb, TenantId};
+use tenant_db::{Error, Tenant, TenantDb};
 
 diesel::table! { customers (id) { id -> BigInt, tenant_id -> Uuid, name -> Text, email -> Nullable<Text>, } }
 diesel::table! { orders (id) { id -> BigInt, tenant_id -> Uuid, customer_id -> BigInt, } }
@@ -44,7 +44,7 @@ pub struct NewCustomer {
     pub contact: Contact,
 }
 
-async fn handler(db: TenantDb, t: TenantId) -> Result<Vec<i64>, Error> {
+async fn handler(db: TenantDb, t: Tenant) -> Result<Vec<i64>, Error> {
     db.transaction(t, async |mut tx| {
         let s = tx.scope();
         s.insert(customers::table)
@@ -68,8 +68,8 @@ async fn handler(db: TenantDb, t: TenantId) -> Result<Vec<i64>, Error> {
 
 fn main() {
     fn assert_send<F: std::future::Future + Send + 'static>(_: F) {}
-    let _ = |db: TenantDb, t: TenantId| assert_send(handler(db, t));
+    let _ = |db: TenantDb, t: Tenant| assert_send(handler(db, t));
     let db = TenantDb::connect("postgres://ui@127.0.0.1/ui", 1).expect("pool");
-    let fut: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = Box::pin(handler(db, TenantId::new_random()));
+    let fut: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = Box::pin(handler(db, Tenant::assume_verified(tenant_db::TenantId::new_random())));
     drop(fut);
 }

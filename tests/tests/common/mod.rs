@@ -2,7 +2,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use crate::keyed::*;
-use tenant_db::{TenantDb, TenantId};
+use tenant_db::{Tenant, TenantDb};
 
 pub use crate::keyed::DATABASE;
 
@@ -34,7 +34,7 @@ pub async fn db_without_rls(max_size: usize) -> TenantDb {
 
 /// Seeds the same ids and names for a tenant: customers 1..=3, orders 10, 11 (customer 1) and
 /// 12 (customer 2); customer 3 has no orders.
-pub async fn seed(db: &TenantDb, tenant: TenantId, tag: &str) {
+pub async fn seed(db: &TenantDb, tenant: Tenant, tag: &str) {
     db.transaction(tenant, async |mut tx| {
         let s = tx.scope();
         let customers: Vec<NewCustomer> = (1..=3)
@@ -79,7 +79,7 @@ pub async fn seed(db: &TenantDb, tenant: TenantId, tag: &str) {
 }
 
 /// Two fresh tenants with identical ids and values.
-pub async fn two_tenants(db: &TenantDb) -> (TenantId, TenantId) {
+pub async fn two_tenants(db: &TenantDb) -> (Tenant, Tenant) {
     let a = new_tenant();
     let b = new_tenant();
     seed(db, a, "a").await;
@@ -88,7 +88,7 @@ pub async fn two_tenants(db: &TenantDb) -> (TenantId, TenantId) {
 }
 
 /// Runs raw SQL through the escape hatch inside a transaction for `tenant` (RLS applies).
-pub async fn load_raw<U>(db: &TenantDb, tenant: TenantId, sql: &'static str) -> Vec<U>
+pub async fn load_raw<U>(db: &TenantDb, tenant: Tenant, sql: &'static str) -> Vec<U>
 where
     U: diesel::QueryableByName<diesel::pg::Pg> + Send + 'static,
 {

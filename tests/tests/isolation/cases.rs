@@ -5,13 +5,13 @@
 use crate::common::*;
 use diesel::dsl::{count_star, sum};
 use tenant_db::prelude::*;
-use tenant_db::{Error, TenantId, excluded, exists, values};
+use tenant_db::{Error, Tenant, TenantId, excluded, exists, values};
 use crate::keyed::*;
 
 type R<T> = Result<T, Error>;
 
 /// Customer 99, "only-b": a row only tenant `b` has.
-async fn insert_only_b_row(db: &TenantDb, b: TenantId) {
+async fn insert_only_b_row(db: &TenantDb, b: Tenant) {
     db.transaction(b, async |mut tx| {
         let s = tx.scope();
         s.insert(customers::table)

@@ -8,7 +8,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use tenant_db::guard::Refusal;
 use tenant_db::prelude::*;
-use tenant_db::{Error, KeyKind, TenantId};
+use tenant_db::{Error, KeyKind, Tenant, TenantId};
 
 #[derive(diesel::QueryableByName)]
 struct N {
@@ -29,20 +29,20 @@ fn key_type() -> tenant_db::KeyType {
 
 /// A new tenant of this schema whose key also spells a tenant of another kind: for text keys,
 /// a slug that is a UUID.
-fn spelled_like_another_kind() -> TenantId {
-    let tenant = new_tenant();
-    match tenant.kind() {
+fn spelled_like_another_kind() -> Tenant {
+    let tenant = new_tenant_id();
+    Tenant::assume_verified(match tenant.kind() {
         KeyKind::Text => TenantId::from_text(&uuid::Uuid::new_v4().to_string()).unwrap(),
         _ => tenant,
-    }
+    })
 }
 
 /// The tenant of another kind that `tenant` spells.
-fn confusable(tenant: &TenantId) -> TenantId {
-    match tenant.kind() {
+fn confusable(tenant: &Tenant) -> Tenant {
+    Tenant::assume_verified(match tenant.id().kind() {
         KeyKind::Text => tenant.to_string().parse().unwrap(),
         _ => TenantId::from_text(&tenant.to_string()).unwrap(),
-    }
+    })
 }
 
 #[tokio::test]
@@ -84,7 +84,7 @@ async fn the_schema_has_this_key_type_and_the_test_role_bypasses_rls() {
 /// row count the same transaction reads through the escape hatch.
 async fn attack(
     db: &TenantDb,
-    attacker: TenantId,
+    attacker: Tenant,
 ) -> (Result<i64, Error>, Result<usize, Error>, i64) {
     db.transaction(attacker, async |mut tx| {
         let s = tx.scope();
@@ -113,12 +113,12 @@ async fn attack(
     .unwrap()
 }
 
-fn is_key_type_refusal<T: std::fmt::Debug>(r: &Result<T, Error>, attacker: &TenantId) -> bool {
+fn is_key_type_refusal<T: std::fmt::Debug>(r: &Result<T, Error>, attacker: &Tenant) -> bool {
     matches!(
         r,
         Err(Error::Refused(refused)) if refused.reason == Refusal::KeyType {
             column: key_type(),
-            tenant: attacker.kind(),
+            tenant: attacker.id().kind(),
         }
     )
 }
@@ -130,7 +130,7 @@ async fn a_tenant_of_another_kind_spelled_the_same_sees_and_writes_nothing() {
     seed(&db, victim, "v").await;
     let attacker = confusable(&victim);
     assert_eq!(attacker.to_string(), victim.to_string());
-    assert_ne!(attacker.kind(), victim.kind());
+    assert_ne!(attacker.id().kind(), victim.id().kind());
 
     let (scoped, inserted, raw) = attack(&db, attacker).await;
     assert!(is_key_type_refusal(&scoped, &attacker), "{scoped:?}");
