@@ -21,6 +21,10 @@ pub enum Error {
     /// A direct connection (not from the pool) could not be made.
     #[error("could not connect to the database: {0}")]
     Connect(#[from] diesel::ConnectionError),
+    /// A [`RequestScope::strict`](crate::telemetry::RequestScope::strict) request tried to
+    /// open a transaction for a second tenant.
+    #[error(transparent)]
+    MixedTenants(Box<MixedTenants>),
     /// The audit could not run as asked (an application role that does not exist, say).
     #[error("doctor: {0}")]
     Doctor(String),
@@ -44,6 +48,16 @@ impl From<diesel_async::pooled_connection::deadpool::PoolError> for Error {
     fn from(err: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
         Error::Pool(err.to_string())
     }
+}
+
+/// A request scope's second tenant (see [`Error::MixedTenants`]).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("this request already acted for tenant {first}; a transaction for {second} was refused")]
+pub struct MixedTenants {
+    /// The request's first tenant.
+    pub first: crate::TenantId,
+    /// The tenant refused.
+    pub second: crate::TenantId,
 }
 
 /// `Result` with tenant-db's [`Error`](enum@Error).

@@ -36,6 +36,7 @@ pub mod seal;
 mod sealed;
 pub mod session;
 mod table;
+pub mod telemetry;
 mod tenant_id;
 mod tx;
 pub mod values;
@@ -43,7 +44,7 @@ mod write;
 
 /// diesel, as tenant-db uses it (for `values!`).
 pub use diesel;
-pub use error::{Error, Result};
+pub use error::{Error, MixedTenants, Result};
 pub use hint::UseTxScope;
 pub use identity::{Provenance, Tenant, Verified};
 pub use insert::{

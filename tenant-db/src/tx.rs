@@ -21,6 +21,7 @@ use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
+use tracing::Instrument;
 
 /// The closure type [`TenantDb::transaction`] accepts: an async closure over a [`TenantTx`] whose
 /// future can be named, so that it can be required to be `Send`.
@@ -205,55 +206,81 @@ impl TenantDb {
         R: Send + 'a,
     {
         let tenant = tenant.tenant().id();
+        let span = tracing::info_span!(
+            "tenant_db.transaction",
+            tenant_id = %tenant,
+            key_kind = %tenant.kind(),
+            outcome = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
+        let recorded = span.clone();
         async move {
-            let mut pooled = self.pool.get().await.map_err(Error::from)?;
-            let conn: &mut AsyncPgConnection = &mut pooled;
-            // The transaction counts as open before anything is sent: if this future is
-            // dropped from here until COMMIT or ROLLBACK completes, the pool refuses the
-            // connection.
-            AnsiTransactionManager::transaction_manager_status_mut(conn)
-                .transaction_state()
-                .and_then(|s| s.change_transaction_depth(TransactionDepthChange::IncreaseDepth))
-                .map_err(Error::from)?;
-            // Set by the escape hatches: their statements may change the session.
-            let unscoped = AtomicBool::new(false);
-            let (begun, outcome) = {
-                let shared: &AsyncPgConnection = conn;
-                let sql = crate::seal::begin_sql(&tenant);
-                let mut begin_conn = shared;
-                let mut begin = pin!(SimpleAsyncConnection::batch_execute(&mut begin_conn, &sql));
-                // One poll puts `BEGIN; SELECT tenant_db.enter(…)` on the wire; the caller's
-                // first statement follows it on the same connection without waiting for the
-                // reply (one round trip saved). The server runs them in order, and if the
-                // begin fails the transaction is aborted, so that statement fails too.
-                let early = poll_fn(|cx| Poll::Ready(begin.as_mut().poll(cx))).await;
-                let outcome = f(TenantTx::new(shared, tenant, &unscoped)).await;
-                let begun = match early {
-                    Poll::Ready(begun) => begun,
-                    Poll::Pending => begin.await,
-                };
-                (begun, outcome)
-            };
-            let result = match (begun, outcome) {
-                (Ok(()), Ok(value)) => AnsiTransactionManager::commit_transaction(conn)
+            let started = std::time::Instant::now();
+            let (result, outcome) = async {
+                crate::telemetry::observe(tenant).map_err(|e| (E::from(e), "refused"))?;
+                let mut pooled = self
+                    .pool
+                    .get()
                     .await
-                    .map(|()| value)
-                    .map_err(|e| E::from(Error::from(e))),
-                (begun, outcome) => {
-                    // A failed rollback puts the transaction manager in error, and the pool
-                    // then discards the connection.
-                    let _ = AnsiTransactionManager::rollback_transaction(conn).await;
-                    // A failed begin is the cause of whatever the closure saw.
-                    begun.map_err(|e| E::from(Error::from(e))).and(outcome)
+                    .map_err(|e| (E::from(Error::from(e)), "failed"))?;
+                let conn: &mut AsyncPgConnection = &mut pooled;
+                // The transaction counts as open before anything is sent: if this future is
+                // dropped from here until COMMIT or ROLLBACK completes, the pool refuses the
+                // connection.
+                AnsiTransactionManager::transaction_manager_status_mut(conn)
+                    .transaction_state()
+                    .and_then(|s| s.change_transaction_depth(TransactionDepthChange::IncreaseDepth))
+                    .map_err(|e| (E::from(Error::from(e)), "failed"))?;
+                // Set by the escape hatches: their statements may change the session.
+                let unscoped = AtomicBool::new(false);
+                let (begun, outcome) = {
+                    let shared: &AsyncPgConnection = conn;
+                    let sql = crate::seal::begin_sql(&tenant);
+                    let mut begin_conn = shared;
+                    let mut begin =
+                        pin!(SimpleAsyncConnection::batch_execute(&mut begin_conn, &sql));
+                    // One poll puts `BEGIN; SELECT tenant_db.enter(…)` on the wire; the caller's
+                    // first statement follows it on the same connection without waiting for the
+                    // reply (one round trip saved). The server runs them in order, and if the
+                    // begin fails the transaction is aborted, so that statement fails too.
+                    let early = poll_fn(|cx| Poll::Ready(begin.as_mut().poll(cx))).await;
+                    let outcome = f(TenantTx::new(shared, tenant, &unscoped)).await;
+                    let begun = match early {
+                        Poll::Ready(begun) => begun,
+                        Poll::Pending => begin.await,
+                    };
+                    (begun, outcome)
+                };
+                let result = match (begun, outcome) {
+                    (Ok(()), Ok(value)) => AnsiTransactionManager::commit_transaction(conn)
+                        .await
+                        .map(|()| value)
+                        .map_err(|e| (E::from(Error::from(e)), "failed")),
+                    (begun, outcome) => {
+                        // A failed rollback puts the transaction manager in error, and the pool
+                        // then discards the connection.
+                        let _ = AnsiTransactionManager::rollback_transaction(conn).await;
+                        // A failed begin is the cause of whatever the closure saw.
+                        match begun {
+                            Err(e) => Err((E::from(Error::from(e)), "failed")),
+                            Ok(()) => outcome.map_err(|e| (e, "rolled_back")),
+                        }
+                    }
+                };
+                // An escape hatch may have changed the session (see `crate::session`): the
+                // connection is closed instead of going back to the pool.
+                if AtomicBool::load(&unscoped, Ordering::Relaxed) {
+                    drop(Object::take(pooled));
                 }
-            };
-            // An escape hatch may have changed the session (see `crate::session`): the
-            // connection is closed instead of going back to the pool.
-            if AtomicBool::load(&unscoped, Ordering::Relaxed) {
-                drop(Object::take(pooled));
+                result
             }
+            .await
+            .map_or_else(|(e, outcome)| (Err(e), outcome), |v| (Ok(v), "committed"));
+            recorded.record("outcome", outcome);
+            recorded.record("duration_ms", started.elapsed().as_secs_f64() * 1000.0);
             result
         }
+        .instrument(span)
     }
 
     /// Pool statistics (size, available connections), for metrics.
