@@ -4,7 +4,9 @@
 //! [`Tenant`], and a `Tenant` exists only when one of tenant-db's doors produced it:
 //!
 //! - a verified token ([`TokenVerifier::verify`], [`Provenance::Token`]);
-//! - a signed job envelope and an audited admin grant (doors of their own, to come);
+//! - a job envelope sealed under the tenant's key ([`envelope::open`],
+//!   [`Provenance::JobEnvelope`]);
+//! - an audited admin grant (a door of its own, to come);
 //! - [`Tenant::assume_verified`], the named escape hatch for trusted internal callers
 //!   (a migration, a scheduled job that iterates over the tenant directory), greppable like
 //!   `unscoped_*` ([`Provenance::Assumed`]).
@@ -16,6 +18,7 @@
 
 use crate::TenantId;
 
+pub mod envelope;
 mod keys;
 mod token;
 
@@ -47,6 +50,9 @@ pub struct Tenant {
 pub enum Provenance {
     /// A token whose signature, expiry, issuer and audience were verified.
     Token,
+    /// A job envelope whose MAC, under the tenant's own key, verified
+    /// ([`envelope::open`]).
+    JobEnvelope,
     /// [`Tenant::assume_verified`]: a trusted internal caller vouched for it.
     Assumed,
 }
