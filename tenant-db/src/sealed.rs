@@ -135,5 +135,5 @@ impl KeyField<sql_types::Text> for String {}
 /// The verified tenants: [`Tenant`](crate::Tenant) and references to it.
 pub trait VerifiedTenant {}
 
-/// What may seal a job envelope: a verified tenant or a scope.
-pub trait EnvelopeSealer {}
+/// The tenant contexts: a verified tenant or a scope.
+pub trait ContextTenant {}

@@ -4,7 +4,7 @@
 //! An envelope is bytes (JSON), for any queue: the tenant, when it was issued, when it expires,
 //! the payload, and an HMAC-SHA256 over all of them under the tenant's own key
 //! ([`KeyPurpose::JobEnvelope`], derived from a [`MasterKey`]). Only a verified tenant or a scope
-//! can seal one ([`Sealer`]); [`open`] refuses a changed tenant, payload or expiry, an expired
+//! can seal one ([`TenantContext`](super::TenantContext)); [`open`] refuses a changed tenant, payload or expiry, an expired
 //! envelope, and one sealed under another tenant's key, each with its own [`EnvelopeError`].
 //!
 //! ```
@@ -25,8 +25,8 @@
 //! ```
 
 use super::keys::{KeyPurpose, MasterKey};
-use super::{Provenance, Tenant};
-use crate::{KeyKind, TenantId, TenantScope};
+use super::{Provenance, Tenant, TenantContext};
+use crate::{KeyKind, TenantId};
 use hmac::{Hmac, Mac};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -62,31 +62,6 @@ pub enum EnvelopeError {
     /// The time-to-live is zero, or the clock is before 1970.
     #[error("the envelope's lifetime is invalid")]
     BadLifetime,
-}
-
-/// What may seal an envelope: a verified [`Tenant`], or a transaction's [`TenantScope`].
-/// Sealed: a [`TenantId`] cannot.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot seal a job envelope",
-    label = "a job is sealed for a verified tenant or a transaction's scope",
-    note = "pass the `tenant_db::Tenant` of the request (or `tx.scope()`), not a tenant id"
-)]
-pub trait Sealer: crate::sealed::EnvelopeSealer {
-    /// The tenant the envelope is sealed for.
-    fn sealing_tenant(&self) -> TenantId;
-}
-
-impl crate::sealed::EnvelopeSealer for Tenant {}
-impl crate::sealed::EnvelopeSealer for TenantScope<'_> {}
-impl Sealer for Tenant {
-    fn sealing_tenant(&self) -> TenantId {
-        self.id()
-    }
-}
-impl Sealer for TenantScope<'_> {
-    fn sealing_tenant(&self) -> TenantId {
-        self.tenant_id()
-    }
 }
 
 /// The wire form.
@@ -180,7 +155,7 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Seals `payload` for the tenant of `sealer`, valid for `ttl`.
-pub fn seal<S: Sealer + ?Sized, T: Serialize>(
+pub fn seal<S: TenantContext + ?Sized, T: Serialize>(
     master: &MasterKey,
     sealer: &S,
     payload: &T,
@@ -188,7 +163,7 @@ pub fn seal<S: Sealer + ?Sized, T: Serialize>(
 ) -> Result<Vec<u8>, EnvelopeError> {
     seal_at(
         master,
-        sealer.sealing_tenant(),
+        sealer.context_tenant(),
         payload,
         SystemTime::now(),
         ttl,

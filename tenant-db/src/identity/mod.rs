@@ -130,3 +130,30 @@ impl Verified for &Tenant {
         **self
     }
 }
+
+/// A tenant context: a verified [`Tenant`], or a transaction's [`TenantScope`](crate::TenantScope).
+/// What tenant-db builds outside the database for one tenant (job envelopes, cache keys,
+/// object paths, signed URLs) is built from one of these, never from a bare [`TenantId`].
+/// Sealed.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a tenant context",
+    label = "envelopes, cache keys and object paths are built from a verified tenant or a scope",
+    note = "pass the request's `tenant_db::Tenant` (or `tx.scope()`), not a tenant id"
+)]
+pub trait TenantContext: crate::sealed::ContextTenant {
+    /// The context's tenant.
+    fn context_tenant(&self) -> TenantId;
+}
+
+impl crate::sealed::ContextTenant for Tenant {}
+impl crate::sealed::ContextTenant for crate::TenantScope<'_> {}
+impl TenantContext for Tenant {
+    fn context_tenant(&self) -> TenantId {
+        self.id
+    }
+}
+impl TenantContext for crate::TenantScope<'_> {
+    fn context_tenant(&self) -> TenantId {
+        self.tenant_id()
+    }
+}
