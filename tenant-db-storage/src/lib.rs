@@ -13,10 +13,8 @@
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use hmac::{Hmac, Mac};
 use object_store::ObjectStore;
 use object_store::path::Path;
-use sha2::Sha256;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tenant_db::identity::{KeyPurpose, MasterKey, TenantContext};
@@ -221,23 +219,6 @@ impl UrlSigner {
         UrlSigner { master }
     }
 
-    fn mac(
-        &self,
-        tenant: &TenantId,
-        method: &str,
-        path: &str,
-        expires: u64,
-    ) -> Option<Hmac<Sha256>> {
-        let key = self.master.derive(tenant, KeyPurpose::SignedUrl);
-        let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
-        for part in [method.as_bytes(), path.as_bytes()] {
-            mac.update(&(part.len() as u64).to_be_bytes());
-            mac.update(part);
-        }
-        mac.update(&expires.to_be_bytes());
-        Some(mac)
-    }
-
     /// Signs `method` on `path` until `ttl` from now.
     pub fn sign(&self, method: &str, path: &TenantPath, ttl: Duration) -> Signature {
         let expires = SystemTime::now()
@@ -245,16 +226,11 @@ impl UrlSigner {
             .map(|d| d.as_secs())
             .unwrap_or(0)
             .saturating_add(ttl.as_secs());
-        let sig = self
-            .mac(&path.tenant, method, path.path.as_ref(), expires)
-            .map(|m| {
-                m.finalize()
-                    .into_bytes()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let sig = self.master.sign(
+            &path.tenant,
+            KeyPurpose::SignedUrl,
+            &parts(method, path.path.as_ref(), &expires.to_be_bytes()),
+        );
         Signature { expires, sig }
     }
 
@@ -266,10 +242,13 @@ impl UrlSigner {
         path: &str,
         signature: &Signature,
     ) -> Result<TenantPath, SignedUrlError> {
-        let mut parts = path.splitn(4, '/');
-        let (Some(ROOT), Some(kind), Some(id), Some(relative)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let mut segments = path.splitn(4, '/');
+        let (Some(ROOT), Some(kind), Some(id), Some(relative)) = (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ) else {
             return Err(SignedUrlError::BadPath);
         };
         let kind = match kind {
@@ -283,11 +262,15 @@ impl UrlSigner {
         if object.path.as_ref() != path {
             return Err(SignedUrlError::BadPath);
         }
-        let tag = unhex(&signature.sig).ok_or(SignedUrlError::BadSignature)?;
-        self.mac(&tenant, method, path, signature.expires)
-            .ok_or(SignedUrlError::BadSignature)?
-            .verify_slice(&tag)
-            .map_err(|_| SignedUrlError::BadSignature)?;
+        let expires = signature.expires.to_be_bytes();
+        if !self.master.verify(
+            &tenant,
+            KeyPurpose::SignedUrl,
+            &parts(method, path, &expires),
+            &signature.sig,
+        ) {
+            return Err(SignedUrlError::BadSignature);
+        }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -299,16 +282,12 @@ impl UrlSigner {
     }
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2)
-        || !text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
+/// What a URL's signature covers.
+fn parts<'a>(method: &'a str, path: &'a str, expires: &'a [u8; 8]) -> [&'a [u8]; 4] {
+    [
+        b"tenant-db signed url v1",
+        method.as_bytes(),
+        path.as_bytes(),
+        expires,
+    ]
 }

@@ -27,10 +27,8 @@
 use super::keys::{KeyPurpose, MasterKey};
 use super::{Provenance, Tenant, TenantContext};
 use crate::{KeyKind, TenantId};
-use hmac::{Hmac, Mac};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The envelope format's version.
@@ -117,41 +115,28 @@ fn secs(t: SystemTime) -> Result<u64, EnvelopeError> {
         .map_err(|_| EnvelopeError::BadLifetime)
 }
 
-/// The bytes the MAC covers: every field, each length-prefixed, so no two envelopes share them.
-fn mac_input(kind: &str, tenant: &str, iat: u64, exp: u64, payload: &str) -> Vec<u8> {
-    let mut out = b"tenant-db job envelope v1".to_vec();
-    for part in [kind.as_bytes(), tenant.as_bytes(), payload.as_bytes()] {
-        out.extend_from_slice(&(part.len() as u64).to_be_bytes());
-        out.extend_from_slice(part);
-    }
-    out.extend_from_slice(&iat.to_be_bytes());
-    out.extend_from_slice(&exp.to_be_bytes());
+/// The parts the MAC covers: every field.
+fn mac_parts<'a>(
+    kind: &'a str,
+    tenant: &'a str,
+    payload: &'a str,
+    times: &'a [u8; 16],
+) -> [&'a [u8]; 5] {
+    [
+        b"tenant-db job envelope v1",
+        kind.as_bytes(),
+        tenant.as_bytes(),
+        payload.as_bytes(),
+        times,
+    ]
+}
+
+/// `iat` and `exp`, big-endian.
+fn times(iat: u64, exp: u64) -> [u8; 16] {
+    let mut out = [0; 16];
+    out[..8].copy_from_slice(&iat.to_be_bytes());
+    out[8..].copy_from_slice(&exp.to_be_bytes());
     out
-}
-
-/// The MAC of `tenant`'s envelopes. HMAC takes keys of any length, so this never fails; were
-/// it to, no envelope would verify.
-fn hmac_for(master: &MasterKey, tenant: &TenantId) -> Result<Hmac<Sha256>, EnvelopeError> {
-    let key = master.derive(tenant, KeyPurpose::JobEnvelope);
-    Hmac::<Sha256>::new_from_slice(&key).map_err(|_| EnvelopeError::BadMac)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2)
-        || !text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
 }
 
 /// Seals `payload` for the tenant of `sealer`, valid for `ttl`.
@@ -188,8 +173,11 @@ fn seal_at<T: Serialize>(
         serde_json::to_string(payload).map_err(|e| EnvelopeError::Payload(e.to_string()))?;
     let kind = tenant.kind().name().to_string();
     let id = tenant.to_string();
-    let mut mac = hmac_for(master, &tenant)?;
-    mac.update(&mac_input(&kind, &id, iat, exp, &payload));
+    let mac = master.sign(
+        &tenant,
+        KeyPurpose::JobEnvelope,
+        &mac_parts(&kind, &id, &payload, &times(iat, exp)),
+    );
     let wire = Wire {
         v: VERSION,
         kind,
@@ -197,7 +185,7 @@ fn seal_at<T: Serialize>(
         iat,
         exp,
         payload,
-        mac: hex(&mac.finalize().into_bytes()),
+        mac,
     };
     serde_json::to_vec(&wire).map_err(|e| EnvelopeError::Payload(e.to_string()))
 }
@@ -230,16 +218,11 @@ fn open_at<T: DeserializeOwned>(
     if tenant.to_string() != wire.tenant {
         return Err(EnvelopeError::BadTenant);
     }
-    let tag = unhex(&wire.mac).ok_or(EnvelopeError::BadMac)?;
-    let mut mac = hmac_for(master, &tenant)?;
-    mac.update(&mac_input(
-        &wire.kind,
-        &wire.tenant,
-        wire.iat,
-        wire.exp,
-        &wire.payload,
-    ));
-    mac.verify_slice(&tag).map_err(|_| EnvelopeError::BadMac)?;
+    let stamped = times(wire.iat, wire.exp);
+    let parts = mac_parts(&wire.kind, &wire.tenant, &wire.payload, &stamped);
+    if !master.verify(&tenant, KeyPurpose::JobEnvelope, &parts, &wire.mac) {
+        return Err(EnvelopeError::BadMac);
+    }
     let now = secs(now)?;
     if now >= wire.exp {
         return Err(EnvelopeError::Expired);

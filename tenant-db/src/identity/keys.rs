@@ -7,6 +7,7 @@
 
 use crate::TenantId;
 use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// The shortest master secret accepted, in bytes.
@@ -91,6 +92,62 @@ impl MasterKey {
         }
         key
     }
+
+    /// The HMAC-SHA256 of `parts` (each length-prefixed, so no two lists of parts share an
+    /// input) under `tenant`'s key for `purpose`.
+    fn mac(&self, tenant: &TenantId, purpose: KeyPurpose, parts: &[&[u8]]) -> Option<Hmac<Sha256>> {
+        // HMAC takes keys of any length: this never fails.
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.derive(tenant, purpose)).ok()?;
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        Some(mac)
+    }
+
+    /// A tag over `parts` for `tenant` and `purpose`, lower-case hex: what job envelopes and
+    /// signed URLs carry.
+    pub fn sign(&self, tenant: &TenantId, purpose: KeyPurpose, parts: &[&[u8]]) -> String {
+        self.mac(tenant, purpose, parts)
+            .map(|m| {
+                m.finalize()
+                    .into_bytes()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether `tag` is [`sign`](MasterKey::sign)'s tag over the same input; compared in
+    /// constant time.
+    pub fn verify(
+        &self,
+        tenant: &TenantId,
+        purpose: KeyPurpose,
+        parts: &[&[u8]],
+        tag: &str,
+    ) -> bool {
+        match (unhex(tag), self.mac(tenant, purpose, parts)) {
+            (Some(tag), Some(mac)) => mac.verify_slice(&tag).is_ok(),
+            _ => false,
+        }
+    }
+}
+
+/// Lower-case hex to bytes; anything else is `None`.
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2)
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -126,6 +183,36 @@ mod tests {
         }
         // Deterministic.
         assert_eq!(keys[0], master.derive(&a, KeyPurpose::Token));
+        Ok(())
+    }
+
+    #[test]
+    fn tags_bind_tenant_purpose_and_every_part() -> Result<(), MasterKeyError> {
+        let m = MasterKey::new(&[6; 32])?;
+        let (a, b) = (tenant("a"), tenant("b"));
+        let tag = m.sign(&a, KeyPurpose::SignedUrl, &[b"GET", b"x/y"]);
+        assert_eq!(tag.len(), 64);
+        assert!(m.verify(&a, KeyPurpose::SignedUrl, &[b"GET", b"x/y"], &tag));
+        for (t, p, parts) in [
+            (&b, KeyPurpose::SignedUrl, [b"GET".as_slice(), b"x/y"]),
+            (&a, KeyPurpose::JobEnvelope, [b"GET", b"x/y"]),
+            (&a, KeyPurpose::SignedUrl, [b"GETx", b"/y"]),
+            (&a, KeyPurpose::SignedUrl, [b"PUT", b"x/y"]),
+        ] {
+            assert!(!m.verify(t, p, &parts, &tag));
+        }
+        assert!(!m.verify(
+            &a,
+            KeyPurpose::SignedUrl,
+            &[b"GET", b"x/y"],
+            &tag.to_uppercase()
+        ));
+        assert!(!m.verify(&a, KeyPurpose::SignedUrl, &[b"GET", b"x/y"], &tag[1..]));
+        assert!(!m.verify(&a, KeyPurpose::SignedUrl, &[b"GET", b"x/y"], ""));
+        let mut flipped = tag.clone().into_bytes();
+        flipped[10] = if flipped[10] == b'0' { b'1' } else { b'0' };
+        let flipped = String::from_utf8(flipped).unwrap_or_default();
+        assert!(!m.verify(&a, KeyPurpose::SignedUrl, &[b"GET", b"x/y"], &flipped));
         Ok(())
     }
 

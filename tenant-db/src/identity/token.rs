@@ -208,72 +208,59 @@ impl VerifyingKey {
     }
 }
 
-/// Builds a [`TokenVerifier`].
+/// Builds a [`TokenVerifier`]; [`build`](TokenVerifierBuilder::build) checks the settings.
 #[derive(Debug, Clone)]
-pub struct TokenVerifierBuilder {
-    kind: KeyKind,
-    keys: Vec<VerifyingKey>,
-    issuer: Option<String>,
-    audience: Option<String>,
-    leeway: Duration,
-    claim: String,
-}
+pub struct TokenVerifierBuilder(TokenVerifier);
 
 impl TokenVerifierBuilder {
     /// Accept tokens verified by `key`.
     pub fn key(mut self, key: VerifyingKey) -> Self {
-        self.keys.push(key);
+        self.0.keys.push(key);
         self
     }
 
     /// Require `iss` to be `issuer`.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuer = Some(issuer.into());
+        self.0.issuer = Some(issuer.into());
         self
     }
 
     /// Require `aud` to name `audience`.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audience = Some(audience.into());
+        self.0.audience = Some(audience.into());
         self
     }
 
     /// Leeway for `exp` and `nbf` (default 30 seconds, at most [`MAX_LEEWAY`]).
     pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway;
+        self.0.leeway = leeway;
         self
     }
 
     /// The tenant claim's name (default [`DEFAULT_TENANT_CLAIM`]).
     pub fn tenant_claim(mut self, name: impl Into<String>) -> Self {
-        self.claim = name.into();
+        self.0.claim = name.into();
         self
     }
 
     /// The verifier, or why this configuration is refused.
     pub fn build(self) -> Result<TokenVerifier, VerifierConfigError> {
-        if self.keys.is_empty() {
+        let v = self.0;
+        if v.keys.is_empty() {
             return Err(VerifierConfigError::NoKeys);
         }
-        for (i, key) in self.keys.iter().enumerate() {
-            if self.keys[i + 1..].iter().any(|other| other.kid == key.kid) {
+        for (i, key) in v.keys.iter().enumerate() {
+            if v.keys[i + 1..].iter().any(|other| other.kid == key.kid) {
                 return Err(VerifierConfigError::DuplicateKeyId(key.kid.clone()));
             }
         }
-        if self.leeway > MAX_LEEWAY {
+        if v.leeway > MAX_LEEWAY {
             return Err(VerifierConfigError::LeewayTooLarge);
         }
-        if self.claim.is_empty() {
+        if v.claim.is_empty() {
             return Err(VerifierConfigError::EmptyClaimName);
         }
-        Ok(TokenVerifier {
-            kind: self.kind,
-            keys: self.keys,
-            issuer: self.issuer,
-            audience: self.audience,
-            leeway: self.leeway,
-            claim: self.claim,
-        })
+        Ok(v)
     }
 }
 
@@ -339,14 +326,14 @@ impl VerifiedToken {
 impl TokenVerifier {
     /// A verifier for tenants of `kind`, to configure.
     pub fn builder(kind: KeyKind) -> TokenVerifierBuilder {
-        TokenVerifierBuilder {
+        TokenVerifierBuilder(TokenVerifier {
             kind,
             keys: Vec::new(),
             issuer: None,
             audience: None,
             leeway: Duration::from_secs(30),
             claim: DEFAULT_TENANT_CLAIM.to_string(),
-        }
+        })
     }
 
     /// Verifies `token` and returns the tenant it names.
