@@ -8,7 +8,10 @@ use std::time::Duration;
 use tenant_db::{Tenant, TenantId};
 use tenant_db_cache::{CacheError, CacheKey, TenantCache};
 
-const REDIS: &str = "redis://127.0.0.1:6379";
+/// The Redis server (`TENANT_DB_REDIS_URL`, default the local one).
+fn redis_url() -> String {
+    std::env::var("TENANT_DB_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+}
 const TTL: Duration = Duration::from_secs(60);
 
 fn tenant() -> Tenant {
@@ -23,13 +26,13 @@ struct Run {
 
 async fn run() -> Run {
     let prefix = format!("tenant-db-test-{}", uuid::Uuid::new_v4().simple());
-    let client = redis::Client::open(REDIS).unwrap();
+    let client = redis::Client::open(redis_url()).unwrap();
     let mut raw = client.get_multiplexed_async_connection().await.unwrap();
     // The premise: a real Redis answers.
     let pong: String = redis::cmd("PING").query_async(&mut raw).await.unwrap();
     assert_eq!(pong, "PONG");
     Run {
-        cache: TenantCache::connect(REDIS, &prefix).await.unwrap(),
+        cache: TenantCache::connect(&redis_url(), &prefix).await.unwrap(),
         prefix,
         raw,
     }

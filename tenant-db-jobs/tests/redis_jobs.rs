@@ -13,7 +13,10 @@ use tenant_db::{Error, Provenance, Tenant, TenantDb};
 use tenant_db_jobs::RedisQueue;
 use tenant_db_tests::schema::*;
 
-const REDIS: &str = "redis://127.0.0.1:6379";
+/// The Redis server (`TENANT_DB_REDIS_URL`, default the local one).
+fn redis_url() -> String {
+    std::env::var("TENANT_DB_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+}
 
 #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
 struct NewName {
@@ -71,7 +74,7 @@ async fn sealed_jobs_run_for_their_tenant_and_forged_ones_are_refused() {
     let db = db().await;
     let master = MasterKey::new(&[21; 32]).unwrap();
     let stream = format!("tenant-db-test:jobs:{}", uuid::Uuid::new_v4());
-    let queue = RedisQueue::connect(REDIS, &stream, "workers")
+    let queue = RedisQueue::connect(&redis_url(), &stream, "workers")
         .await
         .unwrap();
     let (a, b) = (new_tenant(), new_tenant());
