@@ -53,7 +53,7 @@ fn table(i: usize, tenant: bool) -> String {
     };
     let signature = if tenant {
         format!(
-            "pub async fn use_t{i}(db: &tenant_db::TenantDb, t: tenant_db::TenantId) -> Result<Vec<R{i}>, tenant_db::Error>"
+            "pub async fn use_t{i}(db: &tenant_db::TenantDb, t: tenant_db::Tenant) -> Result<Vec<R{i}>, tenant_db::Error>"
         )
     } else {
         format!(
