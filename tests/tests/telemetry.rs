@@ -77,11 +77,17 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
     }
 }
 
-fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
-    let capture = Capture::default();
-    let guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
-    (capture, guard)
+/// One subscriber for the whole binary (a thread-local one races with callsites first reached
+/// on the other test's thread). Each test filters what it captured by its own tenants.
+fn capture() -> &'static Capture {
+    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture = Capture::default();
+        let _ = tracing::subscriber::set_global_default(
+            tracing_subscriber::registry().with(capture.clone()),
+        );
+        capture
+    })
 }
 
 async fn count(db: &TenantDb, tenant: Tenant) -> Result<i64, Error> {
@@ -97,14 +103,16 @@ async fn count(db: &TenantDb, tenant: Tenant) -> Result<i64, Error> {
     .await
 }
 
-/// The spans named `tenant_db.transaction`, in the order they closed.
-fn transactions(capture: &Capture) -> Vec<Fields> {
+/// The spans named `tenant_db.transaction` of `tenant`, in the order they closed.
+fn transactions(capture: &Capture, tenant: Tenant) -> Vec<Fields> {
     capture
         .spans
         .lock()
         .unwrap()
         .iter()
-        .filter(|(name, _)| name == "tenant_db.transaction")
+        .filter(|(name, f)| {
+            name == "tenant_db.transaction" && f.get("tenant_id") == Some(&tenant.to_string())
+        })
         .map(|(_, f)| f.clone())
         .collect()
 }
@@ -113,7 +121,7 @@ fn transactions(capture: &Capture) -> Vec<Fields> {
 async fn every_transaction_has_a_span_with_its_tenant_outcome_and_duration() {
     let db = db_with_rls(2).await;
     let (a, _b) = two_tenants(&db).await;
-    let (capture, _guard) = capture();
+    let capture = capture();
     assert_eq!(count(&db, a).await.unwrap(), 3);
     let failed: Result<(), Error> = db
         .transaction(a, async |_tx| {
@@ -121,7 +129,7 @@ async fn every_transaction_has_a_span_with_its_tenant_outcome_and_duration() {
         })
         .await;
     assert!(failed.is_err());
-    let spans = transactions(&capture);
+    let spans = transactions(capture, a);
     assert_eq!(spans.len(), 2, "{spans:?}");
     for span in &spans {
         assert_eq!(span["tenant_id"], a.to_string());
@@ -136,7 +144,7 @@ async fn every_transaction_has_a_span_with_its_tenant_outcome_and_duration() {
 async fn a_request_that_mixes_tenants_is_flagged_or_refused_when_strict() {
     let db = db_with_rls(2).await;
     let (a, b) = two_tenants(&db).await;
-    let (capture, _guard) = capture();
+    let capture = capture();
     let warnings = || {
         capture
             .events
@@ -144,7 +152,9 @@ async fn a_request_that_mixes_tenants_is_flagged_or_refused_when_strict() {
             .unwrap()
             .iter()
             .filter(|(level, f)| {
-                *level == Level::WARN && f.get("message").is_some_and(|m| m.contains("two tenants"))
+                *level == Level::WARN
+                    && f.get("message").is_some_and(|m| m.contains("two tenants"))
+                    && f.get("tenant_id") == Some(&b.to_string())
             })
             .count()
     };
@@ -181,7 +191,10 @@ async fn a_request_that_mixes_tenants_is_flagged_or_refused_when_strict() {
         "{second:?}"
     );
     assert_eq!(warnings(), 2);
-    assert_eq!(transactions(&capture).last().unwrap()["outcome"], "refused");
+    assert_eq!(
+        transactions(capture, b).last().unwrap()["outcome"],
+        "refused"
+    );
 
     // Outside a request scope, one task may serve many tenants (a job runner).
     count(&db, a).await.unwrap();
