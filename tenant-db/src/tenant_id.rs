@@ -365,11 +365,15 @@ mod tests {
         ) {
             let valid = uuid::Uuid::from_u128(id).to_string();
             let number = (id % (i64::MAX as u128)).max(1).to_string();
-            // A text key may hold `-`, `.`, `:` (never quotes, spaces, `;`, `/`, `*`): `--`
-            // alone is part of a key, bound as a value like the rest.
-            let text_allows = prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+            // A text key may hold `-`, `.`, `:` (never quotes, inner spaces, `;`, `/`, `*`), and
+            // parsing ignores surrounding whitespace: `--` (or `-- ` after the id) is part of a
+            // key, bound as a value like the rest.
+            let text_allows = prefix
+                .trim()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
             for (kind, valid) in [(KeyKind::Uuid, &valid), (KeyKind::Int, &number), (KeyKind::Text, &valid)] {
-                if kind == KeyKind::Text && text_allows {
+                if kind == KeyKind::Text && (text_allows || prefix.trim().is_empty()) {
                     continue;
                 }
                 let before = format!("{prefix}{valid}");
