@@ -1,8 +1,8 @@
 //! `tenant-db`: operations on a tenant-db database.
 //!
 //! `tenant-db doctor --database-url URL [--app-role NAME] [--json]` audits a live database and
-//! exits 0 when it is clean, 1 when anything is found, 2 when it cannot connect or the input
-//! is bad.
+//! exits 0 when it is clean, 1 when anything is found, 2 when it cannot connect, the input is
+//! bad, a named schema does not exist, or it found no tenant table to audit.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,7 +23,8 @@ struct Cli {
 enum Command {
     /// Audit a live database: RLS, policies, keys, the application role, views, functions.
     ///
-    /// Exit status: 0 clean, 1 findings, 2 cannot connect or bad input.
+    /// Exit status: 0 clean, 1 findings, 2 cannot connect, bad input, a missing schema, or no
+    /// tenant table found (nothing audited).
     Doctor {
         /// The database to audit; connect as the application role, or name it with --app-role.
         #[arg(long, env = "DATABASE_URL")]

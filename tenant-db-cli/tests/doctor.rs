@@ -521,6 +521,26 @@ async fn cli_exits_2_when_it_cannot_connect_or_the_input_is_bad() {
         2
     );
     assert_eq!(cli(&["doctor"]).0, 2, "no URL at all");
+    // A gate that audited nothing does not pass: a schema that does not exist, or one without
+    // a tenant table, or a tenant column no table has.
+    let (code, _) = cli(&[
+        "doctor",
+        "--database-url",
+        &url,
+        "--schema",
+        "no_such_schema",
+    ]);
+    assert_eq!(code, 2, "missing schema");
+    let (code, _) = cli(&["doctor", "--database-url", &url, "--schema", "pg_catalog"]);
+    assert_eq!(code, 2, "no tenant table");
+    let (code, _) = cli(&[
+        "doctor",
+        "--database-url",
+        &url,
+        "--tenant-column",
+        "no_such_column",
+    ]);
+    assert_eq!(code, 2, "no table has the column");
     assert_eq!(cli(&["doctor", "--database-url", &url, "--bogus"]).0, 2);
     assert_eq!(cli(&[]).0, 2, "no subcommand");
 }

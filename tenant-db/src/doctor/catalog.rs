@@ -128,6 +128,16 @@ pub(crate) struct Snapshot {
     pub(crate) definer_functions: Vec<DefinerFunction>,
 }
 
+/// The audited schemas that do not exist.
+const MISSING_SCHEMAS: &str = "SELECT s AS name FROM unnest($1::text[]) AS s
+WHERE NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = s)";
+
+#[derive(diesel::QueryableByName)]
+struct SchemaName {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
 const ROLE: &str = "SELECT rolname::text AS name, rolsuper AS superuser, rolbypassrls AS bypass_rls
      FROM pg_roles WHERE rolname = coalesce($1, current_user)";
 
@@ -219,6 +229,16 @@ pub(crate) async fn read(
             app_role.unwrap_or("current_user")
         ))
     })?;
+    let missing: Vec<SchemaName> = diesel::sql_query(MISSING_SCHEMAS)
+        .bind::<Array<Text>, _>(schemas.clone())
+        .load(conn)
+        .await?;
+    if let Some(schema) = missing.into_iter().next() {
+        return Err(crate::Error::Doctor(format!(
+            "schema `{}` does not exist",
+            schema.name
+        )));
+    }
     let by_schema =
         |sql: &'static str| diesel::sql_query(sql).bind::<Array<Text>, _>(schemas.clone());
     let tables = by_schema(TABLES)

@@ -324,6 +324,15 @@ pub async fn audit(conn: &mut AsyncPgConnection, config: &DoctorConfig) -> Resul
             tenants.push(rules::TenantTableRef { table, column });
         }
     }
+    if tenants.is_empty() && config.registered.is_empty() {
+        // A gate that audited nothing must not pass.
+        return Err(Error::Doctor(format!(
+            "nothing to audit: no table in schema(s) {} has a tenant column ({}); name the \
+             schemas with --schema and the column with --tenant-column",
+            config.schemas.join(", "),
+            config.tenant_columns.join(", ")
+        )));
+    }
     for (schema, table, _) in &config.registered {
         if !snap
             .tables
