@@ -353,6 +353,22 @@ mod tests {
     }
 
     #[test]
+    fn every_key_kind_round_trips() -> Result<(), EnvelopeError> {
+        let m = master();
+        for id in [
+            TenantId::new_random(),
+            TenantId::from_i64(4711).map_err(|_| EnvelopeError::BadTenant)?,
+            TenantId::parse_text("acme:eu").map_err(|_| EnvelopeError::BadTenant)?,
+        ] {
+            let tenant = Tenant::assume_verified(id);
+            let sealed = seal(&m, &tenant, &"job", Duration::from_secs(60))?;
+            let opened: Opened<String> = open(&m, &sealed)?;
+            assert_eq!(opened.tenant().id(), id);
+        }
+        Ok(())
+    }
+
+    #[test]
     fn expired_and_future_envelopes_are_refused() -> Result<(), EnvelopeError> {
         let m = master();
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
@@ -369,6 +385,17 @@ mod tests {
         assert_eq!(
             seal_at(&m, acme().id(), &1, t0, Duration::ZERO).map(|_| ()),
             Err(EnvelopeError::BadLifetime)
+        );
+        // Issued up to a minute ahead of this clock is accepted, not more.
+        assert!(open_at::<i32>(&m, &sealed, t0 - Duration::from_secs(60)).is_ok());
+        assert_eq!(
+            open_at::<i32>(&m, &sealed, t0 - Duration::from_secs(61)).map(|_| ()),
+            Err(EnvelopeError::NotYetValid)
+        );
+        let opened = open_at::<i32>(&m, &sealed, t0)?;
+        assert_eq!(
+            (opened.issued_at(), opened.expires_at()),
+            (t0, t0 + Duration::from_secs(60))
         );
         // A payload of another type.
         assert!(matches!(
