@@ -429,6 +429,86 @@ async fn a_policy_of_another_key_kind_or_a_column_of_no_key_type_is_found() {
     );
 }
 
+#[tokio::test]
+async fn membership_in_a_superuser_bypassrls_or_owner_role_is_found_with_its_chain() {
+    // Roles of their own, so that the shared application role stays clean for other tests.
+    let roles = "DO $$ BEGIN
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'doc_admin') THEN
+            CREATE ROLE doc_admin NOLOGIN SUPERUSER; END IF;
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'doc_ops') THEN
+            CREATE ROLE doc_ops NOLOGIN; END IF;
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'doc_reporting') THEN
+            CREATE ROLE doc_reporting NOLOGIN BYPASSRLS; END IF;
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'doc_su_app') THEN
+            CREATE ROLE doc_su_app NOLOGIN; END IF;
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'doc_bypass_app') THEN
+            CREATE ROLE doc_bypass_app NOLOGIN; END IF;
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'doc_owner_app') THEN
+            CREATE ROLE doc_owner_app NOLOGIN; END IF;
+        END $$;
+        GRANT doc_admin TO doc_ops;
+        GRANT doc_ops TO doc_su_app;
+        GRANT doc_reporting TO doc_bypass_app;";
+    let cases = [
+        (
+            "doc_su_app",
+            "",
+            Rule::AppRoleSuperuser,
+            "doc_su_app → doc_ops → doc_admin",
+            "doc_ops",
+        ),
+        (
+            "doc_bypass_app",
+            "",
+            Rule::AppRoleBypassRls,
+            "doc_bypass_app → doc_reporting",
+            "doc_reporting",
+        ),
+    ];
+    for (app, table, rule, chain, first) in cases {
+        let config = DoctorConfig {
+            app_role: Some(app.into()),
+            ..DoctorConfig::default()
+        };
+        let report = audit_with("doc_membership", roles, config.clone()).await;
+        assert_eq!(
+            found(&report),
+            vec![(rule, table.to_string())],
+            "{report:#?}"
+        );
+        assert!(report.findings[0].detail.contains(chain), "{report:#?}");
+        assert_eq!(
+            report.findings[0].fix,
+            format!("REVOKE \"{first}\" FROM \"{app}\";")
+        );
+    }
+    // A member of the tables' owner: found on each tenant table; the fix converges.
+    let config = DoctorConfig {
+        app_role: Some("doc_owner_app".into()),
+        ..DoctorConfig::default()
+    };
+    let grant = format!("{roles} GRANT {OWNER_ROLE} TO doc_owner_app;");
+    let report = audit_with("doc_membership", &grant, config.clone()).await;
+    assert_eq!(
+        found(&report),
+        vec![
+            (Rule::AppRoleOwnsTable, t("doc_membership", "projects")),
+            (Rule::AppRoleOwnsTable, t("doc_membership", "tasks")),
+        ],
+        "{report:#?}"
+    );
+    let mut admin = AsyncPgConnection::establish(&tenant_db_tests::admin_url_for(DATABASE))
+        .await
+        .unwrap();
+    admin.batch_execute(&report.findings[0].fix).await.unwrap();
+    let config = DoctorConfig {
+        schemas: vec!["doc_membership".into()],
+        ..config
+    };
+    let again = audit_url(&app_url().await, &config).await.unwrap();
+    assert_eq!(found(&again), vec![], "{again:#?}");
+}
+
 /// Runs the CLI; returns its exit code and standard output.
 fn cli(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tenant-db"))

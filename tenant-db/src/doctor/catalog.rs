@@ -116,10 +116,41 @@ pub(crate) struct Role {
     pub(crate) bypass_rls: bool,
 }
 
+/// A role the application role is a member of, directly or through other roles, with the
+/// chain of memberships that leads to it (first the role the app role was granted).
+#[derive(Debug, Clone, diesel::QueryableByName)]
+pub(crate) struct Membership {
+    #[diesel(sql_type = Text)]
+    pub(crate) name: String,
+    #[diesel(sql_type = Bool)]
+    pub(crate) superuser: bool,
+    #[diesel(sql_type = Bool)]
+    pub(crate) bypass_rls: bool,
+    #[diesel(sql_type = Array<Text>)]
+    pub(crate) path: Vec<String>,
+}
+
+/// Every role `$1` is a member of, through any chain of grants (cycles stopped).
+const MEMBERSHIPS: &str = "
+WITH RECURSIVE up(oid, path) AS (
+    SELECT m.roleid, ARRAY[r.rolname::text]
+    FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
+    WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = $1)
+  UNION ALL
+    SELECT m.roleid, up.path || r.rolname::text
+    FROM up JOIN pg_auth_members m ON m.member = up.oid JOIN pg_roles r ON r.oid = m.roleid
+    WHERE NOT r.rolname::text = ANY(up.path)
+)
+SELECT r.rolname::text AS name, r.rolsuper AS superuser, r.rolbypassrls AS bypass_rls,
+       up.path AS path
+FROM up JOIN pg_roles r ON r.oid = up.oid
+ORDER BY array_length(up.path, 1), r.rolname";
+
 /// Everything the rules look at.
 #[derive(Debug, Clone)]
 pub(crate) struct Snapshot {
     pub(crate) role: Role,
+    pub(crate) memberships: Vec<Membership>,
     pub(crate) tables: Vec<Table>,
     pub(crate) policies: Vec<Policy>,
     pub(crate) indexes: Vec<Index>,
@@ -253,8 +284,13 @@ pub(crate) async fn read(
     let foreign_keys = by_schema(FOREIGN_KEYS).load(conn).await?;
     let views = diesel::sql_query(VIEWS).load(conn).await?;
     let definer_functions = by_schema(DEFINER_FUNCTIONS).load(conn).await?;
+    let memberships = diesel::sql_query(MEMBERSHIPS)
+        .bind::<Text, _>(role.name.clone())
+        .load(conn)
+        .await?;
     Ok(Snapshot {
         role,
+        memberships,
         tables,
         policies,
         indexes,

@@ -385,9 +385,63 @@ fn role_rules(tenants: &[TenantTableRef<'_>], snap: &Snapshot, out: &mut Vec<Fin
             format!("ALTER ROLE {r} NOBYPASSRLS;"),
         ));
     }
+    // Through membership: `SET ROLE` (or inheritance) gives the app role what the other role
+    // has. One finding per privileged role, naming the chain; the fix revokes its first link.
+    let chain = |m: &crate::doctor::catalog::Membership| {
+        std::iter::once(role.name.as_str())
+            .chain(m.path.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" → ")
+    };
+    let revoke = |m: &crate::doctor::catalog::Membership| {
+        let first = m
+            .path
+            .first()
+            .map(String::as_str)
+            .unwrap_or(m.name.as_str());
+        format!("REVOKE {} FROM {r};", quote_ident(first))
+    };
+    if let Some(m) = snap.memberships.iter().find(|m| m.superuser) {
+        out.push(finding(
+            Rule::AppRoleSuperuser,
+            String::new(),
+            format!(
+                "the application role is a member of superuser role `{}` ({}): SET ROLE \
+                 bypasses everything",
+                m.name,
+                chain(m)
+            ),
+            revoke(m),
+        ));
+        return;
+    }
+    if let Some(m) = snap.memberships.iter().find(|m| m.bypass_rls) {
+        out.push(finding(
+            Rule::AppRoleBypassRls,
+            String::new(),
+            format!(
+                "the application role is a member of BYPASSRLS role `{}` ({}): SET ROLE \
+                 turns every policy off",
+                m.name,
+                chain(m)
+            ),
+            revoke(m),
+        ));
+    }
     for t in tenants {
         let name = t.name();
-        if t.table.owner == role.name {
+        if let Some(m) = snap.memberships.iter().find(|m| m.name == t.table.owner) {
+            out.push(finding(
+                Rule::AppRoleOwnsTable,
+                name.clone(),
+                format!(
+                    "the application role is a member of the table's owner `{}` ({})",
+                    m.name,
+                    chain(m)
+                ),
+                revoke(m),
+            ));
+        } else if t.table.owner == role.name {
             out.push(finding(
                 Rule::AppRoleOwnsTable,
                 name.clone(),
