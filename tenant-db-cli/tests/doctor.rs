@@ -109,6 +109,16 @@ async fn rls_not_forced() {
 }
 
 #[tokio::test]
+async fn a_superuser_owner_is_found_and_forcing_is_not_offered_as_the_fix() {
+    // Forced or not, a superuser owner ignores the policies.
+    let m = "ALTER TABLE {s}.tasks OWNER TO postgres;";
+    expect_on_tasks("doc_owner_bypasses", m, Rule::OwnerBypassesRls).await;
+    let report = audit_with("doc_owner_bypasses", m, DoctorConfig::default()).await;
+    assert!(report.findings[0].fix.contains("OWNER TO"), "{report:#?}");
+    assert!(!report.findings[0].fix.contains("FORCE"), "{report:#?}");
+}
+
+#[tokio::test]
 async fn no_restrictive_policy() {
     let m = "DROP POLICY tenant_db_isolation ON {s}.tasks;";
     expect_on_tasks("doc_no_restrictive", m, Rule::NoRestrictivePolicy).await;
@@ -280,7 +290,8 @@ async fn registered_table_missing_and_discovery_by_another_column_name() {
     let schema = "doc_registered";
     let m = "CREATE TABLE {s}.accounts (org_id uuid NOT NULL, id bigint NOT NULL,
                  PRIMARY KEY (org_id, id));
-             ALTER TABLE {s}.accounts ENABLE ROW LEVEL SECURITY;";
+             ALTER TABLE {s}.accounts ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE {s}.accounts OWNER TO tenant_db_owner;";
     let config = DoctorConfig {
         tenant_columns: vec!["tenant_id".into(), "org_id".into()],
         registered: vec![(schema.into(), "ghost".into(), "tenant_id".into())],
@@ -324,7 +335,8 @@ async fn tables_registered_from_code_are_audited_with_their_column() {
         "CREATE TABLE {{s}}.accounts (org_id uuid NOT NULL, id bigint NOT NULL,
              PRIMARY KEY (org_id, id));
          {}
-         ALTER TABLE {{s}}.accounts NO FORCE ROW LEVEL SECURITY;",
+         ALTER TABLE {{s}}.accounts NO FORCE ROW LEVEL SECURITY;
+         ALTER TABLE {{s}}.accounts OWNER TO {OWNER_ROLE};",
         policy_sql_for(&accounts, "org_id", KeyType::Uuid)
     );
     // Discovery looks for `tenant_id` only; registration names `org_id`.

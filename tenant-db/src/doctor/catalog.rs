@@ -20,6 +20,9 @@ pub(crate) struct Table {
     pub(crate) force: bool,
     #[diesel(sql_type = Text)]
     pub(crate) owner: String,
+    /// Whether the owner is a superuser or has `BYPASSRLS` (then `FORCE` changes nothing).
+    #[diesel(sql_type = Bool)]
+    pub(crate) owner_bypasses: bool,
     #[diesel(sql_type = Array<Text>)]
     pub(crate) columns: Vec<String>,
     /// Each column's type (`format_type`), in the order of `columns`.
@@ -176,6 +179,7 @@ const TABLES: &str = "
 SELECT c.oid::int8 AS oid, n.nspname::text AS schema, c.relname::text AS name,
        c.relispartition AS is_partition, c.relrowsecurity AS rls,
        c.relforcerowsecurity AS force, pg_get_userbyid(c.relowner)::text AS owner,
+       (SELECT o.rolsuper OR o.rolbypassrls FROM pg_roles o WHERE o.oid = c.relowner) AS owner_bypasses,
        ARRAY(SELECT a.attname::text FROM pg_attribute a
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
              ORDER BY a.attnum) AS columns,

@@ -40,6 +40,8 @@ pub enum Rule {
     RlsDisabled,
     /// Row-level security is enabled but not forced, so the table owner bypasses it.
     RlsNotForced,
+    /// The table's owner is a superuser or has `BYPASSRLS`: `FORCE` does not apply to it.
+    OwnerBypassesRls,
     /// No restrictive policy for all commands compares the tenant column with the setting.
     NoRestrictivePolicy,
     /// The tenant condition is only in a permissive policy, which any other permissive policy
@@ -84,9 +86,10 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in report order.
-    pub const ALL: [Rule; 19] = [
+    pub const ALL: [Rule; 20] = [
         Rule::RlsDisabled,
         Rule::RlsNotForced,
+        Rule::OwnerBypassesRls,
         Rule::NoRestrictivePolicy,
         Rule::TenantPolicyPermissive,
         Rule::PolicyFailsOpen,
@@ -111,6 +114,7 @@ impl Rule {
         match self {
             Rule::RlsDisabled => "rls-disabled",
             Rule::RlsNotForced => "rls-not-forced",
+            Rule::OwnerBypassesRls => "owner-bypasses-rls",
             Rule::NoRestrictivePolicy => "no-restrictive-policy",
             Rule::TenantPolicyPermissive => "tenant-policy-permissive",
             Rule::PolicyFailsOpen => "policy-fails-open",
@@ -139,6 +143,9 @@ impl Rule {
             }
             Rule::RlsNotForced => {
                 "the table owner bypasses RLS unless it is forced; a migration or job running as the owner sees every tenant"
+            }
+            Rule::OwnerBypassesRls => {
+                "a superuser or BYPASSRLS owner ignores every policy, forced or not; only an owner without them is bound by FORCE"
             }
             Rule::NoRestrictivePolicy => {
                 "RLS isolates tenants only through a restrictive policy on the tenant column, for reads and writes"

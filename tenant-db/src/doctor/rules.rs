@@ -218,7 +218,16 @@ fn rls_rules(t: &TenantTableRef<'_>, snap: &Snapshot, out: &mut Vec<Finding>) {
             "row-level security is not enabled".to_string(),
         ));
     }
-    if !t.table.force {
+    if t.table.owner_bypasses {
+        found.push((
+            Rule::OwnerBypassesRls,
+            format!(
+                "the owner `{}` is a superuser or has BYPASSRLS: FORCE ROW LEVEL SECURITY does \
+                 not apply to it, so migrations and jobs running as the owner see every tenant",
+                t.table.owner
+            ),
+        ));
+    } else if !t.table.force {
         found.push((
             Rule::RlsNotForced,
             "row-level security is not forced (the table owner bypasses it)".to_string(),
@@ -279,7 +288,15 @@ fn rls_rules(t: &TenantTableRef<'_>, snap: &Snapshot, out: &mut Vec<Finding>) {
         return;
     }
     for (rule, detail) in found {
-        out.push(finding(rule, name.clone(), detail, fix.clone()));
+        let fix = if rule == Rule::OwnerBypassesRls {
+            format!(
+                "-- move the table to an owner that is neither superuser nor BYPASSRLS:\n\
+                 ALTER TABLE {name} OWNER TO <owner_role>;\n"
+            )
+        } else {
+            fix.clone()
+        };
+        out.push(finding(rule, name.clone(), detail, fix));
     }
 }
 
