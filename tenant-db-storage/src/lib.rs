@@ -251,12 +251,7 @@ impl UrlSigner {
         ) else {
             return Err(SignedUrlError::BadPath);
         };
-        let kind = match kind {
-            "uuid" => KeyKind::Uuid,
-            "int" => KeyKind::Int,
-            "text" => KeyKind::Text,
-            _ => return Err(SignedUrlError::BadPath),
-        };
+        let kind = KeyKind::from_name(kind).ok_or(SignedUrlError::BadPath)?;
         let tenant = TenantId::parse_as(kind, id).map_err(|_| SignedUrlError::BadPath)?;
         let object = TenantPath::of(tenant, relative).map_err(|_| SignedUrlError::BadPath)?;
         if object.path.as_ref() != path {

@@ -89,11 +89,14 @@ impl KeyType {
         tenant: &'b TenantId,
         out: &mut AstPass<'_, 'b, Pg>,
     ) -> QueryResult<()> {
-        if !self.accepts(tenant) {
-            return Err(refused(Refusal::KeyType {
+        let refusal = || {
+            Err(refused(Refusal::KeyType {
                 column: self,
                 tenant: tenant.kind(),
-            }));
+            }))
+        };
+        if !self.accepts(tenant) {
+            return refusal();
         }
         match (self, tenant.uuid_ref(), tenant.int_ref(), tenant.as_text()) {
             (KeyType::Uuid, Some(uuid), _, _) => {
@@ -105,10 +108,8 @@ impl KeyType {
                 out.push_bind_param::<sql_types::BigInt, i64>(id)
             }
             (KeyType::Text, _, _, Some(text)) => out.push_bind_param::<sql_types::Text, str>(text),
-            _ => Err(refused(Refusal::KeyType {
-                column: self,
-                tenant: tenant.kind(),
-            })),
+            // `accepts` said yes, so this is never reached; refused all the same.
+            _ => refusal(),
         }
     }
 }

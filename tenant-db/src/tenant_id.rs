@@ -57,6 +57,13 @@ impl KeyKind {
             KeyKind::Text => "text",
         }
     }
+
+    /// The kind [`name`](KeyKind::name) gives; `None` for any other string.
+    pub fn from_name(name: &str) -> Option<KeyKind> {
+        [KeyKind::Uuid, KeyKind::Int, KeyKind::Text]
+            .into_iter()
+            .find(|kind| kind.name() == name)
+    }
 }
 
 impl fmt::Display for KeyKind {
@@ -493,6 +500,15 @@ mod tests {
             TenantId::parse_bytes_as(KeyKind::Text, b"ab\xff"),
             Err(InvalidCharacter(2))
         );
+    }
+
+    #[test]
+    fn kind_names_round_trip() {
+        for kind in KINDS {
+            assert_eq!(KeyKind::from_name(kind.name()), Some(kind));
+        }
+        assert_eq!(KeyKind::from_name("UUID"), None);
+        assert_eq!(KeyKind::from_name(""), None);
     }
 
     #[test]

@@ -208,12 +208,7 @@ fn open_at<T: DeserializeOwned>(
     if wire.v != VERSION {
         return Err(EnvelopeError::Malformed);
     }
-    let kind = match wire.kind.as_str() {
-        "uuid" => KeyKind::Uuid,
-        "int" => KeyKind::Int,
-        "text" => KeyKind::Text,
-        _ => return Err(EnvelopeError::BadTenant),
-    };
+    let kind = KeyKind::from_name(&wire.kind).ok_or(EnvelopeError::BadTenant)?;
     let tenant = TenantId::parse_as(kind, &wire.tenant).map_err(|_| EnvelopeError::BadTenant)?;
     if tenant.to_string() != wire.tenant {
         return Err(EnvelopeError::BadTenant);
