@@ -1,5 +1,6 @@
-//! `doctor` on real databases: each rule against a schema with exactly that mistake, a clean
-//! schema, the example's database, and the CLI's exit statuses.
+//! `doctor` on real databases: each rule against a schema with exactly that mistake and its
+//! sound control, each fix applied and the audit run again, the probe leaving the data as it
+//! was, and the CLI's exit statuses and output.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -12,23 +13,40 @@ use tenant_db_tests::{APP_ROLE, NO_RLS_ROLE, OWNER_ROLE};
 
 const DATABASE: &str = "tenant_db_doctor";
 
-/// Provisions the roles and the database once per binary; returns the app role's URL.
-async fn app_url() -> String {
-    static URL: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-    URL.get_or_init(|| async { tenant_db_tests::provision(DATABASE, "", &[]).await.unwrap() })
-        .await
-        .clone()
+/// Two tenants with rows in every fixture.
+const TENANT_A: &str = "00000000-0000-4000-8000-00000000000a";
+const TENANT_B: &str = "00000000-0000-4000-8000-00000000000b";
+
+/// Provisions the roles and `database` once per database; returns the app role's URL.
+async fn app_url_for(database: &'static str) -> String {
+    static URLS: tokio::sync::Mutex<Vec<(&'static str, String)>> =
+        tokio::sync::Mutex::const_new(Vec::new());
+    let mut urls = URLS.lock().await;
+    if let Some((_, url)) = urls.iter().find(|(d, _)| *d == database) {
+        return url.clone();
+    }
+    let url = tenant_db_tests::provision(database, "", &[]).await.unwrap();
+    urls.push((database, url.clone()));
+    url
 }
 
-/// Creates schema `schema` as the owner with a correct set-up: a global table, two tenant
-/// tables with composite keys and a composite foreign key, RLS and grants; then runs `mistake`
-/// (as the superuser, `{s}` replaced by the schema) and audits the schema.
-async fn audit_with(schema: &str, mistake: &str, config: DoctorConfig) -> Report {
-    let url = app_url().await;
-    let s = format!("\"{schema}\"");
-    let mut admin = AsyncPgConnection::establish(&tenant_db_tests::admin_url_for(DATABASE))
+async fn app_url() -> String {
+    app_url_for(DATABASE).await
+}
+
+async fn admin(database: &str) -> AsyncPgConnection {
+    AsyncPgConnection::establish(&tenant_db_tests::admin_url_for(database))
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Creates schema `schema` in `database` as the owner with a correct set-up: a global table,
+/// two tenant tables with composite keys and a composite foreign key, RLS, grants (reads
+/// everywhere, writes on the tenant tables) and rows of two tenants; then runs `mistake` (as
+/// the superuser, `{s}` replaced by the schema).
+async fn set_up_in(database: &'static str, schema: &str, mistake: &str) {
+    app_url_for(database).await;
+    let s = format!("\"{schema}\"");
     let setup = format!(
         "DROP SCHEMA IF EXISTS {s} CASCADE;
          SET ROLE {OWNER_ROLE};
@@ -40,20 +58,81 @@ async fn audit_with(schema: &str, mistake: &str, config: DoctorConfig) -> Report
              project_id bigint NOT NULL, country text REFERENCES {s}.countries (code),
              PRIMARY KEY (tenant_id, id),
              FOREIGN KEY (tenant_id, project_id) REFERENCES {s}.projects (tenant_id, id));
-         {}{}{}
+         {}{}{}{}{}
          RESET ROLE;
+         INSERT INTO {s}.countries VALUES ('FR');
+         INSERT INTO {s}.projects VALUES ('{TENANT_A}', 1, 'a'), ('{TENANT_B}', 1, 'b');
+         INSERT INTO {s}.tasks VALUES ('{TENANT_A}', 1, 1, 'FR'), ('{TENANT_B}', 1, 1, NULL);
          {}",
         policy_sql_for(&format!("{s}.projects"), "tenant_id", KeyType::Uuid),
         policy_sql_for(&format!("{s}.tasks"), "tenant_id", KeyType::Uuid),
         tenant_db::roles::grants_sql(OWNER_ROLE, APP_ROLE, schema),
+        tenant_db::roles::tenant_table_write_sql_for(APP_ROLE, &format!("{s}.projects")),
+        tenant_db::roles::tenant_table_write_sql_for(APP_ROLE, &format!("{s}.tasks")),
         mistake.replace("{s}", &s),
     );
-    admin.batch_execute(&setup).await.unwrap();
-    let config = DoctorConfig {
-        schemas: vec![schema.to_string()],
-        ..config
+    admin(database).await.batch_execute(&setup).await.unwrap();
+}
+
+/// The configuration the fixtures audit with: `schema`, `countries` declared global.
+fn config_for(schema: &str, config: DoctorConfig) -> DoctorConfig {
+    let global_tables = if config.global_tables.is_empty() {
+        vec!["countries".into()]
+    } else {
+        config.global_tables.clone()
     };
-    audit_url(&url, &config).await.unwrap()
+    DoctorConfig {
+        schemas: vec![schema.to_string()],
+        global_tables,
+        ..config
+    }
+}
+
+/// Audits `schema` of `database`: as the application role, or, when the configuration names
+/// another application role, as the superuser acting for it.
+async fn audit_in(database: &'static str, schema: &str, config: &DoctorConfig) -> Report {
+    let url = match config.app_role {
+        Some(_) => tenant_db_tests::admin_url_for(database),
+        None => app_url_for(database).await,
+    };
+    audit_url(&url, &config_for(schema, config.clone()))
+        .await
+        .unwrap()
+}
+
+/// Sets up `schema` with `mistake` and audits it.
+async fn audit_with(schema: &str, mistake: &str, config: DoctorConfig) -> Report {
+    set_up_in(DATABASE, schema, mistake).await;
+    audit_in(DATABASE, schema, &config).await
+}
+
+/// Applies every fix of `report` (as the superuser) and audits again: nothing may be left.
+async fn fixes_converge(
+    database: &'static str,
+    schema: &str,
+    report: &Report,
+    config: DoctorConfig,
+) {
+    let script = report.fix_script();
+    assert!(!script.is_empty(), "{report:#?}");
+    for fix in &report.fixes {
+        assert!(
+            fix.sql.starts_with("BEGIN;") && fix.sql.trim_end().ends_with("COMMIT;"),
+            "{}",
+            fix.sql
+        );
+    }
+    admin(database)
+        .await
+        .batch_execute(&script)
+        .await
+        .unwrap_or_else(|e| panic!("the fix failed: {e}\n{script}"));
+    let again = audit_in(database, schema, &config).await;
+    assert_eq!(
+        found(&again),
+        vec![],
+        "after the fixes:\n{script}\n{again:#?}"
+    );
 }
 
 /// The (rule, table) pairs found.
@@ -69,8 +148,9 @@ fn t(schema: &str, table: &str) -> String {
     format!("\"{schema}\".\"{table}\"")
 }
 
-/// Audits `schema` with `mistake` and expects exactly `rule` on the tasks table.
-async fn expect_on_tasks(schema: &str, mistake: &str, rule: Rule) {
+/// Audits `schema` with `mistake`, expects exactly `rule` on the tasks table, and checks that
+/// the fix converges.
+async fn expect_on_tasks(schema: &str, mistake: &str, rule: Rule) -> Report {
     let report = audit_with(schema, mistake, DoctorConfig::default()).await;
     assert_eq!(
         found(&report),
@@ -78,6 +158,14 @@ async fn expect_on_tasks(schema: &str, mistake: &str, rule: Rule) {
         "{report:#?}"
     );
     assert!(!report.findings[0].fix.is_empty());
+    fixes_converge(DATABASE, schema, &report, DoctorConfig::default()).await;
+    report
+}
+
+/// Audits `schema` with `mistake` and expects no finding.
+async fn expect_clean(schema: &str, mistake: &str) {
+    let report = audit_with(schema, mistake, DoctorConfig::default()).await;
+    assert_eq!(found(&report), vec![], "{report:#?}");
 }
 
 #[tokio::test]
@@ -94,6 +182,9 @@ async fn a_correct_set_up_has_no_findings() {
         tables,
         vec![t("doc_clean", "projects"), t("doc_clean", "tasks")]
     );
+    // The probe ran on both tables, reads and writes, and had nothing to skip.
+    assert_eq!(report.notes, Vec::<String>::new());
+    assert!(report.fixes.is_empty());
 }
 
 #[tokio::test]
@@ -112,16 +203,44 @@ async fn rls_not_forced() {
 async fn a_superuser_owner_is_found_and_forcing_is_not_offered_as_the_fix() {
     // Forced or not, a superuser owner ignores the policies.
     let m = "ALTER TABLE {s}.tasks OWNER TO postgres;";
-    expect_on_tasks("doc_owner_bypasses", m, Rule::OwnerBypassesRls).await;
-    let report = audit_with("doc_owner_bypasses", m, DoctorConfig::default()).await;
-    assert!(report.findings[0].fix.contains("OWNER TO"), "{report:#?}");
+    let report = expect_on_tasks("doc_owner_bypasses", m, Rule::OwnerBypassesRls).await;
+    // The owner tenant-db's migrations run as, which FORCE binds.
+    assert!(
+        report.findings[0]
+            .fix
+            .contains(&format!("OWNER TO \"{OWNER_ROLE}\"")),
+        "{report:#?}"
+    );
     assert!(!report.findings[0].fix.contains("FORCE"), "{report:#?}");
 }
 
 #[tokio::test]
 async fn no_restrictive_policy() {
+    // Only `USING (true)` is left: the probe sees every row, the text says why.
     let m = "DROP POLICY tenant_db_isolation ON {s}.tasks;";
-    expect_on_tasks("doc_no_restrictive", m, Rule::NoRestrictivePolicy).await;
+    let report = expect_on_tasks("doc_no_restrictive", m, Rule::PolicyFailsOpen).await;
+    let detail = &report.findings[0].detail;
+    assert!(
+        detail.contains("with the tenant unset, the application role sees 2 row(s)"),
+        "{detail}"
+    );
+    assert!(detail.contains("permissive `tenant_db_access`"), "{detail}");
+    assert!(detail.contains("no restrictive policy"), "{detail}");
+}
+
+#[tokio::test]
+async fn no_restrictive_policy_on_an_empty_table_is_found_by_the_made_up_row() {
+    let m = "DELETE FROM {s}.tasks; DROP POLICY tenant_db_isolation ON {s}.tasks;";
+    let report = expect_on_tasks("doc_no_restrictive_empty", m, Rule::PolicyFailsOpen).await;
+    let detail = &report.findings[0].detail;
+    assert!(
+        detail.contains("a row of another tenant passes the read policies"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("an insert of a row of another tenant is accepted"),
+        "{detail}"
+    );
 }
 
 #[tokio::test]
@@ -129,7 +248,14 @@ async fn restrictive_policy_for_one_command_only() {
     let m = "DROP POLICY tenant_db_isolation ON {s}.tasks;
              CREATE POLICY iso ON {s}.tasks AS RESTRICTIVE FOR SELECT
                USING (tenant_id = (SELECT NULLIF(current_setting('app.current_tenant', true), '')::uuid));";
-    expect_on_tasks("doc_restrictive_select", m, Rule::NoRestrictivePolicy).await;
+    // Reads are closed; an insert with no tenant is not.
+    let report = expect_on_tasks("doc_restrictive_select", m, Rule::PolicyFailsOpen).await;
+    let detail = &report.findings[0].detail;
+    assert!(
+        detail.contains("with the tenant unset, an insert of a row of another tenant is accepted"),
+        "{detail}"
+    );
+    assert!(detail.contains("INSERT, UPDATE, DELETE"), "{detail}");
 }
 
 #[tokio::test]
@@ -182,6 +308,86 @@ async fn unique_key_without_the_tenant_column() {
         found(&report),
         vec![(Rule::UniqueWithoutTenant, t(schema, "projects"))]
     );
+    // The fix replaces the global key (it does not keep it beside a new one).
+    assert!(report.findings[0].fix.contains("DROP INDEX"), "{report:#?}");
+    fixes_converge(DATABASE, schema, &report, DoctorConfig::default()).await;
+    let mut conn = admin(DATABASE).await;
+    conn.batch_execute(&format!(
+        "INSERT INTO \"{schema}\".projects VALUES ('{TENANT_A}', 2, 'b')"
+    ))
+    .await
+    .expect("the global key is gone: tenant A may use tenant B's name");
+}
+
+#[tokio::test]
+async fn a_unique_primary_key_without_the_tenant_is_replaced() {
+    let schema = "doc_unique_pk";
+    let m = "SET ROLE tenant_db_owner;
+             CREATE TABLE {s}.labels (tenant_id uuid NOT NULL, code text NOT NULL PRIMARY KEY);
+             CREATE INDEX ON {s}.labels (tenant_id);
+             RESET ROLE;
+             GRANT INSERT ON {s}.labels TO tenant_db_app;";
+    let m = format!(
+        "{m}{}",
+        policy_sql_for(&format!("\"{schema}\".labels"), "tenant_id", KeyType::Uuid)
+    );
+    let report = audit_with(schema, &m, DoctorConfig::default()).await;
+    assert_eq!(
+        found(&report),
+        vec![(Rule::UniqueWithoutTenant, t(schema, "labels"))],
+        "{report:#?}"
+    );
+    assert!(
+        report.findings[0]
+            .fix
+            .contains("PRIMARY KEY (\"tenant_id\", \"code\")")
+    );
+    fixes_converge(DATABASE, schema, &report, DoctorConfig::default()).await;
+}
+
+#[tokio::test]
+async fn unique_keys_the_app_cannot_choose_are_not_reported() {
+    // Server-generated keys (a random UUID default, an identity, a sequence) and keys of a
+    // table the app role cannot write: no value of the app's choosing can probe them.
+    let schema = "doc_unique_controls";
+    let m = format!(
+        "SET ROLE {OWNER_ROLE};
+         CREATE TABLE {{s}}.sessions (tenant_id uuid NOT NULL,
+             id uuid NOT NULL DEFAULT gen_random_uuid() UNIQUE,
+             seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+             serial_no bigserial UNIQUE,
+             PRIMARY KEY (tenant_id, id));
+         CREATE TABLE {{s}}.invoices (tenant_id uuid NOT NULL, number text NOT NULL UNIQUE,
+             PRIMARY KEY (tenant_id, number));
+         RESET ROLE;
+         GRANT INSERT, UPDATE ON {{s}}.sessions TO {APP_ROLE};
+         {}{}",
+        policy_sql_for(
+            &format!("\"{schema}\".sessions"),
+            "tenant_id",
+            KeyType::Uuid
+        ),
+        policy_sql_for(
+            &format!("\"{schema}\".invoices"),
+            "tenant_id",
+            KeyType::Uuid
+        ),
+    );
+    expect_clean(schema, &m).await;
+    // The same key with a default the audit cannot judge is reported, saying so.
+    let unsure = format!(
+        "{m} ALTER TABLE {{s}}.sessions ALTER COLUMN id SET DEFAULT md5(random()::text)::uuid;"
+    );
+    let report = audit_with(schema, &unsure, DoctorConfig::default()).await;
+    assert_eq!(
+        found(&report),
+        vec![(Rule::UniqueWithoutTenant, t(schema, "sessions"))],
+        "{report:#?}"
+    );
+    assert!(
+        report.findings[0].detail.contains("cannot judge"),
+        "{report:#?}"
+    );
 }
 
 #[tokio::test]
@@ -189,7 +395,22 @@ async fn foreign_key_that_does_not_pair_the_tenant_columns() {
     let m = "ALTER TABLE {s}.tasks ADD COLUMN other_tenant uuid;
              ALTER TABLE {s}.tasks ADD FOREIGN KEY (other_tenant, project_id)
                REFERENCES {s}.projects (tenant_id, id);";
-    expect_on_tasks("doc_fk", m, Rule::ForeignKeyWithoutTenant).await;
+    let report = expect_on_tasks("doc_fk", m, Rule::ForeignKeyWithoutTenant).await;
+    assert!(
+        report.findings[0]
+            .fix
+            .contains("FOREIGN KEY (\"tenant_id\", \"project_id\") REFERENCES"),
+        "{report:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_key_the_app_cannot_write_is_not_reported() {
+    let m = "ALTER TABLE {s}.tasks ADD COLUMN other_tenant uuid;
+             ALTER TABLE {s}.tasks ADD FOREIGN KEY (other_tenant, project_id)
+               REFERENCES {s}.projects (tenant_id, id);
+             REVOKE INSERT, UPDATE ON {s}.tasks FROM tenant_db_app;";
+    expect_clean("doc_fk_readonly", m).await;
 }
 
 #[tokio::test]
@@ -222,7 +443,8 @@ async fn app_role_bypassrls() {
 #[tokio::test]
 async fn app_role_owns_a_tenant_table() {
     let m = format!("ALTER TABLE {{s}}.tasks OWNER TO {APP_ROLE};");
-    expect_on_tasks("doc_owner", &m, Rule::AppRoleOwnsTable).await;
+    let report = expect_on_tasks("doc_owner", &m, Rule::AppRoleOwnsTable).await;
+    assert!(report.findings[0].fix.contains(OWNER_ROLE), "{report:#?}");
 }
 
 #[tokio::test]
@@ -236,15 +458,50 @@ async fn app_role_holds_truncate() {
     assert!(
         report.findings[0]
             .fix
-            .starts_with("REVOKE TRUNCATE, TRIGGER ON")
+            .starts_with("REVOKE TRIGGER, TRUNCATE ON"),
+        "{report:#?}"
     );
+    fixes_converge(DATABASE, "doc_truncate", &report, DoctorConfig::default()).await;
+}
+
+#[tokio::test]
+async fn a_privilege_held_through_a_role_is_revoked_from_that_role() {
+    let m = "DO $$ BEGIN
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'doc_maintenance') THEN
+                 CREATE ROLE doc_maintenance NOLOGIN; END IF;
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'doc_priv_app') THEN
+                 CREATE ROLE doc_priv_app NOLOGIN; END IF;
+             END $$;
+             GRANT doc_maintenance TO doc_priv_app;
+             GRANT USAGE ON SCHEMA {s} TO doc_priv_app;
+             GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO doc_priv_app;
+             GRANT TRUNCATE ON {s}.tasks TO doc_maintenance;";
+    let config = DoctorConfig {
+        app_role: Some("doc_priv_app".into()),
+        ..DoctorConfig::default()
+    };
+    let report = audit_with("doc_priv_through", m, config.clone()).await;
+    assert_eq!(
+        found(&report),
+        vec![(Rule::AppRolePrivilege, t("doc_priv_through", "tasks"))],
+        "{report:#?}"
+    );
+    assert!(
+        report.findings[0]
+            .fix
+            .ends_with("FROM \"doc_maintenance\";"),
+        "{report:#?}"
+    );
+    fixes_converge(DATABASE, "doc_priv_through", &report, config).await;
 }
 
 #[tokio::test]
 async fn view_without_security_invoker() {
     let schema = "doc_view";
     let m = "CREATE VIEW {s}.all_tasks AS SELECT id FROM {s}.tasks;
-             CREATE VIEW {s}.safe_tasks WITH (security_invoker = true) AS SELECT id FROM {s}.tasks;";
+             CREATE VIEW {s}.safe_tasks WITH (security_invoker = true) AS SELECT id FROM {s}.tasks;
+             CREATE VIEW {s}.unreadable AS SELECT id FROM {s}.tasks;
+             GRANT SELECT ON {s}.all_tasks, {s}.safe_tasks TO tenant_db_app;";
     let report = audit_with(schema, m, DoctorConfig::default()).await;
     assert_eq!(
         found(&report),
@@ -253,14 +510,124 @@ async fn view_without_security_invoker() {
             format!("{schema}.all_tasks")
         )]
     );
+    fixes_converge(DATABASE, schema, &report, DoctorConfig::default()).await;
+}
+
+/// Functions are looked for in every schema the app role can use, so each function fixture
+/// has a database of its own.
+async fn audit_functions(database: &'static str, functions: &str) -> Report {
+    set_up_in(database, "app", functions).await;
+    audit_in(database, "app", &DoctorConfig::default()).await
 }
 
 #[tokio::test]
-async fn security_definer_function_reading_a_tenant_table() {
-    let m = "CREATE FUNCTION {s}.count_tasks() RETURNS bigint LANGUAGE sql SECURITY DEFINER
-               AS 'SELECT count(*) FROM {s}.tasks';
-             CREATE FUNCTION {s}.harmless() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';";
-    expect_on_tasks("doc_definer", m, Rule::SecurityDefinerReadsTenantTable).await;
+async fn security_definer_functions_that_read_tenant_tables_unbound() {
+    // Owned by the superuser: its rights ignore every policy.
+    let report = audit_functions(
+        "tenant_db_doctor_fn_plain",
+        "CREATE FUNCTION {s}.count_tasks() RETURNS bigint LANGUAGE sql SECURITY DEFINER
+           SET search_path = pg_catalog AS 'SELECT count(*) FROM app.tasks';",
+    )
+    .await;
+    assert_eq!(
+        found(&report),
+        vec![(Rule::SecurityDefinerReadsTenantTable, t("app", "tasks"))],
+        "{report:#?}"
+    );
+    assert!(report.findings[0].detail.contains("count_tasks()"));
+    fixes_converge(
+        "tenant_db_doctor_fn_plain",
+        "app",
+        &report,
+        DoctorConfig::default(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_definer_that_runs_dynamic_sql_reaches_every_tenant_table() {
+    let report = audit_functions(
+        "tenant_db_doctor_fn_dynamic",
+        "CREATE FUNCTION {s}.run(q text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+           SET search_path = pg_catalog AS $$ BEGIN EXECUTE q; END $$;",
+    )
+    .await;
+    assert_eq!(
+        found(&report),
+        vec![(Rule::SecurityDefinerReadsTenantTable, String::new())],
+        "{report:#?}"
+    );
+    assert_eq!(
+        report.findings[0].tables,
+        vec![t("app", "projects"), t("app", "tasks")]
+    );
+    fixes_converge(
+        "tenant_db_doctor_fn_dynamic",
+        "app",
+        &report,
+        DoctorConfig::default(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_definer_with_a_standard_sql_body_in_another_schema_is_read() {
+    // `BEGIN ATOMIC`: no `prosrc`; and a schema the audit was not asked about, but the app role
+    // can use.
+    let report = audit_functions(
+        "tenant_db_doctor_fn_atomic",
+        "DROP SCHEMA IF EXISTS reports CASCADE;
+         CREATE SCHEMA reports;
+         GRANT USAGE ON SCHEMA reports TO tenant_db_app;
+         CREATE FUNCTION reports.task_count() RETURNS bigint LANGUAGE sql SECURITY DEFINER
+           SET search_path = pg_catalog
+           BEGIN ATOMIC SELECT count(*) FROM app.tasks; END;",
+    )
+    .await;
+    assert_eq!(
+        found(&report),
+        vec![(Rule::SecurityDefinerReadsTenantTable, t("app", "tasks"))],
+        "{report:#?}"
+    );
+    assert!(report.findings[0].detail.contains("reports.task_count()"));
+    fixes_converge(
+        "tenant_db_doctor_fn_atomic",
+        "app",
+        &report,
+        DoctorConfig::default(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn definers_bound_by_forced_policies_pass_and_every_definer_sets_its_search_path() {
+    // Owned by the tables' owner, which is neither superuser nor BYPASSRLS, on forced tables:
+    // the policies bind it as they bind the caller. The function without `SET search_path` is
+    // found whatever it reads.
+    let report = audit_functions(
+        "tenant_db_doctor_fn_bound",
+        "SET ROLE tenant_db_owner;
+         CREATE FUNCTION {s}.count_tasks() RETURNS bigint LANGUAGE sql SECURITY DEFINER
+           SET search_path = pg_catalog AS 'SELECT count(*) FROM app.tasks';
+         CREATE FUNCTION {s}.run(q text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+           SET search_path = pg_catalog AS $$ BEGIN EXECUTE q; END $$;
+         RESET ROLE;
+         CREATE FUNCTION {s}.harmless() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';",
+    )
+    .await;
+    assert_eq!(
+        found(&report),
+        vec![(Rule::DefinerWithoutSearchPath, String::new())],
+        "{report:#?}"
+    );
+    assert!(report.findings[0].detail.contains("harmless()"));
+    fixes_converge(
+        "tenant_db_doctor_fn_bound",
+        "app",
+        &report,
+        DoctorConfig::default(),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -283,10 +650,11 @@ async fn partition_without_its_own_policy() {
         found(&report),
         vec![(Rule::PartitionWithoutPolicy, t(schema, "logs_1"))]
     );
+    fixes_converge(DATABASE, schema, &report, DoctorConfig::default()).await;
 }
 
 #[tokio::test]
-async fn registered_table_missing_and_discovery_by_another_column_name() {
+async fn discovery_by_another_column_name() {
     let schema = "doc_registered";
     let m = "CREATE TABLE {s}.accounts (org_id uuid NOT NULL, id bigint NOT NULL,
                  PRIMARY KEY (org_id, id));
@@ -294,20 +662,48 @@ async fn registered_table_missing_and_discovery_by_another_column_name() {
              ALTER TABLE {s}.accounts OWNER TO tenant_db_owner;";
     let config = DoctorConfig {
         tenant_columns: vec!["tenant_id".into(), "org_id".into()],
-        registered: vec![(schema.into(), "ghost".into(), "tenant_id".into())],
         ..DoctorConfig::default()
     };
-    let report = audit_with(schema, m, config).await;
+    let report = audit_with(schema, m, config.clone()).await;
     let accounts = t(schema, "accounts");
     assert_eq!(
         found(&report),
         vec![
             (Rule::RlsNotForced, accounts.clone()),
             (Rule::NoRestrictivePolicy, accounts.clone()),
-            (Rule::RegisteredTableMissing, t(schema, "ghost")),
         ]
     );
     assert!(report.tenant_tables.contains(&(accounts, "org_id".into())));
+    // One transaction for the table; the second finding points at the first one's fix.
+    assert_eq!(report.fixes.len(), 1, "{report:#?}");
+    assert!(
+        report.findings[1]
+            .fix
+            .starts_with("-- fixed by the `rls-not-forced` fix")
+    );
+    fixes_converge(DATABASE, schema, &report, config).await;
+}
+
+#[tokio::test]
+async fn a_registered_or_global_table_that_is_missing_fails_the_audit() {
+    let schema = "doc_registered_missing";
+    set_up_in(DATABASE, schema, "").await;
+    let url = app_url().await;
+    let config = DoctorConfig {
+        registered: vec![(schema.into(), "ghost".into(), "tenant_id".into())],
+        ..config_for(schema, DoctorConfig::default())
+    };
+    let err = audit_url(&url, &config).await.unwrap_err().to_string();
+    assert!(
+        err.contains("\"ghost\"") && err.contains("not in the database"),
+        "{err}"
+    );
+    let config = DoctorConfig {
+        global_tables: vec!["countries".into(), "currencies".into()],
+        ..config_for(schema, DoctorConfig::default())
+    };
+    let err = audit_url(&url, &config).await.unwrap_err().to_string();
+    assert!(err.contains("currencies"), "{err}");
 }
 
 diesel::table! {
@@ -408,6 +804,7 @@ async fn a_policy_of_another_key_kind_or_a_column_of_no_key_type_is_found() {
         policy_sql_for(&loose, "tenant_id", KeyType::Uuid),
     );
     let report = audit_with(schema, &m, DoctorConfig::default()).await;
+    fixes_converge(DATABASE, schema, &report, DoctorConfig::default()).await;
     let mut got = found(&report);
     got.sort();
     let mut expected = vec![
@@ -501,24 +898,21 @@ async fn membership_in_a_superuser_bypassrls_or_owner_role_is_found_with_its_cha
     };
     let grant = format!("{roles} GRANT {OWNER_ROLE} TO doc_owner_app;");
     let report = audit_with("doc_membership", &grant, config.clone()).await;
+    // One problem, one finding, naming every table the owner owns (the global one too).
     assert_eq!(
         found(&report),
-        vec![
-            (Rule::AppRoleOwnsTable, t("doc_membership", "projects")),
-            (Rule::AppRoleOwnsTable, t("doc_membership", "tasks")),
-        ],
+        vec![(Rule::AppRoleOwnsTable, String::new())],
         "{report:#?}"
     );
-    let mut admin = AsyncPgConnection::establish(&tenant_db_tests::admin_url_for(DATABASE))
-        .await
-        .unwrap();
-    admin.batch_execute(&report.findings[0].fix).await.unwrap();
-    let config = DoctorConfig {
-        schemas: vec!["doc_membership".into()],
-        ..config
-    };
-    let again = audit_url(&app_url().await, &config).await.unwrap();
-    assert_eq!(found(&again), vec![], "{again:#?}");
+    assert_eq!(
+        report.findings[0].tables,
+        vec![
+            t("doc_membership", "projects"),
+            t("doc_membership", "tasks"),
+            t("doc_membership", "countries")
+        ]
+    );
+    fixes_converge(DATABASE, "doc_membership", &report, config).await;
 }
 
 /// Runs the CLI; returns its exit code and standard output.
@@ -544,7 +938,13 @@ async fn cli_passes_the_examples_database() {
     )
     .await
     .unwrap();
-    let (code, stdout) = cli(&["doctor", "--database-url", &url]);
+    let (code, stdout) = cli(&[
+        "doctor",
+        "--database-url",
+        &url,
+        "--global-table",
+        "countries",
+    ]);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("no findings"), "{stdout}");
     assert!(
@@ -569,6 +969,8 @@ async fn cli_exits_1_with_findings_and_json_lists_them() {
         &url,
         "--schema",
         schema,
+        "--global-table",
+        "countries",
         "--json",
     ]);
     assert_eq!(code, 1, "{stdout}");
@@ -584,7 +986,15 @@ async fn cli_exits_1_with_findings_and_json_lists_them() {
     );
     assert_eq!(doc["findings"].as_array().unwrap().len(), 1);
 
-    let (code, table) = cli(&["doctor", "--database-url", &url, "--schema", schema]);
+    let (code, table) = cli(&[
+        "doctor",
+        "--database-url",
+        &url,
+        "--schema",
+        schema,
+        "--global-table",
+        "countries",
+    ]);
     assert_eq!(code, 1);
     assert!(
         table.contains("rls-not-forced") && table.contains("1 finding(s)"),
@@ -635,4 +1045,383 @@ async fn cli_exits_2_when_it_cannot_connect_or_the_input_is_bad() {
     assert_eq!(code, 2, "no table has the column");
     assert_eq!(cli(&["doctor", "--database-url", &url, "--bogus"]).0, 2);
     assert_eq!(cli(&[]).0, 2, "no subcommand");
+}
+
+// --- The probe: fail-open forms the text does not show, each with its sound control. ---
+
+/// Replaces the tasks table's tenant policy with `policy` (`{s}` the schema).
+fn tasks_policy(policy: &str) -> String {
+    format!("DROP POLICY tenant_db_isolation ON {{s}}.tasks; {policy}")
+}
+
+#[tokio::test]
+async fn a_prefix_match_that_matches_everything_when_the_setting_is_empty() {
+    let m = tasks_policy(
+        "CREATE POLICY iso ON {s}.tasks AS RESTRICTIVE FOR ALL
+           USING (tenant_id::text LIKE (SELECT current_setting('app.current_tenant', true) || '%'));",
+    );
+    let report = expect_on_tasks("doc_like", &m, Rule::PolicyFailsOpen).await;
+    let detail = &report.findings[0].detail;
+    assert!(detail.contains("setting empty"), "{detail}");
+    assert!(detail.contains("restrictive policy `iso`"), "{detail}");
+}
+
+#[tokio::test]
+async fn a_setting_the_application_never_sets() {
+    // The application sets the tenant through tenant_db.enter; `app.tenant` stays unset, so
+    // the coalesce keeps every row.
+    let m = tasks_policy(
+        "CREATE POLICY iso ON {s}.tasks AS RESTRICTIVE FOR ALL
+           USING (tenant_id = coalesce((SELECT NULLIF(current_setting('app.tenant', true), '')::uuid), tenant_id));",
+    );
+    expect_on_tasks("doc_never_set", &m, Rule::PolicyFailsOpen).await;
+}
+
+#[tokio::test]
+async fn an_exists_subquery_that_never_compares_the_row() {
+    // Checks that the tenant has a project, never that the row is the tenant's: closed with no
+    // tenant and for an unknown one, open for every real tenant. Found by probing as a tenant
+    // seen in the data.
+    let m = tasks_policy(
+        "CREATE POLICY iso ON {s}.tasks AS RESTRICTIVE FOR ALL
+           USING (EXISTS (SELECT 1 FROM {s}.projects p
+                          WHERE p.tenant_id = (SELECT tenant_db.current_tenant()::uuid)));",
+    );
+    let schema = "doc_exists";
+    // Connected as the app role, which sees no tenant, and told no tenant: the text looks
+    // sound and no probe state has a real tenant, so nothing is found. Named tenants find it.
+    let blind = audit_with(schema, &m, DoctorConfig::default()).await;
+    assert_eq!(found(&blind), vec![], "{blind:#?}");
+    let config = DoctorConfig {
+        sample_tenants: vec![TENANT_A.into()],
+        ..DoctorConfig::default()
+    };
+    let report = audit_in(DATABASE, schema, &config).await;
+    assert_eq!(
+        found(&report),
+        vec![(Rule::CrossTenantRead, t(schema, "tasks"))],
+        "{report:#?}"
+    );
+    let detail = &report.findings[0].detail;
+    assert!(
+        detail.contains(&format!("as tenant {TENANT_A}")),
+        "{detail}"
+    );
+    assert!(detail.contains("1 row(s) of other tenants"), "{detail}");
+    // A privileged connection acting for the app role samples the tenants itself.
+    let config = DoctorConfig {
+        app_role: Some(APP_ROLE.into()),
+        ..DoctorConfig::default()
+    };
+    let sampled = audit_in(DATABASE, schema, &config).await;
+    assert_eq!(found(&sampled), found(&report), "{sampled:#?}");
+    fixes_converge(DATABASE, schema, &report, config).await;
+}
+
+#[tokio::test]
+async fn a_second_permissive_policy_that_opens_on_another_setting() {
+    let m = "DROP POLICY tenant_db_isolation ON {s}.tasks; DROP POLICY tenant_db_access ON {s}.tasks;
+             CREATE POLICY by_tenant ON {s}.tasks AS PERMISSIVE FOR ALL
+               USING (tenant_id = (SELECT NULLIF(current_setting('app.current_tenant', true), '')::uuid));
+             CREATE POLICY support ON {s}.tasks AS PERMISSIVE FOR SELECT
+               USING ((SELECT current_setting('app.support_mode', true)) = 'on');";
+    let report = expect_on_tasks("doc_second_permissive", m, Rule::CrossTenantRead).await;
+    let detail = &report.findings[0].detail;
+    assert!(detail.contains("app.support_mode set to 'on'"), "{detail}");
+    assert!(detail.contains("permissive `support`"), "{detail}");
+    assert!(
+        detail.contains("only in permissive policy `by_tenant`"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn case_coalesce_and_is_not_distinct_from_forms_fail_open() {
+    for (schema, using) in [
+        (
+            "doc_case",
+            "CASE WHEN (SELECT current_setting('app.current_tenant', true)) = '' THEN true
+                  ELSE tenant_id = (SELECT NULLIF(current_setting('app.current_tenant', true), '')::uuid) END",
+        ),
+        (
+            "doc_coalesce",
+            "tenant_id = coalesce((SELECT NULLIF(current_setting('app.current_tenant', true), '')::uuid), tenant_id)",
+        ),
+        (
+            "doc_not_distinct",
+            "(SELECT NULLIF(current_setting('app.current_tenant', true), '')) IS NOT DISTINCT FROM NULL
+             OR tenant_id = (SELECT NULLIF(current_setting('app.current_tenant', true), '')::uuid)",
+        ),
+    ] {
+        let m = tasks_policy(&format!(
+            "CREATE POLICY iso ON {{s}}.tasks AS RESTRICTIVE FOR ALL USING ({using});"
+        ));
+        expect_on_tasks(schema, &m, Rule::PolicyFailsOpen).await;
+    }
+}
+
+#[tokio::test]
+async fn a_sound_read_policy_with_an_open_write_check() {
+    // `WITH CHECK (true)`: any row, with or without a tenant.
+    let m = tasks_policy(
+        "CREATE POLICY iso ON {s}.tasks AS RESTRICTIVE FOR ALL
+           USING (tenant_id = (SELECT tenant_db.current_tenant()::uuid)) WITH CHECK (true);",
+    );
+    let report = expect_on_tasks("doc_open_check", &m, Rule::PolicyFailsOpen).await;
+    let detail = &report.findings[0].detail;
+    assert!(
+        detail.contains("with the tenant unset, an insert of a row of another tenant is accepted (restrictive policy `iso` lets it through)"),
+        "{detail}"
+    );
+    // A check that wants some tenant, not the row's: closed without a tenant, open across
+    // tenants.
+    let m = tasks_policy(
+        "CREATE POLICY iso ON {s}.tasks AS RESTRICTIVE FOR ALL
+           USING (tenant_id = (SELECT tenant_db.current_tenant()::uuid))
+           WITH CHECK ((SELECT tenant_db.current_tenant()) IS NOT NULL);",
+    );
+    let report = expect_on_tasks("doc_some_tenant_check", &m, Rule::CrossTenantWrite).await;
+    let detail = &report.findings[0].detail;
+    assert!(
+        detail.contains("as a tenant that owns no row")
+            && detail.contains("insert of a row of another tenant is accepted"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn controls_one_restrictive_policy_per_command_and_a_soft_delete_condition() {
+    let sealed = "tenant_id = (SELECT tenant_db.current_tenant()::uuid)";
+    let per_command = tasks_policy(&format!(
+        "CREATE POLICY r ON {{s}}.tasks AS RESTRICTIVE FOR SELECT USING ({sealed});
+         CREATE POLICY i ON {{s}}.tasks AS RESTRICTIVE FOR INSERT WITH CHECK ({sealed});
+         CREATE POLICY u ON {{s}}.tasks AS RESTRICTIVE FOR UPDATE USING ({sealed}) WITH CHECK ({sealed});
+         CREATE POLICY d ON {{s}}.tasks AS RESTRICTIVE FOR DELETE USING ({sealed});"
+    ));
+    expect_clean("doc_per_command", &per_command).await;
+    let soft_delete = tasks_policy(&format!(
+        "ALTER TABLE {{s}}.tasks ADD COLUMN deleted_at timestamptz;
+         CREATE POLICY iso ON {{s}}.tasks AS RESTRICTIVE FOR ALL
+           USING ({sealed} AND deleted_at IS NULL) WITH CHECK ({sealed});"
+    ));
+    expect_clean("doc_soft_delete", &soft_delete).await;
+}
+
+#[tokio::test]
+async fn a_table_with_triggers_is_not_written_to_and_the_report_says_so() {
+    let m = "CREATE FUNCTION {s}.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+             CREATE TRIGGER touch BEFORE INSERT ON {s}.tasks FOR EACH ROW EXECUTE FUNCTION {s}.touch();";
+    let report = audit_with("doc_triggers", m, DoctorConfig::default()).await;
+    assert_eq!(found(&report), vec![], "{report:#?}");
+    assert!(
+        report.notes.iter().any(|n| n.contains("has triggers")),
+        "{report:#?}"
+    );
+}
+
+/// Everything an audit could change: every table's rows, the tables' write statistics, the
+/// planner's statistics and the sequences.
+async fn fingerprint(database: &str, schema: &str) -> String {
+    #[derive(diesel::QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        line: String,
+    }
+    let mut conn = admin(database).await;
+    // Statistics reach the views within a second; read a fresh snapshot after that.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    conn.batch_execute("SELECT pg_stat_clear_snapshot()")
+        .await
+        .unwrap();
+    let sql = format!(
+        "SELECT c.relname || ': ' ||
+                (xpath('/row/c/text()', query_to_xml(format('SELECT md5(coalesce(string_agg(t::text, '','' ORDER BY t::text), '''')) AS c FROM %I.%I t', n.nspname, c.relname), false, true, '')))[1]::text
+                || ' ins=' || s.n_tup_ins || ' upd=' || s.n_tup_upd || ' del=' || s.n_tup_del
+                || ' live=' || s.n_live_tup || ' dead=' || s.n_dead_tup
+                || ' mod=' || s.n_mod_since_analyze || ' analyzed=' || coalesce(s.last_analyze::text, '-')
+                || ' reltuples=' || c.reltuples || ' relpages=' || c.relpages
+                || ' stats=' || (SELECT count(*) FROM pg_statistic st WHERE st.starelid = c.oid) AS line
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_stat_user_tables s ON s.relid = c.oid
+         WHERE n.nspname = '{schema}' AND c.relkind = 'r'
+         UNION ALL
+         SELECT 'sequence ' || sequencename || '=' || coalesce(last_value::text, '-')
+         FROM pg_sequences WHERE schemaname = '{schema}'
+         ORDER BY 1"
+    );
+    let lines: Vec<Line> = diesel_async::RunQueryDsl::load(diesel::sql_query(sql), &mut conn)
+        .await
+        .unwrap();
+    lines
+        .into_iter()
+        .map(|l| l.line)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn the_probe_changes_no_data_and_no_statistics() {
+    // A table whose policies accept foreign writes and show foreign rows, with a sequence.
+    let schema = "doc_unchanged";
+    let m = "DROP POLICY tenant_db_isolation ON {s}.tasks;
+             ALTER TABLE {s}.tasks ADD COLUMN serial_no bigserial;
+             ANALYZE {s}.tasks;";
+    set_up_in(DATABASE, schema, m).await;
+    let before = fingerprint(DATABASE, schema).await;
+    assert!(before.contains("sequence tasks_serial_no_seq"), "{before}");
+    let report = audit_in(DATABASE, schema, &DoctorConfig::default()).await;
+    assert_eq!(
+        found(&report),
+        vec![(Rule::PolicyFailsOpen, t(schema, "tasks"))],
+        "{report:#?}"
+    );
+    assert!(
+        report.findings[0]
+            .detail
+            .contains("insert of a row of another tenant is accepted"),
+        "{report:#?}"
+    );
+    let after = fingerprint(DATABASE, schema).await;
+    assert_eq!(before, after);
+}
+
+// --- Coverage: every table the app role can reach is a tenant table or declared global. ---
+
+#[tokio::test]
+async fn a_table_neither_tenant_nor_global_is_found() {
+    let schema = "doc_unclassified";
+    let m = "SET ROLE tenant_db_owner;
+             CREATE TABLE {s}.users (id bigint PRIMARY KEY, email text NOT NULL);
+             CREATE TABLE {s}.internal (id bigint PRIMARY KEY);
+             RESET ROLE;
+             REVOKE ALL ON {s}.internal FROM tenant_db_app;";
+    let report = audit_with(schema, m, DoctorConfig::default()).await;
+    assert_eq!(
+        found(&report),
+        vec![(Rule::UnclassifiedTable, t(schema, "users"))],
+        "{report:#?}"
+    );
+    fixes_converge(DATABASE, schema, &report, DoctorConfig::default()).await;
+    // Declared global, it passes.
+    let report = audit_with(schema, m, DoctorConfig::default()).await;
+    let config = DoctorConfig {
+        global_tables: vec!["countries".into(), format!("{schema}.users")],
+        ..DoctorConfig::default()
+    };
+    let declared = audit_in(DATABASE, schema, &config).await;
+    assert_eq!(found(&declared), vec![], "{report:#?}");
+    // Not declaring the fixtures' countries table makes it unclassified too.
+    let undeclared = audit_in(
+        DATABASE,
+        schema,
+        &DoctorConfig {
+            global_tables: vec![format!("{schema}.users")],
+            ..DoctorConfig::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        found(&undeclared),
+        vec![(Rule::UnclassifiedTable, t(schema, "countries"))]
+    );
+}
+
+#[tokio::test]
+async fn writes_to_global_tables_and_the_migrations_table_are_found() {
+    let schema = "doc_global_writes";
+    let m = "CREATE TABLE {s}.__diesel_schema_migrations (version varchar(50) PRIMARY KEY,
+                 run_on timestamp NOT NULL DEFAULT now());
+             GRANT SELECT, INSERT, DELETE ON {s}.__diesel_schema_migrations TO tenant_db_app;
+             GRANT UPDATE ON {s}.countries TO PUBLIC;";
+    let report = audit_with(schema, m, DoctorConfig::default()).await;
+    assert_eq!(
+        found(&report),
+        vec![
+            (
+                Rule::GlobalTableWritable,
+                t(schema, "__diesel_schema_migrations")
+            ),
+            (Rule::GlobalTableWritable, t(schema, "countries")),
+        ],
+        "{report:#?}"
+    );
+    assert!(
+        report.findings[1].fix.contains("FROM PUBLIC"),
+        "{report:#?}"
+    );
+    fixes_converge(DATABASE, schema, &report, DoctorConfig::default()).await;
+}
+
+// --- Output. ---
+
+#[tokio::test]
+async fn cli_output_wraps_lists_several_tables_and_does_not_double_prefixes() {
+    let database = "tenant_db_doctor_fn_dynamic_cli";
+    set_up_in(
+        database,
+        "app",
+        "CREATE FUNCTION {s}.run(q text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+           AS $$ BEGIN EXECUTE q; END $$;
+         ALTER TABLE {s}.tasks NO FORCE ROW LEVEL SECURITY;",
+    )
+    .await;
+    let url = app_url_for(database).await;
+    let args = [
+        "doctor",
+        "--database-url",
+        &url,
+        "--schema",
+        "app",
+        "--global-table",
+        "countries",
+    ];
+    let json = Command::new(env!("CARGO_BIN_EXE_tenant-db"))
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let findings = doc["findings"].as_array().unwrap();
+    let definer = findings
+        .iter()
+        .find(|f| f["rule"] == "security-definer-reads-tenant-table")
+        .unwrap();
+    assert_eq!(definer["table"], "");
+    assert_eq!(
+        definer["tables"],
+        serde_json::json!([t("app", "projects"), t("app", "tasks")])
+    );
+    let fixes = doc["fixes"].as_array().unwrap();
+    let tables: Vec<&str> = fixes.iter().map(|f| f["table"].as_str().unwrap()).collect();
+    let mut unique = tables.clone();
+    unique.dedup();
+    assert_eq!(tables, unique, "one fix per table");
+
+    let human = Command::new(env!("CARGO_BIN_EXE_tenant-db"))
+        .args(args)
+        .env("COLUMNS", "100")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&human.stdout);
+    let table: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(['┌', '│', '├', '╞', '└']))
+        .collect();
+    assert!(table.len() > 4, "{text}");
+    assert!(
+        table.iter().all(|l| l.chars().count() <= 100),
+        "wider than 100 columns:\n{text}"
+    );
+    assert!(text.contains("BEGIN;"), "{text}");
+
+    let missing = Command::new(env!("CARGO_BIN_EXE_tenant-db"))
+        .args(["doctor", "--database-url", &url, "--schema", "nope"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(2));
+    assert_eq!(
+        stderr.trim(),
+        "tenant-db doctor: schema `nope` does not exist"
+    );
 }

@@ -26,7 +26,7 @@ pub enum Error {
     #[error(transparent)]
     MixedTenants(Box<MixedTenants>),
     /// The audit could not run as asked (an application role that does not exist, say).
-    #[error("doctor: {0}")]
+    #[error("{0}")]
     Doctor(String),
 }
 

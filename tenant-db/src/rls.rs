@@ -50,12 +50,12 @@ pub fn policy_sql_for(table: &str, column: &str, key: KeyType) -> String {
     format!(
         "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\n\
          ALTER TABLE {table} FORCE ROW LEVEL SECURITY;\n\
-         DROP POLICY IF EXISTS tenant_db_access ON {table};\n\
-         CREATE POLICY tenant_db_access ON {table} AS PERMISSIVE FOR ALL TO PUBLIC \
-         USING (true) WITH CHECK (true);\n\
          DROP POLICY IF EXISTS tenant_db_isolation ON {table};\n\
          CREATE POLICY tenant_db_isolation ON {table} AS RESTRICTIVE FOR ALL TO PUBLIC \
-         USING ({col} = {current}) WITH CHECK ({col} = {current});\n"
+         USING ({col} = {current}) WITH CHECK ({col} = {current});\n\
+         DROP POLICY IF EXISTS tenant_db_access ON {table};\n\
+         CREATE POLICY tenant_db_access ON {table} AS PERMISSIVE FOR ALL TO PUBLIC \
+         USING (true) WITH CHECK (true);\n"
     )
 }
 

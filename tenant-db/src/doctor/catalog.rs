@@ -31,9 +31,53 @@ pub(crate) struct Table {
     /// Whether each column is `NOT NULL`, in the order of `columns`.
     #[diesel(sql_type = Array<Bool>)]
     pub(crate) column_not_null: Vec<bool>,
-    /// The app role's `TRUNCATE`, `REFERENCES`, `TRIGGER` privileges on the table.
+    /// Whether each column is generated (`GENERATED ALWAYS AS (…) STORED`), in order.
+    #[diesel(sql_type = Array<Bool>)]
+    pub(crate) column_generated: Vec<bool>,
+    /// Whether each column's value is made by the server when omitted: an identity column, or
+    /// a default of `gen_random_uuid()`, `uuid_generate_v4()` or a sequence. `None` when the
+    /// column has a default of another kind (the audit cannot tell), in order.
+    #[diesel(sql_type = Array<Nullable<Bool>>)]
+    pub(crate) column_server_generated: Vec<Option<bool>>,
+    /// Whether the app role may write each column (`INSERT` or `UPDATE`), in order.
+    #[diesel(sql_type = Array<Bool>)]
+    pub(crate) column_writable: Vec<bool>,
+    /// Every table privilege the app role holds (directly, through `PUBLIC`, or through a role
+    /// it inherits from), with the grantee it comes through: `PRIVILEGE\tgrantee`, the grantee
+    /// being a role name or `PUBLIC`. A privilege held only as a member of the owner has no
+    /// grantee and is not listed.
     #[diesel(sql_type = Array<Text>)]
-    pub(crate) risky_privileges: Vec<String>,
+    pub(crate) grants: Vec<String>,
+    /// Whether the app role can read the table (`SELECT`, however it holds it).
+    #[diesel(sql_type = Bool)]
+    pub(crate) app_reads: bool,
+    /// Whether the app role can insert into the table.
+    #[diesel(sql_type = Bool)]
+    pub(crate) app_inserts: bool,
+    /// Whether the app role can change the table (`INSERT`, `UPDATE`, `DELETE`, `TRUNCATE`).
+    #[diesel(sql_type = Bool)]
+    pub(crate) app_writes: bool,
+    /// Whether the app role is the owner or a member of it (`pg_has_role`, so through any
+    /// chain of grants).
+    #[diesel(sql_type = Bool)]
+    pub(crate) app_owns: bool,
+    /// Whether the table has triggers of its own (not constraint triggers).
+    #[diesel(sql_type = Bool)]
+    pub(crate) has_triggers: bool,
+}
+
+impl Table {
+    /// The privileges among `wanted` that the app role holds, each with the grantees it comes
+    /// through.
+    pub(crate) fn held<'a>(
+        &'a self,
+        wanted: &'a [&str],
+    ) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.grants.iter().filter_map(move |g| {
+            let (privilege, grantee) = g.split_once('\t')?;
+            wanted.contains(&privilege).then_some((privilege, grantee))
+        })
+    }
 }
 
 /// A row-level-security policy.
@@ -65,6 +109,11 @@ pub(crate) struct Index {
     pub(crate) table: i64,
     #[diesel(sql_type = Text)]
     pub(crate) name: String,
+    /// The primary-key or unique constraint the index backs, if any.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub(crate) constraint: Option<String>,
+    #[diesel(sql_type = Bool)]
+    pub(crate) primary: bool,
     #[diesel(sql_type = Bool)]
     pub(crate) unique: bool,
     #[diesel(sql_type = Array<Text>)]
@@ -86,7 +135,7 @@ pub(crate) struct ForeignKey {
     pub(crate) referenced_columns: Vec<String>,
 }
 
-/// A view or materialized view, and a table it reads.
+/// A view or materialized view the app role can read, and a table it reads.
 #[derive(Debug, Clone, diesel::QueryableByName)]
 pub(crate) struct ViewDependency {
     #[diesel(sql_type = Text)]
@@ -99,13 +148,32 @@ pub(crate) struct ViewDependency {
     pub(crate) table: i64,
 }
 
-/// A `SECURITY DEFINER` function and its source text.
+/// A `SECURITY DEFINER` function the app role can execute, in any schema.
 #[derive(Debug, Clone, diesel::QueryableByName)]
 pub(crate) struct DefinerFunction {
+    /// `schema.name(argument types)`, quoted where needed.
     #[diesel(sql_type = Text)]
     pub(crate) signature: String,
+    /// The schema the function lives in.
+    #[diesel(sql_type = Text)]
+    pub(crate) schema: String,
+    #[diesel(sql_type = Text)]
+    pub(crate) owner: String,
+    /// Whether the owner is a superuser or has `BYPASSRLS`.
+    #[diesel(sql_type = Bool)]
+    pub(crate) owner_bypasses: bool,
+    /// The tables of the audited schemas the owner owns (or is a member of the owner of) whose
+    /// RLS is not forced: the function reads those without their policies.
+    #[diesel(sql_type = Array<BigInt>)]
+    pub(crate) owns_unforced: Vec<i64>,
+    #[diesel(sql_type = Text)]
+    pub(crate) language: String,
+    /// The body: `prosrc`, or the SQL-standard body (`BEGIN ATOMIC …`) as PostgreSQL prints it.
     #[diesel(sql_type = Text)]
     pub(crate) source: String,
+    /// Whether the function sets its own `search_path`.
+    #[diesel(sql_type = Bool)]
+    pub(crate) sets_search_path: bool,
 }
 
 /// The app role's attributes.
@@ -160,6 +228,11 @@ pub(crate) struct Snapshot {
     pub(crate) foreign_keys: Vec<ForeignKey>,
     pub(crate) views: Vec<ViewDependency>,
     pub(crate) definer_functions: Vec<DefinerFunction>,
+    /// The owner of the `tenant_db` schema (the role tenant-db's migrations ran as), if it
+    /// exists and is neither superuser nor `BYPASSRLS`: the owner fixes propose.
+    pub(crate) migration_owner: Option<String>,
+    /// Whether `tenant_db.enter(text, text)` exists and the app role may call it.
+    pub(crate) has_enter: bool,
 }
 
 /// The audited schemas that do not exist.
@@ -189,8 +262,33 @@ SELECT c.oid::int8 AS oid, n.nspname::text AS schema, c.relname::text AS name,
        ARRAY(SELECT a.attnotnull FROM pg_attribute a
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
              ORDER BY a.attnum) AS column_not_null,
-       ARRAY(SELECT p FROM unnest(ARRAY['TRUNCATE', 'REFERENCES', 'TRIGGER']) AS p
-             WHERE has_table_privilege($2, c.oid, p)) AS risky_privileges
+       ARRAY(SELECT a.attgenerated <> '' FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum) AS column_generated,
+       ARRAY(SELECT CASE
+                WHEN a.attidentity <> '' THEN true
+                WHEN d.adbin IS NULL THEN false
+                WHEN pg_get_expr(d.adbin, d.adrelid) ~* '^(gen_random_uuid|uuid_generate_v[14]|nextval)\\('
+                  OR pg_get_expr(d.adbin, d.adrelid) ~* '^(public\\.|pg_catalog\\.)?(gen_random_uuid|uuid_generate_v[14])\\('
+                  THEN true
+                END
+             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum) AS column_server_generated,
+       ARRAY(SELECT has_column_privilege($2, c.oid, a.attnum, 'INSERT')
+                    OR has_column_privilege($2, c.oid, a.attnum, 'UPDATE')
+             FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum) AS column_writable,
+       ARRAY(SELECT DISTINCT acl.privilege_type || E'\\t' ||
+                    CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(acl.grantee)::text END
+             FROM aclexplode(c.relacl) acl
+             WHERE acl.grantee = 0 OR pg_has_role($2, acl.grantee, 'USAGE')) AS grants,
+       has_table_privilege($2, c.oid, 'SELECT') AS app_reads,
+       has_table_privilege($2, c.oid, 'INSERT') AS app_inserts,
+       has_table_privilege($2, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE') AS app_writes,
+       pg_has_role($2, c.relowner, 'MEMBER') AS app_owns,
+       EXISTS (SELECT 1 FROM pg_trigger tg WHERE tg.tgrelid = c.oid AND NOT tg.tgisinternal) AS has_triggers
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY($1)
 ORDER BY n.nspname, c.relname";
@@ -208,6 +306,9 @@ WHERE n.nspname = ANY($1)";
 
 const INDEXES: &str = "
 SELECT i.indrelid::int8 AS table, ic.relname::text AS name, i.indisunique AS unique,
+       (SELECT k.conname::text FROM pg_constraint k
+        WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u')) AS constraint,
+       i.indisprimary AS primary,
        ARRAY(SELECT coalesce(a.attname::text, '<expr>')
              FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
              LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
@@ -240,12 +341,49 @@ FROM pg_class v JOIN pg_namespace vn ON vn.oid = v.relnamespace
 JOIN pg_rewrite r ON r.ev_class = v.oid
 JOIN pg_depend d ON d.objid = r.oid AND d.classid = 'pg_rewrite'::regclass
                 AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
-WHERE v.relkind IN ('v', 'm')";
+WHERE v.relkind IN ('v', 'm') AND has_table_privilege($1, v.oid, 'SELECT')";
 
+/// `SECURITY DEFINER` functions the app role can execute, in every schema it can use (not
+/// the system's, not an extension's, not tenant-db's own seal functions, which read no table).
 const DEFINER_FUNCTIONS: &str = "
-SELECT p.oid::regprocedure::text AS signature, coalesce(p.prosrc, '') AS source
+SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS signature,
+       n.nspname::text AS schema,
+       pg_get_userbyid(p.proowner)::text AS owner,
+       (SELECT o.rolsuper OR o.rolbypassrls FROM pg_roles o WHERE o.oid = p.proowner) AS owner_bypasses,
+       ARRAY(SELECT c.oid::int8 FROM pg_class c JOIN pg_namespace cn ON cn.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p') AND cn.nspname = ANY($2)
+               AND NOT c.relforcerowsecurity AND pg_has_role(p.proowner, c.relowner, 'MEMBER'))
+         AS owns_unforced,
+       l.lanname::text AS language,
+       coalesce(nullif(p.prosrc, ''), pg_get_function_sqlbody(p.oid), '') AS source,
+       coalesce(EXISTS (SELECT 1 FROM unnest(p.proconfig) cfg WHERE cfg ILIKE 'search_path=%'), false)
+         AS sets_search_path
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE p.prosecdef AND n.nspname = ANY($1)";
+JOIN pg_language l ON l.oid = p.prolang
+WHERE p.prosecdef
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND has_schema_privilege($1, n.oid, 'USAGE')
+  AND has_function_privilege($1, p.oid, 'EXECUTE')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                  AND d.objid = p.oid AND d.deptype = 'e')
+  AND NOT (n.nspname = 'tenant_db' AND p.proname IN ('enter', 'current_tenant'))
+ORDER BY 1";
+
+/// The `tenant_db` schema's owner when it is bound by `FORCE`, and whether the app role can
+/// call `tenant_db.enter`.
+const SEAL: &str = "
+SELECT (SELECT pg_get_userbyid(s.nspowner)::text FROM pg_namespace s JOIN pg_roles o ON o.oid = s.nspowner
+        WHERE s.nspname = 'tenant_db' AND NOT o.rolsuper AND NOT o.rolbypassrls) AS owner,
+       coalesce(has_function_privilege($1, to_regprocedure('tenant_db.enter(text, text)'), 'EXECUTE'),
+                false) AS has_enter";
+
+#[derive(diesel::QueryableByName)]
+struct Seal {
+    #[diesel(sql_type = Nullable<Text>)]
+    owner: Option<String>,
+    #[diesel(sql_type = Bool)]
+    has_enter: bool,
+}
 
 /// Reads the snapshot for `schemas`, with `app_role` (default: the connected role).
 pub(crate) async fn read(
@@ -286,8 +424,23 @@ pub(crate) async fn read(
         .await?;
     let indexes = by_schema(INDEXES).load(conn).await?;
     let foreign_keys = by_schema(FOREIGN_KEYS).load(conn).await?;
-    let views = diesel::sql_query(VIEWS).load(conn).await?;
-    let definer_functions = by_schema(DEFINER_FUNCTIONS).load(conn).await?;
+    let views = diesel::sql_query(VIEWS)
+        .bind::<Text, _>(role.name.clone())
+        .load(conn)
+        .await?;
+    let definer_functions = diesel::sql_query(DEFINER_FUNCTIONS)
+        .bind::<Text, _>(role.name.clone())
+        .bind::<Array<Text>, _>(schemas.clone())
+        .load(conn)
+        .await?;
+    let seal: Vec<Seal> = diesel::sql_query(SEAL)
+        .bind::<Text, _>(role.name.clone())
+        .load(conn)
+        .await?;
+    let (migration_owner, has_enter) = seal
+        .into_iter()
+        .next()
+        .map_or((None, false), |s| (s.owner, s.has_enter));
     let memberships = diesel::sql_query(MEMBERSHIPS)
         .bind::<Text, _>(role.name.clone())
         .load(conn)
@@ -301,5 +454,7 @@ pub(crate) async fn read(
         foreign_keys,
         views,
         definer_functions,
+        migration_owner,
+        has_enter,
     })
 }

@@ -6,6 +6,14 @@
 //! default `tenant_id`), so it also audits a database whose code it has never seen. The
 //! application role defaults to the connected role: run it with your application's URL.
 //!
+//! It probes the policies rather than reading them: as the application role, in transactions
+//! it always rolls back, it looks for rows of other tenants with the tenant unset, empty,
+//! random, forged and set to sampled real tenants, evaluates the policies on a made-up row of
+//! another tenant, and tries an insert that PostgreSQL refuses before writing (the README says
+//! exactly what it does and how to turn it off with [`DoctorConfig::probe`]). Every other
+//! table the role can reach must be declared global ([`DoctorConfig::global_tables`]). Each
+//! table's fixes come as one transaction ([`Report::fixes`]).
+//!
 //! ```no_run
 //! # include!("../../doctest_schema.rs");
 //! # #[derive(diesel::Queryable, tenant_db::TenantTable)]
@@ -24,6 +32,8 @@
 //! ```
 
 mod catalog;
+mod fixes;
+mod probe;
 mod rules;
 
 use crate::{Error, TenantTable};
@@ -47,8 +57,13 @@ pub enum Rule {
     /// The tenant condition is only in a permissive policy, which any other permissive policy
     /// widens (permissive policies are OR-ed).
     TenantPolicyPermissive,
-    /// The tenant policy lets rows through when the setting is missing or empty.
+    /// Probed: with the tenant unset or empty, the application role sees rows or may write
+    /// them.
     PolicyFailsOpen,
+    /// Probed: with a tenant set, the application role sees rows of other tenants.
+    CrossTenantRead,
+    /// Probed: with a tenant set, the application role may insert a row of another tenant.
+    CrossTenantWrite,
     /// The tenant policy calls `current_setting` for every row instead of once per statement.
     PolicyPerRow,
     /// The tenant policy reads the tenant setting directly instead of through the sealed
@@ -75,24 +90,33 @@ pub enum Rule {
     /// A view over a tenant table runs with its owner's rights (no `security_invoker`), or a
     /// materialized view stores every tenant's rows.
     ViewWithoutSecurityInvoker,
-    /// A `SECURITY DEFINER` function reads a tenant table with its owner's rights.
+    /// A `SECURITY DEFINER` function reads a tenant table with rights its policies do not
+    /// bind (its owner bypasses RLS, or owns the table and RLS is not forced).
     SecurityDefinerReadsTenantTable,
+    /// A `SECURITY DEFINER` function the application role can call does not set its
+    /// `search_path`.
+    DefinerWithoutSearchPath,
     /// A partition of a tenant table lacks its own RLS or tenant policy; queried directly,
     /// the parent's policies do not apply.
     PartitionWithoutPolicy,
-    /// A table registered with [`DoctorConfig::register`] is not in the database.
-    RegisteredTableMissing,
+    /// The application role can read or write a table that has no tenant column and is not
+    /// declared global.
+    UnclassifiedTable,
+    /// The application role can write a global table (or diesel's migrations table).
+    GlobalTableWritable,
 }
 
 impl Rule {
     /// Every rule, in report order.
-    pub const ALL: [Rule; 20] = [
+    pub const ALL: [Rule; 24] = [
         Rule::RlsDisabled,
         Rule::RlsNotForced,
         Rule::OwnerBypassesRls,
         Rule::NoRestrictivePolicy,
         Rule::TenantPolicyPermissive,
         Rule::PolicyFailsOpen,
+        Rule::CrossTenantRead,
+        Rule::CrossTenantWrite,
         Rule::PolicyPerRow,
         Rule::PolicyTrustsForgeableSetting,
         Rule::NoTenantIndex,
@@ -105,8 +129,10 @@ impl Rule {
         Rule::AppRolePrivilege,
         Rule::ViewWithoutSecurityInvoker,
         Rule::SecurityDefinerReadsTenantTable,
+        Rule::DefinerWithoutSearchPath,
         Rule::PartitionWithoutPolicy,
-        Rule::RegisteredTableMissing,
+        Rule::UnclassifiedTable,
+        Rule::GlobalTableWritable,
     ];
 
     /// The rule's stable identifier (`rls-disabled`, …), as printed and in JSON.
@@ -118,6 +144,8 @@ impl Rule {
             Rule::NoRestrictivePolicy => "no-restrictive-policy",
             Rule::TenantPolicyPermissive => "tenant-policy-permissive",
             Rule::PolicyFailsOpen => "policy-fails-open",
+            Rule::CrossTenantRead => "cross-tenant-read",
+            Rule::CrossTenantWrite => "cross-tenant-write",
             Rule::PolicyPerRow => "policy-per-row",
             Rule::PolicyTrustsForgeableSetting => "policy-trusts-forgeable-setting",
             Rule::NoTenantIndex => "no-tenant-index",
@@ -130,8 +158,10 @@ impl Rule {
             Rule::AppRolePrivilege => "app-role-privilege",
             Rule::ViewWithoutSecurityInvoker => "view-without-security-invoker",
             Rule::SecurityDefinerReadsTenantTable => "security-definer-reads-tenant-table",
+            Rule::DefinerWithoutSearchPath => "definer-without-search-path",
             Rule::PartitionWithoutPolicy => "partition-without-policy",
-            Rule::RegisteredTableMissing => "registered-table-missing",
+            Rule::UnclassifiedTable => "unclassified-table",
+            Rule::GlobalTableWritable => "global-table-writable",
         }
     }
 
@@ -155,6 +185,10 @@ impl Rule {
             }
             Rule::PolicyFailsOpen => {
                 "a request that runs without a tenant set must see nothing, not everything"
+            }
+            Rule::CrossTenantRead => "a tenant's request reads another tenant's rows",
+            Rule::CrossTenantWrite => {
+                "a tenant's request writes rows into another tenant, which that tenant then reads as its own"
             }
             Rule::PolicyPerRow => {
                 "current_setting outside a scalar subquery runs for every row and keeps the policy off the index; and ''::uuid errors after a SET LOCAL"
@@ -186,13 +220,19 @@ impl Rule {
                 "a view checks RLS as its owner unless it has security_invoker; a materialized view is not covered by RLS at all"
             }
             Rule::SecurityDefinerReadsTenantTable => {
-                "a SECURITY DEFINER function runs as its owner, who may bypass RLS"
+                "a SECURITY DEFINER function runs as its owner; if the policies do not bind the owner, any caller reads every tenant through it"
+            }
+            Rule::DefinerWithoutSearchPath => {
+                "a SECURITY DEFINER function resolves unqualified names through the caller's search_path, so the caller chooses what runs with the owner's rights"
             }
             Rule::PartitionWithoutPolicy => {
                 "a partition queried by name is checked against its own policies, not its parent's"
             }
-            Rule::RegisteredTableMissing => {
-                "the code expects a tenant table that the database does not have"
+            Rule::UnclassifiedTable => {
+                "a table with no tenant column is read unfiltered by every tenant; tenant-db refuses to query an unclassified table, and the database should not serve one either"
+            }
+            Rule::GlobalTableWritable => {
+                "a global table is shared by every tenant: a write from one tenant's request changes what all of them read"
             }
         }
     }
@@ -204,18 +244,33 @@ impl fmt::Display for Rule {
     }
 }
 
-/// One problem found: the rule, the table (quoted, schema-qualified; empty for role-wide
-/// findings), what was seen, and the SQL that fixes it.
+/// One problem found: the rule, the table (quoted, schema-qualified; empty for findings about
+/// the role or a function), what was seen (naming the policy, role or function), and the SQL
+/// that fixes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     /// The rule that fails.
     pub rule: Rule,
-    /// The table (or view) concerned; empty for findings about the role.
+    /// The one table (or view) concerned; empty for findings about the role or a function, or
+    /// when several tables are concerned (then see `tables`).
     pub table: String,
+    /// The tables concerned when there are several (a function that reaches many).
+    pub tables: Vec<String>,
     /// What the audit saw.
     pub detail: String,
-    /// SQL that fixes it (run as the tables' owner, or a superuser for role changes).
+    /// The SQL that fixes it, or a pointer to the finding of the same table whose fix also
+    /// fixes this one. [`Report::fixes`] holds each table's fix as one transaction.
     pub fix: String,
+}
+
+/// The fix for one table (or, with an empty `table`, for the role and functions): one
+/// transaction, so that an interrupted or failing fix changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fix {
+    /// The table the fix is for; empty for role and function fixes.
+    pub table: String,
+    /// `BEGIN; …; COMMIT;`, to run as the tables' owner (or a superuser for role changes).
+    pub sql: String,
 }
 
 /// The outcome of an audit.
@@ -227,12 +282,25 @@ pub struct Report {
     pub tenant_tables: Vec<(String, String)>,
     /// What is wrong; empty when the database is set up right.
     pub findings: Vec<Finding>,
+    /// The fixes, one transaction per table.
+    pub fixes: Vec<Fix>,
+    /// What the probe could not try, and why (a table with triggers is not written to, say).
+    pub notes: Vec<String>,
 }
 
 impl Report {
     /// Whether nothing was found.
     pub fn is_clean(&self) -> bool {
         self.findings.is_empty()
+    }
+
+    /// Every fix, as one script of transactions (one per table).
+    pub fn fix_script(&self) -> String {
+        self.fixes
+            .iter()
+            .map(|f| f.sql.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -247,6 +315,16 @@ pub struct DoctorConfig {
     pub app_role: Option<String>,
     /// Tables registered from code: `(schema, table, tenant column)`.
     pub registered: Vec<(String, String, String)>,
+    /// Global tables: every tenant may read them, none may write them. `table` (looked up in
+    /// the audited schemas) or `schema.table`. diesel's `__diesel_schema_migrations` is always
+    /// global.
+    pub global_tables: Vec<String>,
+    /// Whether to probe the policies as the application role (default true); see the
+    /// module docs.
+    pub probe: bool,
+    /// Tenants to probe as, besides those the connected role can see (as text: a UUID, a
+    /// number, a text key).
+    pub sample_tenants: Vec<String>,
 }
 
 impl Default for DoctorConfig {
@@ -256,6 +334,9 @@ impl Default for DoctorConfig {
             tenant_columns: vec!["tenant_id".into()],
             app_role: None,
             registered: Vec::new(),
+            global_tables: Vec::new(),
+            probe: true,
+            sample_tenants: Vec::new(),
         }
     }
 }
@@ -286,7 +367,21 @@ impl DoctorConfig {
         self.registered.push((schema, table, column));
         Ok(self)
     }
+
+    /// Declares global table `T` (derived with `GlobalTable`).
+    pub fn global<T>(mut self) -> Result<Self, Error>
+    where
+        T: crate::GlobalTable + Default,
+        T::FromClause: QueryFragment<Pg>,
+    {
+        let quoted = crate::rls::table_name::<T>()?;
+        self.global_tables.push(split_quoted(&quoted).join("."));
+        Ok(self)
+    }
 }
+
+/// diesel's migrations table: global, read by nobody's request, written by migrations only.
+const DIESEL_MIGRATIONS: &str = "__diesel_schema_migrations";
 
 /// Splits `"a"."b"` (diesel's quoting) into its unquoted parts.
 fn split_quoted(quoted: &str) -> Vec<String> {
@@ -310,10 +405,42 @@ fn split_quoted(quoted: &str) -> Vec<String> {
 }
 
 /// Audits the database behind `conn`.
+///
+/// Fails (exit status 2 in the CLI) when there is nothing to audit: a schema, a registered
+/// table or a declared global table that does not exist, or no tenant table at all.
 pub async fn audit(conn: &mut AsyncPgConnection, config: &DoctorConfig) -> Result<Report, Error> {
     let snap = catalog::read(conn, &config.schemas, config.app_role.as_deref()).await?;
-    let mut findings = Vec::new();
+    for (schema, table, _) in &config.registered {
+        if !snap
+            .tables
+            .iter()
+            .any(|t| t.schema == *schema && t.name == *table)
+        {
+            return Err(Error::Doctor(format!(
+                "registered tenant table {} is not in the database: run the migrations, or \
+                 audit the schema that holds it (--schema)",
+                rules::qualified_name(schema, table)
+            )));
+        }
+    }
+    let names = |g: &str, table: &catalog::Table| match g.split_once('.') {
+        Some((schema, name)) => schema == table.schema && name == table.name,
+        None => g == table.name,
+    };
+    for g in &config.global_tables {
+        if !snap.tables.iter().any(|t| names(g, t)) {
+            return Err(Error::Doctor(format!(
+                "global table `{g}` is not in schema(s) {}",
+                config.schemas.join(", ")
+            )));
+        }
+    }
+    let is_global = |table: &catalog::Table| {
+        table.name == DIESEL_MIGRATIONS || config.global_tables.iter().any(|g| names(g, table))
+    };
     let mut tenants = Vec::new();
+    let mut unclassified = Vec::new();
+    let mut globals = Vec::new();
     for table in &snap.tables {
         let registered = config
             .registered
@@ -329,9 +456,13 @@ pub async fn audit(conn: &mut AsyncPgConnection, config: &DoctorConfig) -> Resul
         };
         if let Some(column) = registered.or_else(discovered) {
             tenants.push(rules::TenantTableRef { table, column });
+        } else if is_global(table) {
+            globals.push(table);
+        } else {
+            unclassified.push(table);
         }
     }
-    if tenants.is_empty() && config.registered.is_empty() {
+    if tenants.is_empty() {
         // A gate that audited nothing must not pass.
         return Err(Error::Doctor(format!(
             "nothing to audit: no table in schema(s) {} has a tenant column ({}); name the \
@@ -340,22 +471,15 @@ pub async fn audit(conn: &mut AsyncPgConnection, config: &DoctorConfig) -> Resul
             config.tenant_columns.join(", ")
         )));
     }
-    for (schema, table, _) in &config.registered {
-        if !snap
-            .tables
-            .iter()
-            .any(|t| t.schema == *schema && t.name == *table)
-        {
-            findings.push(Finding {
-                rule: Rule::RegisteredTableMissing,
-                table: rules::qualified_name(schema, table),
-                detail: "registered as a tenant table, not found in the database".into(),
-                fix: "-- run the migrations, or audit the schema that holds it (--schema)".into(),
-            });
-        }
-    }
-    findings.extend(rules::run(&tenants, &snap));
+    let (probes, mut notes) = if config.probe {
+        probe::run(conn, &snap, &tenants, &config.sample_tenants).await?
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    notes.extend(probes.iter().flat_map(|p| p.skipped.iter().cloned()));
+    let mut findings = rules::run(&tenants, &unclassified, &globals, &snap, &probes);
     findings.sort_by(|a, b| (a.rule, &a.table).cmp(&(b.rule, &b.table)));
+    let fixes = fixes::collect(&mut findings);
     Ok(Report {
         app_role: snap.role.name.clone(),
         tenant_tables: tenants
@@ -363,6 +487,8 @@ pub async fn audit(conn: &mut AsyncPgConnection, config: &DoctorConfig) -> Resul
             .map(|t| (rules::qualified(t.table), t.column.clone()))
             .collect(),
         findings,
+        fixes,
+        notes,
     })
 }
 

@@ -1,6 +1,7 @@
 //! The audit rules, as pure functions over a catalog [`Snapshot`].
 
 use super::catalog::{Policy, Snapshot, Table};
+use super::probe::Outcome;
 use super::{Finding, Rule};
 use crate::KeyType;
 use crate::rls::{policy_sql_for, quote_ident};
@@ -27,7 +28,7 @@ impl TenantTableRef<'_> {
     }
 
     /// The tenant column's key type, if it can be a tenant column.
-    fn key(&self) -> Option<KeyType> {
+    pub(crate) fn key(&self) -> Option<KeyType> {
         self.column_type()
             .and_then(|(ty, _)| KeyType::from_column_type(ty))
     }
@@ -52,20 +53,19 @@ fn quote_idents(columns: &[String]) -> String {
         .join(", ")
 }
 
-/// How a policy expression compares the tenant column with the tenant setting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a policy expression compares the tenant column with the tenant setting. The text says
+/// only this much; whether a policy lets rows through is the probe's to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Condition {
     /// Not a tenant condition on this column.
     None,
-    /// `col = (SELECT tenant_db.current_tenant() …)`: sealed, once per statement, fails closed.
-    Sound,
+    /// `current_setting` outside a scalar subquery: evaluated for every row.
+    PerRow,
     /// `col = (SELECT … current_setting(…) …)`: fails closed, but trusts a setting any
     /// statement of the transaction can change.
     Forgeable,
-    /// A missing or empty setting can let rows through (`OR`, `IS NULL`, `COALESCE`, `CASE`).
-    FailsOpen,
-    /// `current_setting` outside a scalar subquery: evaluated for every row.
-    PerRow,
+    /// `col = (SELECT tenant_db.current_tenant() …)`: sealed, once per statement.
+    Sound,
 }
 
 /// How `pg_get_expr` prints the sealed tenant's call for a column of type `key`; for a column
@@ -87,17 +87,7 @@ pub(crate) fn classify(expr: &str, column: &str, key: Option<KeyType>) -> Condit
     let sealed = lower.contains(&sealed_call(key));
     if !(sealed || lower.contains(&setting)) || !mentions_identifier(&lower, &column.to_lowercase())
     {
-        return Condition::None;
-    }
-    let opens = [
-        " or ",
-        "is null",
-        "coalesce(",
-        "is not distinct from",
-        "case ",
-    ];
-    if opens.iter().any(|o| lower.contains(o)) {
-        Condition::FailsOpen
+        Condition::None
     } else if !lower.contains("select ") {
         Condition::PerRow
     } else if !sealed {
@@ -117,37 +107,40 @@ fn mentions_identifier(text: &str, ident: &str) -> bool {
     })
 }
 
-/// The worst condition of a policy: both expressions count (an `ALL` policy without
-/// `WITH CHECK` uses `USING` for both, as PostgreSQL does).
-fn policy_condition(policy: &Policy, column: &str, key: Option<KeyType>) -> Condition {
-    let using = policy.using.as_deref().map(|e| classify(e, column, key));
-    let check = policy
-        .with_check
-        .as_deref()
-        .map(|e| classify(e, column, key))
-        .or(using);
-    match (using, check) {
-        (Some(u), Some(c)) => {
-            for worst in [
-                Condition::None,
-                Condition::FailsOpen,
-                Condition::PerRow,
-                Condition::Forgeable,
-            ] {
-                if u == worst || c == worst {
-                    return worst;
-                }
-            }
-            Condition::Sound
-        }
-        _ => Condition::None,
+/// The commands a policy covers, and what each reads: `r` select and `d` delete read `USING`,
+/// `a` insert reads `WITH CHECK`, `w` update reads both (`WITH CHECK` defaulting to `USING`).
+const COMMANDS: [(char, &str); 4] = [
+    ('r', "SELECT"),
+    ('a', "INSERT"),
+    ('w', "UPDATE"),
+    ('d', "DELETE"),
+];
+
+/// The condition a policy puts on command `command`, or `None` if it does not cover it.
+fn condition_for(
+    policy: &Policy,
+    command: char,
+    column: &str,
+    key: Option<KeyType>,
+) -> Option<Condition> {
+    if !(policy.command == "*" || policy.command.starts_with(command)) {
+        return None;
     }
+    let of = |e: Option<&str>| e.map_or(Condition::None, |e| classify(e, column, key));
+    let using = of(policy.using.as_deref());
+    let check = of(policy.with_check.as_deref().or(policy.using.as_deref()));
+    Some(match command {
+        'a' => check,
+        'w' => using.min(check),
+        _ => using,
+    })
 }
 
 fn finding(rule: Rule, table: String, detail: String, fix: String) -> Finding {
     Finding {
         rule,
         table,
+        tables: Vec::new(),
         detail,
         fix,
     }
@@ -168,10 +161,13 @@ fn column_rules(t: &TenantTableRef<'_>, out: &mut Vec<Finding>) {
                  or text (varchar)",
                 t.column
             ),
+            // The policy that compares the column blocks the change: dropped and made again
+            // for a text key, in the same transaction.
             format!(
-                "-- change the column to one of those types, e.g.:\n\
-                 ALTER TABLE {} ALTER COLUMN {column} TYPE text;\n",
-                t.name()
+                "DROP POLICY IF EXISTS tenant_db_isolation ON {name};\n\
+                 ALTER TABLE {name} ALTER COLUMN {column} TYPE text USING {column}::text;\n{}",
+                policy_sql_for(&t.name(), &t.column, KeyType::Text),
+                name = t.name()
             ),
         ));
     }
@@ -184,96 +180,165 @@ fn column_rules(t: &TenantTableRef<'_>, out: &mut Vec<Finding>) {
                 t.column
             ),
             format!(
-                "ALTER TABLE {} ALTER COLUMN {column} SET NOT NULL;\n",
+                "ALTER TABLE {} ALTER COLUMN {column} SET NOT NULL;",
                 t.name()
             ),
         ));
     }
 }
 
-/// RLS enabled and forced, and a sound restrictive tenant policy for all commands.
-fn rls_rules(t: &TenantTableRef<'_>, snap: &Snapshot, out: &mut Vec<Finding>) {
-    let name = t.name();
-    let fix = policy_sql_for(&name, &t.column, t.key().unwrap_or(KeyType::Uuid));
+/// The key type the table's policies will compare with: the column's, or `text` when the
+/// column's type is fixed to text by its own finding.
+fn fixed_key(t: &TenantTableRef<'_>) -> KeyType {
+    t.key().unwrap_or(KeyType::Text)
+}
+
+/// What the policies' text says is wrong with the table's tenant condition, if anything.
+fn policy_text_problem(t: &TenantTableRef<'_>, snap: &Snapshot) -> Option<(Rule, String)> {
     let policies: Vec<&Policy> = snap
         .policies
         .iter()
         .filter(|p| p.table == t.table.oid && p.applies_to_app)
         .collect();
-    let restrictive: Vec<(Condition, &str)> = policies
-        .iter()
-        .filter(|p| !p.permissive && p.command == "*")
-        .map(|p| (policy_condition(p, &t.column, t.key()), p.name.as_str()))
-        .collect();
-    let named = |c: Condition| {
-        restrictive
+    // For each command, the best condition among the restrictive policies covering it.
+    let mut weakest: Option<(Condition, &str, Option<&str>)> = None;
+    for (command, label) in COMMANDS {
+        let best = policies
             .iter()
-            .find(|(rc, _)| *rc == c)
-            .map(|(_, name)| name.to_string())
-    };
-    let mut found = Vec::new();
-    if !t.table.rls {
-        found.push((
-            Rule::RlsDisabled,
-            "row-level security is not enabled".to_string(),
-        ));
+            .filter(|p| !p.permissive)
+            .filter_map(|p| {
+                condition_for(p, command, &t.column, t.key()).map(|c| (c, p.name.as_str()))
+            })
+            .max_by_key(|(c, _)| *c);
+        let (condition, name) = best.map_or((Condition::None, None), |(c, n)| (c, Some(n)));
+        if condition != Condition::Sound && weakest.is_none_or(|(w, _, _)| condition < w) {
+            weakest = Some((condition, label, name));
+        }
     }
+    let (condition, label, name) = weakest?;
+    let uncovered: Vec<&str> = COMMANDS
+        .iter()
+        .filter(|(command, _)| {
+            !policies.iter().any(|p| {
+                !p.permissive
+                    && condition_for(p, *command, &t.column, t.key()) == Some(Condition::Sound)
+            })
+        })
+        .map(|(_, label)| *label)
+        .collect();
+    let name = name.unwrap_or_default();
+    Some(match condition {
+        Condition::PerRow => (
+            Rule::PolicyPerRow,
+            format!("policy `{name}` reads the tenant setting for every row ({label})"),
+        ),
+        Condition::Forgeable => (
+            Rule::PolicyTrustsForgeableSetting,
+            format!(
+                "policy `{name}` reads `{TENANT_SETTING}` directly, which any statement of the \
+                 transaction can change"
+            ),
+        ),
+        _ => {
+            if let Some(p) = policies.iter().find(|p| {
+                p.permissive
+                    && COMMANDS.iter().any(|(c, _)| {
+                        condition_for(p, *c, &t.column, t.key())
+                            .is_some_and(|c| c != Condition::None)
+                    })
+            }) {
+                (
+                    Rule::TenantPolicyPermissive,
+                    format!(
+                        "the tenant condition is only in permissive policy `{}`",
+                        p.name
+                    ),
+                )
+            } else {
+                (
+                    Rule::NoRestrictivePolicy,
+                    format!(
+                        "no restrictive policy compares `{}` with the sealed tenant of its key \
+                         type for {}",
+                        t.column,
+                        uncovered.join(", ")
+                    ),
+                )
+            }
+        }
+    })
+}
+
+/// RLS enabled and forced, and the tenant condition sound: by the probe first, the text
+/// second. One finding for the table's policies, the others folded into its detail.
+fn rls_rules(
+    t: &TenantTableRef<'_>,
+    snap: &Snapshot,
+    probe: Option<&Outcome>,
+    out: &mut Vec<Finding>,
+) {
+    let name = t.name();
+    let fix = policy_sql_for(&name, &t.column, fixed_key(t));
+    let mut owner_side = Vec::new();
     if t.table.owner_bypasses {
-        found.push((
+        owner_side.push((
             Rule::OwnerBypassesRls,
             format!(
                 "the owner `{}` is a superuser or has BYPASSRLS: FORCE ROW LEVEL SECURITY does \
-                 not apply to it, so migrations and jobs running as the owner see every tenant",
+                 not apply to it, so migrations and jobs running as the owner see every tenant; \
+                 give the table an owner that is neither",
                 t.table.owner
             ),
         ));
     } else if !t.table.force {
-        found.push((
+        owner_side.push((
             Rule::RlsNotForced,
             "row-level security is not forced (the table owner bypasses it)".to_string(),
         ));
     }
-    if named(Condition::Sound).is_none() {
-        let permissive_tenant = policies
-            .iter()
-            .find(|p| p.permissive && policy_condition(p, &t.column, t.key()) != Condition::None);
-        found.push(if let Some(policy) = named(Condition::FailsOpen) {
-            (
-                Rule::PolicyFailsOpen,
-                format!("policy `{policy}` lets rows through when the tenant is unset"),
-            )
-        } else if let Some(policy) = named(Condition::PerRow) {
-            (
-                Rule::PolicyPerRow,
-                format!("policy `{policy}` reads the tenant setting for every row"),
-            )
-        } else if let Some(policy) = named(Condition::Forgeable) {
-            (
-                Rule::PolicyTrustsForgeableSetting,
-                format!(
-                    "policy `{policy}` reads `{TENANT_SETTING}` directly, which any statement of \
-                     the transaction can change"
-                ),
-            )
-        } else if let Some(policy) = permissive_tenant {
-            (
-                Rule::TenantPolicyPermissive,
-                format!(
-                    "the tenant condition is only in permissive policy `{}`",
-                    policy.name
-                ),
-            )
-        } else {
-            (
-                Rule::NoRestrictivePolicy,
-                format!(
-                    "no restrictive policy for all commands compares `{}` with the sealed tenant \
-                     of its key type in USING and WITH CHECK",
-                    t.column
-                ),
-            )
-        });
+    // The policy problem: RLS off, else what the probe saw, else what the text says.
+    let mut causes: Vec<(Rule, String)> = Vec::new();
+    if !t.table.rls {
+        causes.push((
+            Rule::RlsDisabled,
+            "row-level security is not enabled".into(),
+        ));
     }
+    if let Some(p) = probe.filter(|p| p.found()) {
+        let (rule, lines) = if !p.without_tenant.is_empty() {
+            (Rule::PolicyFailsOpen, &p.without_tenant)
+        } else if !p.foreign_reads.is_empty() {
+            (Rule::CrossTenantRead, &p.foreign_reads)
+        } else {
+            (Rule::CrossTenantWrite, &p.foreign_writes)
+        };
+        let mut seen: Vec<&String> = lines.iter().collect();
+        for more in [&p.without_tenant, &p.foreign_reads, &p.foreign_writes] {
+            seen.extend(more.iter().filter(|l| !lines.contains(l)));
+        }
+        causes.push((
+            rule,
+            format!(
+                "probed: {}",
+                seen.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        ));
+    }
+    causes.extend(policy_text_problem(t, snap));
+    let policy_side = causes.first().map(|(rule, first)| {
+        let also: Vec<&str> = causes[1..].iter().map(|(_, d)| d.as_str()).collect();
+        let detail = if also.is_empty() {
+            first.clone()
+        } else {
+            format!("{first}; also: {}", also.join("; "))
+        };
+        (*rule, detail)
+    });
+    let mut found: Vec<(Rule, String)> = owner_side;
+    found.extend(policy_side);
     if t.table.is_partition && !found.is_empty() {
         let what: Vec<String> = found.into_iter().map(|(_, d)| d).collect();
         out.push(finding(
@@ -289,10 +354,7 @@ fn rls_rules(t: &TenantTableRef<'_>, snap: &Snapshot, out: &mut Vec<Finding>) {
     }
     for (rule, detail) in found {
         let fix = if rule == Rule::OwnerBypassesRls {
-            format!(
-                "-- move the table to an owner that is neither superuser nor BYPASSRLS:\n\
-                 ALTER TABLE {name} OWNER TO <owner_role>;\n"
-            )
+            format!("ALTER TABLE {name} OWNER TO {};", owner_to(snap))
         } else {
             fix.clone()
         };
@@ -300,7 +362,40 @@ fn rls_rules(t: &TenantTableRef<'_>, snap: &Snapshot, out: &mut Vec<Finding>) {
     }
 }
 
-/// An index leads with the tenant column; unique keys and foreign keys include it.
+/// The owner fixes propose: the role tenant-db's migrations ran as (owner of the `tenant_db`
+/// schema, bound by `FORCE`), or a placeholder.
+fn owner_to(snap: &Snapshot) -> String {
+    snap.migration_owner
+        .as_deref()
+        .map_or_else(|| "<owner_role>".to_string(), quote_ident)
+}
+
+/// Whether the app role may write any of `columns` of `table`.
+fn writable(table: &Table, columns: &[String]) -> bool {
+    columns.iter().any(|c| {
+        table
+            .columns
+            .iter()
+            .position(|x| x == c)
+            .and_then(|at| table.column_writable.get(at))
+            .copied()
+            .unwrap_or(false)
+    })
+}
+
+/// Whether the server makes `column`'s values (`Some(true)`), never does (`Some(false)`), or
+/// the audit cannot tell (`None`).
+fn server_generated(table: &Table, column: &str) -> Option<bool> {
+    table
+        .columns
+        .iter()
+        .position(|x| x == column)
+        .and_then(|at| table.column_server_generated.get(at).copied())
+        .unwrap_or(Some(false))
+}
+
+/// An index leads with the tenant column; unique keys and foreign keys the app role can write
+/// include it.
 fn key_rules(
     t: &TenantTableRef<'_>,
     tenants: &[TenantTableRef<'_>],
@@ -319,27 +414,64 @@ fn key_rules(
             Rule::NoTenantIndex,
             name.clone(),
             format!("no index leads with `{}`", t.column),
-            format!("CREATE INDEX ON {name} ({col}); -- or make the primary key ({col}, id)"),
+            format!("CREATE INDEX ON {name} ({col});"),
         ));
     }
     for index in indexes
         .iter()
         .filter(|i| i.unique && !i.columns.contains(&t.column))
     {
+        // A key the app role cannot write, or whose one column the server generates, cannot
+        // be probed with a chosen value.
+        if !writable(t.table, &index.columns) {
+            continue;
+        }
+        let generated = match index.columns.as_slice() {
+            [only] => server_generated(t.table, only),
+            _ => Some(false),
+        };
+        if generated == Some(true) {
+            continue;
+        }
+        let unsure = if generated.is_none() {
+            " (its column has a default the audit cannot judge: if the server always makes \
+             the value and the application never sets it, this is harmless)"
+        } else {
+            ""
+        };
+        let columns = format!("{col}, {}", quote_idents(&index.columns));
+        let fix = if index.columns.iter().any(|c| c == "<expr>") {
+            format!(
+                "-- recreate unique index {} with {col} first (it has expression columns)",
+                quote_ident(&index.name)
+            )
+        } else if let Some(constraint) = &index.constraint {
+            let kind = if index.primary {
+                "PRIMARY KEY"
+            } else {
+                "UNIQUE"
+            };
+            format!(
+                "ALTER TABLE {name} DROP CONSTRAINT {c};\nALTER TABLE {name} ADD CONSTRAINT {c} {kind} ({columns});",
+                c = quote_ident(constraint)
+            )
+        } else {
+            format!(
+                "DROP INDEX {schema}.{i};\nCREATE UNIQUE INDEX {i} ON {name} ({columns});",
+                schema = quote_ident(&t.table.schema),
+                i = quote_ident(&index.name)
+            )
+        };
         out.push(finding(
             Rule::UniqueWithoutTenant,
             name.clone(),
             format!(
-                "unique index `{}` on ({}) omits `{}`",
+                "unique index `{}` on ({}) omits `{}`{unsure}",
                 index.name,
                 index.columns.join(", "),
                 t.column
             ),
-            format!(
-                "-- replace it with a key that leads with the tenant column, e.g.\n\
-                 ALTER TABLE {name} ADD UNIQUE ({col}, {});",
-                quote_idents(&index.columns)
-            ),
+            fix,
         ));
     }
     for fk in snap.foreign_keys.iter().filter(|k| k.table == t.table.oid) {
@@ -353,35 +485,89 @@ fn key_rules(
             .iter()
             .zip(&fk.referenced_columns)
             .any(|(c, r)| *c == t.column && *r == target.column);
-        if !paired {
-            out.push(finding(
-                Rule::ForeignKeyWithoutTenant,
-                name.clone(),
-                format!(
-                    "foreign key `{}` ({}) → {} ({}) does not pair `{}` with `{}`",
-                    fk.name,
-                    fk.columns.join(", "),
-                    target.name(),
-                    fk.referenced_columns.join(", "),
-                    t.column,
-                    target.column
-                ),
-                format!(
-                    "ALTER TABLE {name} DROP CONSTRAINT {};\n\
-                     ALTER TABLE {name} ADD FOREIGN KEY ({col}, {}) REFERENCES {} ({}, {});",
-                    quote_ident(&fk.name),
-                    quote_idents(&fk.columns),
-                    target.name(),
-                    quote_ident(&target.column),
-                    quote_idents(&fk.referenced_columns),
-                ),
-            ));
+        if paired || !writable(t.table, &fk.columns) {
+            continue;
         }
+        // Keep the pairs that do not reference the tenant column, and pair the tenant columns.
+        let (own, referenced): (Vec<String>, Vec<String>) = fk
+            .columns
+            .iter()
+            .zip(&fk.referenced_columns)
+            .filter(|(c, r)| **c != t.column && **r != target.column)
+            .map(|(c, r)| (c.clone(), r.clone()))
+            .unzip();
+        out.push(finding(
+            Rule::ForeignKeyWithoutTenant,
+            name.clone(),
+            format!(
+                "foreign key `{}` ({}) → {} ({}) does not pair `{}` with `{}`",
+                fk.name,
+                fk.columns.join(", "),
+                target.name(),
+                fk.referenced_columns.join(", "),
+                t.column,
+                target.column
+            ),
+            format!(
+                "ALTER TABLE {name} DROP CONSTRAINT {};\n\
+                 ALTER TABLE {name} ADD FOREIGN KEY ({col}, {}) REFERENCES {} ({}, {});",
+                quote_ident(&fk.name),
+                quote_idents(&own),
+                target.name(),
+                quote_ident(&target.column),
+                quote_idents(&referenced),
+            ),
+        ));
     }
 }
 
+/// `REVOKE` statements for the privileges among `wanted` that the app role holds on `table`,
+/// one per grantee they come through (the role itself, `PUBLIC`, or a role it inherits from).
+fn revoke_sql(table: &Table, wanted: &[&str]) -> Option<(String, String)> {
+    let mut by_grantee: Vec<(String, Vec<String>)> = Vec::new();
+    for (privilege, grantee) in table.held(wanted) {
+        match by_grantee.iter_mut().find(|(g, _)| g == grantee) {
+            Some((_, privileges)) => privileges.push(privilege.to_string()),
+            None => by_grantee.push((grantee.to_string(), vec![privilege.to_string()])),
+        }
+    }
+    if by_grantee.is_empty() {
+        return None;
+    }
+    let mut held: Vec<String> = by_grantee.iter().flat_map(|(_, p)| p.clone()).collect();
+    held.sort();
+    held.dedup();
+    let sql = by_grantee
+        .iter_mut()
+        .map(|(grantee, privileges)| {
+            privileges.sort();
+            let to = if grantee == "PUBLIC" {
+                "PUBLIC".to_string()
+            } else {
+                quote_ident(grantee)
+            };
+            format!(
+                "REVOKE {} ON {} FROM {to};",
+                privileges.join(", "),
+                qualified(table)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let through: Vec<&str> = by_grantee.iter().map(|(g, _)| g.as_str()).collect();
+    Some((
+        format!("{} (granted to {})", held.join(", "), through.join(", ")),
+        sql,
+    ))
+}
+
 /// The app role: no superuser, no `BYPASSRLS`, owns no tenant table, no risky privileges.
-fn role_rules(tenants: &[TenantTableRef<'_>], snap: &Snapshot, out: &mut Vec<Finding>) {
+fn role_rules(
+    tenants: &[TenantTableRef<'_>],
+    others: &[&Table],
+    snap: &Snapshot,
+    out: &mut Vec<Finding>,
+) {
     let role = &snap.role;
     let r = quote_ident(&role.name);
     if role.superuser {
@@ -445,39 +631,149 @@ fn role_rules(tenants: &[TenantTableRef<'_>], snap: &Snapshot, out: &mut Vec<Fin
             revoke(m),
         ));
     }
+    // Owning a table through membership is one problem per owner role, whatever the number
+    // of tables.
+    let mut through: Vec<(&crate::doctor::catalog::Membership, Vec<String>)> = Vec::new();
     for t in tenants {
         let name = t.name();
-        if let Some(m) = snap.memberships.iter().find(|m| m.name == t.table.owner) {
-            out.push(finding(
-                Rule::AppRoleOwnsTable,
-                name.clone(),
-                format!(
-                    "the application role is a member of the table's owner `{}` ({})",
-                    m.name,
-                    chain(m)
-                ),
-                revoke(m),
-            ));
-        } else if t.table.owner == role.name {
-            out.push(finding(
-                Rule::AppRoleOwnsTable,
-                name.clone(),
-                format!("the application role `{}` owns the table", role.name),
-                format!("ALTER TABLE {name} OWNER TO <owner_role>;"),
-            ));
-        } else if !t.table.risky_privileges.is_empty() {
-            let privileges = t.table.risky_privileges.join(", ");
+        if t.table.app_owns {
+            if let Some(m) = snap.memberships.iter().find(|m| m.name == t.table.owner) {
+                match through.iter_mut().find(|(seen, _)| seen.name == m.name) {
+                    Some((_, tables)) => tables.push(name),
+                    None => through.push((m, vec![name])),
+                }
+            } else {
+                out.push(finding(
+                    Rule::AppRoleOwnsTable,
+                    name.clone(),
+                    format!("the application role `{}` owns the table", role.name),
+                    format!("ALTER TABLE {name} OWNER TO {};", owner_to(snap)),
+                ));
+            }
+        } else if let Some((held, sql)) =
+            revoke_sql(t.table, &["TRUNCATE", "REFERENCES", "TRIGGER"])
+        {
             out.push(finding(
                 Rule::AppRolePrivilege,
                 name.clone(),
-                format!("the application role `{}` holds {privileges}", role.name),
-                format!("REVOKE {privileges} ON {name} FROM {r};"),
+                format!("the application role `{}` holds {held}", role.name),
+                sql,
             ));
         }
     }
+    for table in others.iter().filter(|t| t.app_owns) {
+        if let Some(m) = snap.memberships.iter().find(|m| m.name == table.owner) {
+            match through.iter_mut().find(|(seen, _)| seen.name == m.name) {
+                Some((_, tables)) => tables.push(qualified(table)),
+                None => through.push((m, vec![qualified(table)])),
+            }
+        }
+    }
+    for (m, tables) in through {
+        let mut f = finding(
+            Rule::AppRoleOwnsTable,
+            if tables.len() == 1 {
+                tables[0].clone()
+            } else {
+                String::new()
+            },
+            format!(
+                "the application role is a member of `{}` ({}), the owner of {}",
+                m.name,
+                chain(m),
+                tables.join(", ")
+            ),
+            revoke(m),
+        );
+        if tables.len() > 1 {
+            f.tables = tables;
+        }
+        out.push(f);
+    }
 }
 
-/// Views over tenant tables run as the invoker; `SECURITY DEFINER` functions do not read them.
+/// Tables that are neither tenant nor global, and global tables the app role can write.
+fn classification_rules(
+    unclassified: &[&Table],
+    globals: &[&Table],
+    snap: &Snapshot,
+    out: &mut Vec<Finding>,
+) {
+    let role = &snap.role.name;
+    // Owning a table through membership is the role's finding.
+    let through = |t: &Table| t.app_owns && snap.memberships.iter().any(|m| m.name == t.owner);
+    let unclassified = unclassified.iter().filter(|t| !through(t));
+    let globals = globals.iter().filter(|t| !through(t));
+    for table in unclassified.filter(|t| t.app_reads || t.app_writes) {
+        let name = qualified(table);
+        let how = if table.app_owns {
+            "owns"
+        } else if table.app_writes {
+            "can read and write"
+        } else {
+            "can read"
+        };
+        let fix = if table.app_owns {
+            format!("ALTER TABLE {name} OWNER TO {};", owner_to(snap))
+        } else {
+            revoke_sql(
+                table,
+                &[
+                    "SELECT",
+                    "INSERT",
+                    "UPDATE",
+                    "DELETE",
+                    "TRUNCATE",
+                    "REFERENCES",
+                    "TRIGGER",
+                ],
+            )
+            .map_or_else(
+                || format!("REVOKE ALL ON {name} FROM {};", quote_ident(role)),
+                |(_, sql)| sql,
+            )
+        };
+        out.push(finding(
+            Rule::UnclassifiedTable,
+            name.clone(),
+            format!(
+                "the application role {how} {name}, which has no tenant column and is not \
+                 declared global: every tenant reads all of it (declare it with --global-table \
+                 if that is meant, or add a tenant column)"
+            ),
+            fix,
+        ));
+    }
+    for table in globals.filter(|t| t.app_writes) {
+        let name = qualified(table);
+        let (detail, fix) = if table.app_owns {
+            (
+                format!("the application role owns global table {name}"),
+                format!("ALTER TABLE {name} OWNER TO {};", owner_to(snap)),
+            )
+        } else {
+            match revoke_sql(table, &["INSERT", "UPDATE", "DELETE", "TRUNCATE"]) {
+                Some((held, sql)) => (
+                    format!(
+                        "the application role holds {held} on global table {name}: one tenant's request changes what every tenant reads"
+                    ),
+                    sql,
+                ),
+                None => continue,
+            }
+        };
+        out.push(finding(Rule::GlobalTableWritable, name, detail, fix));
+    }
+}
+
+/// Whether a function body runs SQL text it builds (`EXECUTE` in PL/pgSQL): it can reach any
+/// table.
+fn runs_dynamic_sql(language: &str, source: &str) -> bool {
+    language == "plpgsql" && mentions_identifier(&source.to_lowercase(), "execute")
+}
+
+/// Views over tenant tables run as the invoker; `SECURITY DEFINER` functions do not read them
+/// with rights the app role lacks, and set their `search_path`.
 fn bypass_rules(tenants: &[TenantTableRef<'_>], snap: &Snapshot, out: &mut Vec<Finding>) {
     let mut flagged = std::collections::BTreeSet::new();
     for v in &snap.views {
@@ -495,8 +791,9 @@ fn bypass_rules(tenants: &[TenantTableRef<'_>], snap: &Snapshot, out: &mut Vec<F
                     t.name()
                 ),
                 format!(
-                    "DROP MATERIALIZED VIEW {}; -- or keep it out of the app role's reach",
-                    v.view
+                    "REVOKE ALL ON {} FROM {};",
+                    v.view,
+                    quote_ident(&snap.role.name)
                 ),
             )
         } else {
@@ -518,34 +815,91 @@ fn bypass_rules(tenants: &[TenantTableRef<'_>], snap: &Snapshot, out: &mut Vec<F
     }
     for f in &snap.definer_functions {
         let source = f.source.to_lowercase();
-        let read: Vec<String> = tenants
+        let dynamic = runs_dynamic_sql(&f.language, &f.source);
+        let reached: Vec<&TenantTableRef<'_>> = tenants
             .iter()
-            .filter(|t| mentions_identifier(&source, &t.table.name.to_lowercase()))
-            .map(TenantTableRef::name)
+            .filter(|t| dynamic || mentions_identifier(&source, &t.table.name.to_lowercase()))
             .collect();
-        if !read.is_empty() {
-            out.push(finding(
+        // Its owner reads a table without its policies if it bypasses RLS, or owns the table
+        // and RLS is not forced on it. Otherwise the policies bind the function as they bind
+        // the app role.
+        let unbound: Vec<String> = reached
+            .iter()
+            .filter(|t| f.owner_bypasses || f.owns_unforced.contains(&t.table.oid))
+            .map(|t| t.name())
+            .collect();
+        if !unbound.is_empty() {
+            let how = if dynamic {
+                "runs SQL it builds (EXECUTE), so it reaches every table, including"
+            } else {
+                "reads"
+            };
+            let why = if f.owner_bypasses {
+                "its owner bypasses RLS".to_string()
+            } else {
+                "its owner owns them and RLS is not forced".to_string()
+            };
+            let mut found = finding(
                 Rule::SecurityDefinerReadsTenantTable,
-                read.join(", "),
+                if unbound.len() == 1 {
+                    unbound[0].clone()
+                } else {
+                    String::new()
+                },
                 format!(
-                    "SECURITY DEFINER function `{}` reads {} with its owner's rights",
+                    "SECURITY DEFINER function `{}` (owner `{}`) {how} {} with its owner's \
+                     rights, and {why}",
                     f.signature,
-                    read.join(", ")
+                    f.owner,
+                    unbound.join(", ")
                 ),
                 format!("ALTER FUNCTION {} SECURITY INVOKER;", f.signature),
+            );
+            if unbound.len() > 1 {
+                found.tables = unbound;
+            }
+            out.push(found);
+        }
+        if !f.sets_search_path {
+            out.push(finding(
+                Rule::DefinerWithoutSearchPath,
+                String::new(),
+                format!(
+                    "SECURITY DEFINER function `{}` (owner `{}`) does not set search_path: an \
+                     object the caller creates earlier in the path runs with the owner's rights",
+                    f.signature, f.owner
+                ),
+                format!(
+                    "ALTER FUNCTION {} SET search_path = pg_catalog, {}, pg_temp;",
+                    f.signature,
+                    quote_ident(&f.schema)
+                ),
             ));
         }
     }
 }
 
-/// Runs every rule over the tenant tables `tenants`.
-pub(crate) fn run(tenants: &[TenantTableRef<'_>], snap: &Snapshot) -> Vec<Finding> {
+/// Runs every rule over the tenant tables `tenants`, the tables `unclassified` and `globals`,
+/// and the probe's outcomes.
+pub(crate) fn run(
+    tenants: &[TenantTableRef<'_>],
+    unclassified: &[&Table],
+    globals: &[&Table],
+    snap: &Snapshot,
+    probes: &[Outcome],
+) -> Vec<Finding> {
     let mut out = Vec::new();
-    role_rules(tenants, snap, &mut out);
+    let others: Vec<&Table> = unclassified.iter().chain(globals).copied().collect();
+    role_rules(tenants, &others, snap, &mut out);
     for t in tenants {
         column_rules(t, &mut out);
-        rls_rules(t, snap, &mut out);
+        let probe = probes.iter().find(|p| p.table == t.table.oid);
+        rls_rules(t, snap, probe, &mut out);
         key_rules(t, tenants, snap, &mut out);
+    }
+    if !snap.role.superuser {
+        // A superuser reads and writes everything; its own finding says so.
+        classification_rules(unclassified, globals, snap, &mut out);
     }
     bypass_rules(tenants, snap, &mut out);
     out
@@ -577,9 +931,11 @@ mod tests {
             Condition::PerRow
         );
         let open = "((current_setting('app.current_tenant'::text, true) IS NULL) OR (tenant_id = ( SELECT (current_setting('app.current_tenant'::text, true))::uuid AS current_setting)))";
+        // Whether it lets rows through is the probe's to find; the text says it trusts the
+        // setting.
         assert_eq!(
             classify(open, "tenant_id", Some(KeyType::Uuid)),
-            Condition::FailsOpen
+            Condition::Forgeable
         );
         assert_eq!(
             classify("true", "tenant_id", Some(KeyType::Uuid)),
