@@ -600,6 +600,39 @@ async fn a_definer_with_a_standard_sql_body_in_another_schema_is_read() {
 }
 
 #[tokio::test]
+async fn membership_in_a_definer_functions_owner_is_found() {
+    let database = "tenant_db_doctor_fn_member";
+    let roles = "DO $$ BEGIN
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'doc_fn_owner') THEN
+            CREATE ROLE doc_fn_owner NOLOGIN; END IF;
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'doc_fn_app') THEN
+            CREATE ROLE doc_fn_app NOLOGIN; END IF;
+        END $$;
+        GRANT doc_fn_owner TO doc_fn_app;
+        GRANT USAGE ON SCHEMA {s} TO doc_fn_owner;
+        CREATE FUNCTION {s}.stamp() RETURNS int LANGUAGE sql SECURITY DEFINER
+          SET search_path = pg_catalog AS 'SELECT 1';
+        ALTER FUNCTION {s}.stamp() OWNER TO doc_fn_owner;";
+    set_up_in(database, "app", roles).await;
+    let config = DoctorConfig {
+        app_role: Some("doc_fn_app".into()),
+        ..DoctorConfig::default()
+    };
+    let report = audit_in(database, "app", &config).await;
+    assert_eq!(
+        found(&report),
+        vec![(Rule::AppRoleOwnsTable, String::new())],
+        "{report:#?}"
+    );
+    let detail = &report.findings[0].detail;
+    assert!(
+        detail.contains("doc_fn_app → doc_fn_owner") && detail.contains("app.stamp()"),
+        "{detail}"
+    );
+    fixes_converge(database, "app", &report, config).await;
+}
+
+#[tokio::test]
 async fn definers_bound_by_forced_policies_pass_and_every_definer_sets_its_search_path() {
     // Owned by the tables' owner, which is neither superuser nor BYPASSRLS, on forced tables:
     // the policies bind it as they bind the caller. The function without `SET search_path` is
@@ -1322,6 +1355,44 @@ async fn a_table_neither_tenant_nor_global_is_found() {
     .await;
     assert_eq!(
         found(&undeclared),
+        vec![(Rule::UnclassifiedTable, t(schema, "countries"))]
+    );
+}
+
+diesel::table! {
+    doc_global_code.countries (code) {
+        code -> Text,
+    }
+}
+
+/// A global table declared from code.
+#[derive(diesel::Queryable, tenant_db::GlobalTable)]
+#[diesel(table_name = countries)]
+#[allow(dead_code)]
+struct Country {
+    code: String,
+}
+
+#[tokio::test]
+async fn global_tables_declared_from_code() {
+    let schema = "doc_global_code";
+    let config = DoctorConfig {
+        schemas: vec![schema.into()],
+        ..DoctorConfig::default()
+    }
+    .global::<countries::table>()
+    .unwrap();
+    assert_eq!(config.global_tables, vec![format!("{schema}.countries")]);
+    set_up_in(DATABASE, schema, "").await;
+    let report = audit_url(&app_url().await, &config).await.unwrap();
+    assert_eq!(found(&report), vec![], "{report:#?}");
+    let undeclared = DoctorConfig {
+        schemas: vec![schema.into()],
+        ..DoctorConfig::default()
+    };
+    let report = audit_url(&app_url().await, &undeclared).await.unwrap();
+    assert_eq!(
+        found(&report),
         vec![(Rule::UnclassifiedTable, t(schema, "countries"))]
     );
 }

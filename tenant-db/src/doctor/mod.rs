@@ -83,7 +83,8 @@ pub enum Rule {
     AppRoleSuperuser,
     /// The application role has `BYPASSRLS`.
     AppRoleBypassRls,
-    /// The application role owns a tenant table.
+    /// The application role owns a tenant table, or is a member of the owner of a table or
+    /// of a `SECURITY DEFINER` function it can call.
     AppRoleOwnsTable,
     /// The application role holds `TRUNCATE`, `REFERENCES` or `TRIGGER` on a tenant table.
     AppRolePrivilege,

@@ -669,7 +669,37 @@ fn role_rules(
             }
         }
     }
+    // A member of a definer function's owner can replace the function's body, which then
+    // runs with the owner's rights for every caller.
+    let mut definers: Vec<(&crate::doctor::catalog::Membership, Vec<String>)> = Vec::new();
+    for f in &snap.definer_functions {
+        if let Some(m) = snap.memberships.iter().find(|m| m.name == f.owner) {
+            match definers.iter_mut().find(|(seen, _)| seen.name == m.name) {
+                Some((_, functions)) => functions.push(f.signature.clone()),
+                None => definers.push((m, vec![f.signature.clone()])),
+            }
+        }
+    }
+    for (m, _) in &definers {
+        if !through.iter().any(|(seen, _)| seen.name == m.name) {
+            through.push((m, Vec::new()));
+        }
+    }
     for (m, tables) in through {
+        let functions = definers
+            .iter()
+            .find(|(seen, _)| seen.name == m.name)
+            .map(|(_, f)| f.join(", "));
+        let owned = match (tables.is_empty(), functions) {
+            (false, Some(f)) => format!(
+                "{} and of SECURITY DEFINER function(s) {f}",
+                tables.join(", ")
+            ),
+            (true, Some(f)) => {
+                format!("SECURITY DEFINER function(s) {f} (it can replace their bodies)")
+            }
+            (_, None) => tables.join(", "),
+        };
         let mut f = finding(
             Rule::AppRoleOwnsTable,
             if tables.len() == 1 {
@@ -678,10 +708,9 @@ fn role_rules(
                 String::new()
             },
             format!(
-                "the application role is a member of `{}` ({}), the owner of {}",
+                "the application role is a member of `{}` ({}), the owner of {owned}",
                 m.name,
                 chain(m),
-                tables.join(", ")
             ),
             revoke(m),
         );
