@@ -9,7 +9,7 @@ use std::process::Command;
 use tenant_db::KeyType;
 use tenant_db::doctor::{DoctorConfig, Report, Rule, audit_url};
 use tenant_db::rls::policy_sql_for;
-use tenant_db_tests::{APP_ROLE, NO_RLS_ROLE, OWNER_ROLE};
+use tenant_db_tests::{APP_ROLE, OWNER_ROLE};
 
 const DATABASE: &str = "tenant_db_doctor";
 
@@ -221,10 +221,9 @@ async fn no_restrictive_policy() {
     let report = expect_on_tasks("doc_no_restrictive", m, Rule::PolicyFailsOpen).await;
     let detail = &report.findings[0].detail;
     assert!(
-        detail.contains("with the tenant unset, the application role sees 2 row(s)"),
+        detail.contains("with the tenant unset, the application role sees 2 row(s) (no restrictive policy applies; permissive `tenant_db_access` lets it through)"),
         "{detail}"
     );
-    assert!(detail.contains("permissive `tenant_db_access`"), "{detail}");
     assert!(detail.contains("no restrictive policy"), "{detail}");
 }
 
@@ -234,8 +233,26 @@ async fn no_restrictive_policy_on_an_empty_table_is_found_by_the_made_up_row() {
     let report = expect_on_tasks("doc_no_restrictive_empty", m, Rule::PolicyFailsOpen).await;
     let detail = &report.findings[0].detail;
     assert!(
-        detail.contains("a row of another tenant passes the read policies"),
+        detail.contains("a row of another tenant passes the read policies (no restrictive policy applies; permissive `tenant_db_access` lets it through)"),
         "{detail}"
+    );
+    // Not forced, the policies still bind the app role (it does not own the table).
+    let m = format!("{m} ALTER TABLE {{s}}.tasks NO FORCE ROW LEVEL SECURITY;");
+    let report = audit_with("doc_no_restrictive_unforced", &m, DoctorConfig::default()).await;
+    let tasks = t("doc_no_restrictive_unforced", "tasks");
+    assert_eq!(
+        found(&report),
+        vec![
+            (Rule::RlsNotForced, tasks.clone()),
+            (Rule::PolicyFailsOpen, tasks)
+        ],
+        "{report:#?}"
+    );
+    assert!(
+        report.findings[1]
+            .detail
+            .contains("passes the read policies"),
+        "{report:#?}"
     );
     assert!(
         detail.contains("an insert of a row of another tenant is accepted"),
@@ -297,6 +314,7 @@ async fn no_index_leads_with_the_tenant_column() {
         found(&report),
         vec![(Rule::NoTenantIndex, t(schema, "events"))]
     );
+    fixes_converge(DATABASE, schema, &report, DoctorConfig::default()).await;
 }
 
 #[tokio::test]
@@ -413,31 +431,49 @@ async fn a_foreign_key_the_app_cannot_write_is_not_reported() {
     expect_clean("doc_fk_readonly", m).await;
 }
 
+/// Roles of the given attribute for one test, reset to it on every run (a fix turns it off).
+fn attribute_role(name: &str, attribute: &str) -> String {
+    format!(
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}') THEN
+             CREATE ROLE {name} NOLOGIN; END IF;
+         END $$;
+         ALTER ROLE {name} {attribute};"
+    )
+}
+
 #[tokio::test]
 async fn app_role_superuser() {
     let config = DoctorConfig {
-        app_role: Some("postgres".into()),
+        app_role: Some("doc_super_app".into()),
         ..DoctorConfig::default()
     };
-    let report = audit_with("doc_superuser", "", config).await;
+    let m = attribute_role("doc_super_app", "SUPERUSER");
+    let report = audit_with("doc_superuser", &m, config.clone()).await;
     assert_eq!(
         found(&report),
         vec![(Rule::AppRoleSuperuser, String::new())]
     );
+    fixes_converge(DATABASE, "doc_superuser", &report, config).await;
 }
 
 #[tokio::test]
 async fn app_role_bypassrls() {
     let config = DoctorConfig {
-        app_role: Some(NO_RLS_ROLE.into()),
+        app_role: Some("doc_bypass_attr_app".into()),
         ..DoctorConfig::default()
     };
-    let grants = tenant_db::roles::grants_sql(OWNER_ROLE, NO_RLS_ROLE, "doc_bypass");
-    let report = audit_with("doc_bypass", &grants, config).await;
+    let m = format!(
+        "{}{}",
+        attribute_role("doc_bypass_attr_app", "BYPASSRLS"),
+        tenant_db::roles::grants_sql(OWNER_ROLE, "doc_bypass_attr_app", "doc_bypass")
+    );
+    let report = audit_with("doc_bypass", &m, config.clone()).await;
     assert_eq!(
         found(&report),
         vec![(Rule::AppRoleBypassRls, String::new())]
     );
+    fixes_converge(DATABASE, "doc_bypass", &report, config).await;
 }
 
 #[tokio::test]
@@ -776,37 +812,87 @@ async fn tables_registered_from_code_are_audited_with_their_column() {
         config.registered,
         vec![(schema.into(), "accounts".into(), "org_id".into())]
     );
-    let report = audit_with(schema, &m, config).await;
+    let report = audit_with(schema, &m, config.clone()).await;
     assert!(
         report
             .tenant_tables
             .contains(&(accounts.clone(), "org_id".into()))
     );
     assert_eq!(found(&report), vec![(Rule::RlsNotForced, accounts)]);
+    fixes_converge(DATABASE, schema, &report, config).await;
 }
 
 #[tokio::test]
 async fn tables_keyed_by_bigint_integer_text_and_varchar_pass_with_their_own_policy() {
     let schema = "doc_keys";
     let mut m = String::new();
-    for (table, ty, key) in [
-        ("ledgers", "bigint", KeyType::BigInt),
-        ("seats", "integer", KeyType::Integer),
-        ("workspaces", "text", KeyType::Text),
-        ("boards", "varchar(64)", KeyType::Text),
-    ] {
+    // Readable and writable by the app role, with rows of two tenants: probed as each kind.
+    let tables = [
+        ("ledgers", "bigint", KeyType::BigInt, ["41", "42"]),
+        ("seats", "integer", KeyType::Integer, ["41", "42"]),
+        ("workspaces", "text", KeyType::Text, ["acme", "globex"]),
+        ("boards", "varchar(64)", KeyType::Text, ["acme", "globex"]),
+    ];
+    for (table, ty, key, [a, b]) in tables {
         let name = t(schema, table);
         m.push_str(&format!(
             "CREATE TABLE {name} (tenant_id {ty} NOT NULL, id bigint NOT NULL,
                  PRIMARY KEY (tenant_id, id));
              ALTER TABLE {name} OWNER TO {OWNER_ROLE};
+             INSERT INTO {name} VALUES ('{a}', 1), ('{b}', 1);
+             GRANT SELECT, INSERT ON {name} TO {APP_ROLE};
              {}",
             policy_sql_for(&name, "tenant_id", key)
         ));
     }
-    let report = audit_with(schema, &m, DoctorConfig::default()).await;
+    let config = DoctorConfig {
+        sample_tenants: vec!["41".into(), "acme".into()],
+        ..DoctorConfig::default()
+    };
+    let report = audit_with(schema, &m, config.clone()).await;
     assert_eq!(report.tenant_tables.len(), 6, "{report:#?}");
     assert_eq!(found(&report), vec![], "{report:#?}");
+    assert_eq!(report.notes, Vec::<String>::new());
+    // Opened, each kind's table is found by the probe.
+    for (table, _, _, _) in tables {
+        m.push_str(&format!(
+            "DROP POLICY tenant_db_isolation ON {};",
+            t(schema, table)
+        ));
+    }
+    let report = audit_with(schema, &m, config.clone()).await;
+    let expected: Vec<(Rule, String)> = ["boards", "ledgers", "seats", "workspaces"]
+        .iter()
+        .map(|table| (Rule::PolicyFailsOpen, t(schema, table)))
+        .collect();
+    assert_eq!(found(&report), expected, "{report:#?}");
+    for f in &report.findings {
+        assert!(f.detail.contains("2 row(s)"), "{f:#?}");
+        // A foreign tenant of the column's own type was made up and inserted.
+        assert!(
+            f.detail.contains("as a tenant that owns no row")
+                && f.detail
+                    .contains("an insert of a row of another tenant is accepted"),
+            "{f:#?}"
+        );
+    }
+    assert_eq!(report.notes, Vec::<String>::new());
+    fixes_converge(DATABASE, schema, &report, config).await;
+}
+
+#[tokio::test]
+async fn a_write_only_permissive_policy_is_named_by_its_check() {
+    let m =
+        "DROP POLICY tenant_db_isolation ON {s}.tasks; DROP POLICY tenant_db_access ON {s}.tasks;
+             CREATE POLICY r ON {s}.tasks AS PERMISSIVE FOR SELECT
+               USING (tenant_id = (SELECT tenant_db.current_tenant()::uuid));
+             CREATE POLICY w ON {s}.tasks AS PERMISSIVE FOR INSERT WITH CHECK (true);";
+    let report = expect_on_tasks("doc_write_only", m, Rule::PolicyFailsOpen).await;
+    let detail = &report.findings[0].detail;
+    assert!(
+        detail.contains("an insert of a row of another tenant is accepted (no restrictive policy applies; permissive `w` lets it through)"),
+        "{detail}"
+    );
 }
 
 #[tokio::test]
@@ -815,6 +901,7 @@ async fn a_policy_of_another_key_kind_or_a_column_of_no_key_type_is_found() {
     let ledgers = t(schema, "ledgers");
     let codes = t(schema, "codes");
     let loose = t(schema, "loose");
+    let slugs = t(schema, "slugs");
     let m = format!(
         "CREATE TABLE {ledgers} (tenant_id bigint NOT NULL, id bigint NOT NULL,
              PRIMARY KEY (tenant_id, id));
@@ -826,7 +913,11 @@ async fn a_policy_of_another_key_kind_or_a_column_of_no_key_type_is_found() {
          {}
          ALTER TABLE {ledgers} OWNER TO {OWNER_ROLE};
          ALTER TABLE {codes} OWNER TO {OWNER_ROLE};
-         ALTER TABLE {loose} OWNER TO {OWNER_ROLE};",
+         ALTER TABLE {loose} OWNER TO {OWNER_ROLE};
+         CREATE TABLE {slugs} (tenant_id char(8) NOT NULL, id bigint NOT NULL,
+             PRIMARY KEY (tenant_id, id));
+         ALTER TABLE {slugs} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY,
+             OWNER TO {OWNER_ROLE};",
         // A bigint column compared with the text kind's tenant: never set for an integer
         // tenant, so not a tenant condition.
         policy_sql_for(&ledgers, "tenant_id", KeyType::BigInt).replace(
@@ -840,10 +931,13 @@ async fn a_policy_of_another_key_kind_or_a_column_of_no_key_type_is_found() {
     fixes_converge(DATABASE, schema, &report, DoctorConfig::default()).await;
     let mut got = found(&report);
     got.sort();
+    // `slugs`: the column's type is changed before its policy is made, in one transaction.
     let mut expected = vec![
         (Rule::NoRestrictivePolicy, ledgers.clone()),
+        (Rule::NoRestrictivePolicy, slugs.clone()),
         (Rule::TenantColumnType, codes.clone()),
         (Rule::TenantColumnType, loose.clone()),
+        (Rule::TenantColumnType, slugs.clone()),
     ];
     expected.sort();
     assert_eq!(got, expected, "{report:#?}");
@@ -923,6 +1017,7 @@ async fn membership_in_a_superuser_bypassrls_or_owner_role_is_found_with_its_cha
             report.findings[0].fix,
             format!("REVOKE \"{first}\" FROM \"{app}\";")
         );
+        fixes_converge(DATABASE, "doc_membership", &report, config).await;
     }
     // A member of the tables' owner: found on each tenant table; the fix converges.
     let config = DoctorConfig {
@@ -1097,6 +1192,14 @@ async fn a_prefix_match_that_matches_everything_when_the_setting_is_empty() {
     let detail = &report.findings[0].detail;
     assert!(detail.contains("setting empty"), "{detail}");
     assert!(detail.contains("restrictive policy `iso`"), "{detail}");
+    // On an empty table, the made-up row finds it too.
+    let empty = format!("DELETE FROM {{s}}.tasks; {m}");
+    let report = expect_on_tasks("doc_like_empty", &empty, Rule::PolicyFailsOpen).await;
+    let detail = &report.findings[0].detail;
+    assert!(
+        detail.contains("setting empty (as after a SET LOCAL), a row of another tenant passes the read policies (restrictive policy `iso` lets it through)"),
+        "{detail}"
+    );
 }
 
 #[tokio::test]
@@ -1190,6 +1293,16 @@ async fn case_coalesce_and_is_not_distinct_from_forms_fail_open() {
             "CREATE POLICY iso ON {{s}}.tasks AS RESTRICTIVE FOR ALL USING ({using});"
         ));
         expect_on_tasks(schema, &m, Rule::PolicyFailsOpen).await;
+        // Open for reads only (a sound write check): still a fail-open.
+        let m = tasks_policy(&format!(
+            "CREATE POLICY iso ON {{s}}.tasks AS RESTRICTIVE FOR ALL USING ({using})
+               WITH CHECK (tenant_id = (SELECT tenant_db.current_tenant()::uuid));"
+        ));
+        let report = expect_on_tasks(&format!("{schema}_reads"), &m, Rule::PolicyFailsOpen).await;
+        assert!(
+            !report.findings[0].detail.contains("insert"),
+            "{report:#?}"
+        );
     }
 }
 
@@ -1495,4 +1608,34 @@ async fn cli_output_wraps_lists_several_tables_and_does_not_double_prefixes() {
         stderr.trim(),
         "tenant-db doctor: schema `nope` does not exist"
     );
+}
+
+#[tokio::test]
+async fn a_connection_that_already_set_the_tenant_is_said_to_have() {
+    // After a transaction that set it, a setting reads '' instead of NULL: the truly unset
+    // state cannot be probed on that connection, and the report says so.
+    let schema = "doc_used_connection";
+    set_up_in(DATABASE, schema, "").await;
+    let mut conn = AsyncPgConnection::establish(&app_url().await)
+        .await
+        .unwrap();
+    conn.batch_execute("BEGIN; SELECT set_config('app.current_tenant', 'x', true); COMMIT;")
+        .await
+        .unwrap();
+    let config = config_for(schema, DoctorConfig::default());
+    let report = tenant_db::doctor::audit(&mut conn, &config).await.unwrap();
+    assert_eq!(found(&report), vec![], "{report:#?}");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("had already set app.current_tenant")),
+        "{report:#?}"
+    );
+    let fresh = AsyncPgConnection::establish(&app_url().await)
+        .await
+        .unwrap();
+    let mut fresh = fresh;
+    let report = tenant_db::doctor::audit(&mut fresh, &config).await.unwrap();
+    assert_eq!(report.notes, Vec::<String>::new());
 }

@@ -84,13 +84,64 @@ pub(crate) fn collect(findings: &mut [Finding]) -> Vec<Fix> {
 
 #[cfg(test)]
 mod tests {
-    use super::statements;
+    use super::{Finding, Rule, collect, statements};
 
     #[test]
     fn splits_statements_and_comments() {
         assert_eq!(
-            statements("-- note\nALTER TABLE a\n  OWNER TO b;\nDROP INDEX c;"),
+            statements("-- note\nALTER TABLE a\n  OWNER TO b;  \nDROP INDEX c;"),
             vec!["-- note", "ALTER TABLE a\n  OWNER TO b;", "DROP INDEX c;"]
         );
+        // A comment line inside a statement stays in it; text without a `;` is kept.
+        assert_eq!(
+            statements("ALTER TABLE a\n-- why\nOWNER TO b;\n  -- last\nSELECT 1"),
+            vec!["ALTER TABLE a\n-- why\nOWNER TO b;", "-- last", "SELECT 1"]
+        );
+        assert_eq!(statements("  \n"), Vec::<String>::new());
+    }
+
+    fn f(rule: Rule, table: &str, fix: &str) -> Finding {
+        Finding {
+            rule,
+            table: table.into(),
+            tables: Vec::new(),
+            detail: String::new(),
+            fix: fix.into(),
+        }
+    }
+
+    #[test]
+    fn one_transaction_per_table_role_first_column_type_first_statements_once() {
+        let mut findings = vec![
+            f(Rule::RlsDisabled, "t", "ENABLE;\nPOLICY;"),
+            f(Rule::NoTenantIndex, "t", "INDEX;"),
+            f(
+                Rule::TenantColumnType,
+                "t",
+                "DROP;\nTYPE;\nENABLE;\nPOLICY;",
+            ),
+            f(Rule::RlsNotForced, "t", "ENABLE;\nPOLICY;"),
+            f(Rule::AppRoleBypassRls, "", "REVOKE;"),
+            f(Rule::NoRestrictivePolicy, "u", "-- only a comment"),
+            f(Rule::UnclassifiedTable, "v", ""),
+        ];
+        let fixes = collect(&mut findings);
+        let tables: Vec<&str> = fixes.iter().map(|f| f.table.as_str()).collect();
+        assert_eq!(tables, vec!["", "t"]);
+        assert_eq!(fixes[0].sql, "BEGIN;\nREVOKE;\nCOMMIT;\n");
+        assert_eq!(
+            fixes[1].sql,
+            "BEGIN;\nDROP;\nTYPE;\nENABLE;\nPOLICY;\nINDEX;\nCOMMIT;\n"
+        );
+        // Covered by the column-type fix: they point at it; the index fix stays its own.
+        assert_eq!(
+            findings[0].fix,
+            "-- fixed by the `tenant-column-type` fix of this table"
+        );
+        assert_eq!(findings[3].fix, findings[0].fix);
+        assert_eq!(findings[1].fix, "INDEX;");
+        assert_eq!(findings[2].fix, "DROP;\nTYPE;\nENABLE;\nPOLICY;");
+        // A finding with no statement keeps its (empty) fix.
+        assert_eq!(findings[6].fix, "");
     }
 }
