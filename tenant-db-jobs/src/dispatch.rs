@@ -124,12 +124,7 @@ mod tests {
     use std::time::Duration;
     use tenant_db::TenantId;
 
-    fn t(n: i64) -> TenantId {
-        match TenantId::from_i64(n) {
-            Ok(t) => t,
-            Err(e) => panic!("{e}"),
-        }
-    }
+    use crate::tenant_for_tests as t;
 
     #[tokio::test]
     async fn every_job_runs_and_a_quiet_tenant_is_not_stuck_behind_a_flood() {

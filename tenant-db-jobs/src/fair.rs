@@ -102,14 +102,8 @@ impl<J> FairQueue<J> {
 #[cfg(test)]
 mod tests {
     use super::FairQueue;
-    use tenant_db::TenantId;
 
-    fn t(n: i64) -> TenantId {
-        match TenantId::from_i64(n) {
-            Ok(t) => t,
-            Err(e) => panic!("{e}"),
-        }
-    }
+    use crate::tenant_for_tests as t;
 
     #[test]
     fn tenants_take_turns_whatever_they_queued() {

@@ -12,6 +12,15 @@ mod dispatch;
 mod fair;
 mod redis_queue;
 
+/// Integer tenant `n`, for the unit tests.
+#[cfg(test)]
+fn tenant_for_tests(n: i64) -> tenant_db::TenantId {
+    match tenant_db::TenantId::from_i64(n) {
+        Ok(t) => t,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 pub use dispatch::Dispatcher;
 pub use fair::FairQueue;
 pub use redis_queue::{Delivery, JobError, RedisQueue};

@@ -67,6 +67,11 @@ pub(crate) struct Table {
 }
 
 impl Table {
+    /// The position of column `name` in `columns` (and every per-column list).
+    pub(crate) fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c == name)
+    }
+
     /// The privileges among `wanted` that the app role holds, each with the grantees it comes
     /// through.
     pub(crate) fn held<'a>(
@@ -253,33 +258,12 @@ SELECT c.oid::int8 AS oid, n.nspname::text AS schema, c.relname::text AS name,
        c.relispartition AS is_partition, c.relrowsecurity AS rls,
        c.relforcerowsecurity AS force, pg_get_userbyid(c.relowner)::text AS owner,
        (SELECT o.rolsuper OR o.rolbypassrls FROM pg_roles o WHERE o.oid = c.relowner) AS owner_bypasses,
-       ARRAY(SELECT a.attname::text FROM pg_attribute a
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-             ORDER BY a.attnum) AS columns,
-       ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-             ORDER BY a.attnum) AS column_types,
-       ARRAY(SELECT a.attnotnull FROM pg_attribute a
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-             ORDER BY a.attnum) AS column_not_null,
-       ARRAY(SELECT a.attgenerated <> '' FROM pg_attribute a
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-             ORDER BY a.attnum) AS column_generated,
-       ARRAY(SELECT CASE
-                WHEN a.attidentity <> '' THEN true
-                WHEN d.adbin IS NULL THEN false
-                WHEN pg_get_expr(d.adbin, d.adrelid) ~* '^(gen_random_uuid|uuid_generate_v[14]|nextval)\\('
-                  OR pg_get_expr(d.adbin, d.adrelid) ~* '^(public\\.|pg_catalog\\.)?(gen_random_uuid|uuid_generate_v[14])\\('
-                  THEN true
-                END
-             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-             ORDER BY a.attnum) AS column_server_generated,
-       ARRAY(SELECT has_column_privilege($2, c.oid, a.attnum, 'INSERT')
-                    OR has_column_privilege($2, c.oid, a.attnum, 'UPDATE')
-             FROM pg_attribute a
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-             ORDER BY a.attnum) AS column_writable,
+       coalesce(cols.columns, '{}') AS columns,
+       coalesce(cols.column_types, '{}') AS column_types,
+       coalesce(cols.column_not_null, '{}') AS column_not_null,
+       coalesce(cols.column_generated, '{}') AS column_generated,
+       coalesce(cols.column_server_generated, '{}') AS column_server_generated,
+       coalesce(cols.column_writable, '{}') AS column_writable,
        ARRAY(SELECT DISTINCT acl.privilege_type || E'\\t' ||
                     CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(acl.grantee)::text END
              FROM aclexplode(c.relacl) acl
@@ -290,6 +274,25 @@ SELECT c.oid::int8 AS oid, n.nspname::text AS schema, c.relname::text AS name,
        pg_has_role($2, c.relowner, 'MEMBER') AS app_owns,
        EXISTS (SELECT 1 FROM pg_trigger tg WHERE tg.tgrelid = c.oid AND NOT tg.tgisinternal) AS has_triggers
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+-- Every per-column list in one pass over the columns (NULL for a table with none).
+CROSS JOIN LATERAL (
+    SELECT array_agg(a.attname::text ORDER BY a.attnum) AS columns,
+           array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) AS column_types,
+           array_agg(a.attnotnull ORDER BY a.attnum) AS column_not_null,
+           array_agg(a.attgenerated <> '' ORDER BY a.attnum) AS column_generated,
+           array_agg(CASE
+                WHEN a.attidentity <> '' THEN true
+                WHEN d.adbin IS NULL THEN false
+                WHEN pg_get_expr(d.adbin, d.adrelid)
+                     ~* '^((public|pg_catalog)\\.)?(gen_random_uuid|uuid_generate_v[14]|nextval)\\('
+                  THEN true
+                END ORDER BY a.attnum) AS column_server_generated,
+           array_agg(has_column_privilege($2, c.oid, a.attnum, 'INSERT')
+                     OR has_column_privilege($2, c.oid, a.attnum, 'UPDATE') ORDER BY a.attnum)
+             AS column_writable
+    FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+) cols
 WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY($1)
 ORDER BY n.nspname, c.relname";
 

@@ -46,6 +46,16 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
+    /// Files what `state` showed: with no tenant, under `without_tenant`; with one, under
+    /// `foreign_reads` or `foreign_writes`.
+    fn record(&mut self, state: &State, write: bool, what: String) {
+        match (state.tenant(), write) {
+            (None, _) => self.without_tenant.push(what),
+            (Some(_), false) => self.foreign_reads.push(what),
+            (Some(_), true) => self.foreign_writes.push(what),
+        }
+    }
+
     pub(crate) fn found(&self) -> bool {
         !(self.without_tenant.is_empty()
             && self.foreign_reads.is_empty()
@@ -392,13 +402,9 @@ async fn probe_state(
 ) -> Result<(), Error> {
     let name = qualified(t.table);
     let col = quote_ident(&t.column);
-    let ty = t.table.column_types[t
-        .table
-        .columns
-        .iter()
-        .position(|c| *c == t.column)
-        .unwrap_or_default()]
-    .clone();
+    let Some((ty, _)) = t.column_type() else {
+        return Ok(());
+    };
     let foreign_cond = match state.tenant() {
         None => "true".to_string(),
         Some(tenant) => format!(
@@ -408,10 +414,6 @@ async fn probe_state(
     };
     let reads = policies_for(snap, t.table, 'r');
     let inserts = policies_for(snap, t.table, 'a');
-    let sink = |out: &mut Outcome, what: String| match state {
-        State::Unset | State::Empty => out.without_tenant.push(what),
-        _ => out.foreign_reads.push(what),
-    };
 
     // 1. Real rows of other tenants.
     savepoint(conn).await?;
@@ -444,8 +446,9 @@ async fn probe_state(
                 } else {
                     ""
                 };
-                sink(
-                    out,
+                out.record(
+                    state,
+                    false,
                     format!(
                         "{}, the application role sees {count} row(s){whose}{}",
                         state.describe(),
@@ -472,8 +475,9 @@ async fn probe_state(
                 let (visible, named) = combine(&reads, &passes);
                 if visible {
                     let restrictive = reads.iter().any(|(p, _)| !p.permissive);
-                    sink(
-                        out,
+                    out.record(
+                        state,
+                        false,
                         format!(
                             "{}, a row of another tenant passes the read policies{}",
                             state.describe(),
@@ -517,10 +521,7 @@ async fn probe_state(
                 state.describe(),
                 responsible(&named, restrictive)
             );
-            match state {
-                State::Unset | State::Empty => out.without_tenant.push(what),
-                _ => out.foreign_writes.push(what),
-            }
+            out.record(state, true, what);
         }
         Write::Unknown(why) => out.skipped.push(format!(
             "{}: the insert could not be judged: {why}",

@@ -19,8 +19,8 @@ impl TenantTableRef<'_> {
     }
 
     /// The tenant column's type as the catalogue prints it, and whether it is `NOT NULL`.
-    fn column_type(&self) -> Option<(&str, bool)> {
-        let at = self.table.columns.iter().position(|c| *c == self.column)?;
+    pub(crate) fn column_type(&self) -> Option<(&str, bool)> {
+        let at = self.table.column(&self.column)?;
         Some((
             self.table.column_types.get(at)?.as_str(),
             *self.table.column_not_null.get(at)?,
@@ -374,9 +374,7 @@ fn owner_to(snap: &Snapshot) -> String {
 fn writable(table: &Table, columns: &[String]) -> bool {
     columns.iter().any(|c| {
         table
-            .columns
-            .iter()
-            .position(|x| x == c)
+            .column(c)
             .and_then(|at| table.column_writable.get(at))
             .copied()
             .unwrap_or(false)
@@ -387,9 +385,7 @@ fn writable(table: &Table, columns: &[String]) -> bool {
 /// the audit cannot tell (`None`).
 fn server_generated(table: &Table, column: &str) -> Option<bool> {
     table
-        .columns
-        .iter()
-        .position(|x| x == column)
+        .column(column)
         .and_then(|at| table.column_server_generated.get(at).copied())
         .unwrap_or(Some(false))
 }
