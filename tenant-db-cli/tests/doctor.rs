@@ -1639,3 +1639,102 @@ async fn a_connection_that_already_set_the_tenant_is_said_to_have() {
     let report = tenant_db::doctor::audit(&mut fresh, &config).await.unwrap();
     assert_eq!(report.notes, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_fix_that_fails_half_way_leaves_the_table_as_it_was() {
+    // RLS on, no policy: closed. Its fix makes the restrictive and the permissive policy; run
+    // statement by statement (as psql runs a file by default) with the restrictive one failing,
+    // the permissive one must not be left behind opening the table.
+    let schema = "doc_interrupted_fix";
+    let m =
+        "DROP POLICY tenant_db_isolation ON {s}.tasks; DROP POLICY tenant_db_access ON {s}.tasks;";
+    let report = audit_with(schema, m, DoctorConfig::default()).await;
+    assert_eq!(
+        found(&report),
+        vec![(Rule::NoRestrictivePolicy, t(schema, "tasks"))],
+        "{report:#?}"
+    );
+    let fix = &report.fixes[0].sql;
+    let broken = fix.replace(
+        "(SELECT tenant_db.current_tenant()::uuid)",
+        "(SELECT tenant_db.current_tenant()::no_such_type)",
+    );
+    assert_ne!(&broken, fix);
+    let mut conn = admin(DATABASE).await;
+    let mut failed = 0;
+    for statement in broken.split(";\n").filter(|s| !s.trim().is_empty()) {
+        if conn.batch_execute(statement).await.is_err() {
+            failed += 1;
+        }
+    }
+    assert!(failed > 0, "the broken fix failed nowhere");
+    let after = audit_in(DATABASE, schema, &DoctorConfig::default()).await;
+    assert_eq!(found(&after), found(&report), "{after:#?}");
+}
+
+#[tokio::test]
+async fn the_probe_looks_at_a_hundred_rows_at_most() {
+    let m = "INSERT INTO {s}.projects SELECT '00000000-0000-4000-8000-00000000000c', g, 'p' || g
+               FROM generate_series(2, 200) g;
+             DROP POLICY tenant_db_isolation ON {s}.projects;";
+    let report = audit_with("doc_many_rows", m, DoctorConfig::default()).await;
+    let projects = report
+        .findings
+        .iter()
+        .find(|f| f.table == t("doc_many_rows", "projects"))
+        .unwrap();
+    assert!(
+        projects.detail.contains("sees 100 or more row(s)"),
+        "{projects:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_table_locked_by_someone_else_does_not_hang_the_audit() {
+    // Reading the catalog locks the tables it describes, and the probe reads them: held by
+    // another session, the audit gives up after its lock timeout (2 s) and says why.
+    let schema = "doc_locked";
+    set_up_in(DATABASE, schema, "").await;
+    let mut holder = admin(DATABASE).await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE \"{schema}\".tasks IN ACCESS EXCLUSIVE MODE;"
+        ))
+        .await
+        .unwrap();
+    let config = config_for(schema, DoctorConfig::default());
+    let url = app_url().await;
+    let audit = audit_url(&url, &config);
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(30), audit)
+        .await
+        .expect("the audit waited for the lock");
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    let err = outcome.unwrap_err().to_string();
+    assert!(err.contains("lock timeout"), "{err}");
+
+    // A table the catalog read does not lock (no policy, no default) is locked only for the
+    // probe: the audit finishes, and says what it could not try.
+    let m = format!(
+        "SET ROLE {OWNER_ROLE};
+         CREATE TABLE {{s}}.plain (tenant_id uuid NOT NULL, id bigint NOT NULL,
+             PRIMARY KEY (tenant_id, id));
+         RESET ROLE;"
+    );
+    set_up_in(DATABASE, schema, &m).await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE \"{schema}\".plain IN ACCESS EXCLUSIVE MODE;"
+        ))
+        .await
+        .unwrap();
+    let audit = audit_url(&url, &config);
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(30), audit)
+        .await
+        .expect("the probe waited for the lock");
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    let report = outcome.unwrap();
+    assert!(
+        report.notes.iter().any(|n| n.contains("lock timeout")),
+        "{report:#?}"
+    );
+}

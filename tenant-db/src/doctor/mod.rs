@@ -39,7 +39,7 @@ mod rules;
 use crate::{Error, TenantTable};
 use diesel::pg::Pg;
 use diesel::query_builder::QueryFragment;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use std::fmt;
 
 /// A rule the audit checks. Each finding names one.
@@ -381,6 +381,11 @@ impl DoctorConfig {
     }
 }
 
+/// The limits every transaction of the audit runs under: a table another session holds (the
+/// catalog functions lock the tables they describe) is given up on, not waited for.
+pub(crate) const TIMEOUTS: &str =
+    "SET LOCAL statement_timeout = '10s'; SET LOCAL lock_timeout = '2s';";
+
 /// diesel's migrations table: global, read by nobody's request, written by migrations only.
 const DIESEL_MIGRATIONS: &str = "__diesel_schema_migrations";
 
@@ -410,7 +415,11 @@ fn split_quoted(quoted: &str) -> Vec<String> {
 /// Fails (exit status 2 in the CLI) when there is nothing to audit: a schema, a registered
 /// table or a declared global table that does not exist, or no tenant table at all.
 pub async fn audit(conn: &mut AsyncPgConnection, config: &DoctorConfig) -> Result<Report, Error> {
-    let snap = catalog::read(conn, &config.schemas, config.app_role.as_deref()).await?;
+    conn.batch_execute(&format!("BEGIN READ ONLY; {TIMEOUTS}"))
+        .await?;
+    let snap = catalog::read(conn, &config.schemas, config.app_role.as_deref()).await;
+    conn.batch_execute("ROLLBACK").await?;
+    let snap = snap?;
     for (schema, table, _) in &config.registered {
         if !snap
             .tables

@@ -19,6 +19,7 @@
 //! Nothing is committed, no default is evaluated (no sequence moves), no trigger of the
 //! table's own runs, and no statistics are gathered.
 
+use super::TIMEOUTS;
 use super::catalog::{Policy, Snapshot, Table};
 use super::rules::{TenantTableRef, qualified};
 use crate::rls::{quote_ident, quote_literal};
@@ -43,6 +44,9 @@ pub(crate) struct Outcome {
     pub(crate) foreign_writes: Vec<String>,
     /// What could not be tried, and why.
     pub(crate) skipped: Vec<String>,
+    /// Another session held the table past the lock timeout: its remaining states are not
+    /// tried.
+    locked: bool,
 }
 
 impl Outcome {
@@ -221,7 +225,7 @@ fn settings_read(policies: &[&Policy]) -> Vec<String> {
 /// that `tenant_db.enter` runs in the transaction's first statement.
 fn begin(snap: &Snapshot, state: &State, settings: &[String]) -> String {
     let mut sql = format!(
-        "BEGIN; SET LOCAL ROLE {}; SET LOCAL statement_timeout = '10s'; SET LOCAL lock_timeout = '2s';",
+        "BEGIN; SET LOCAL ROLE {}; {TIMEOUTS}",
         quote_ident(&snap.role.name)
     );
     match state {
@@ -457,9 +461,14 @@ async fn probe_state(
                 );
             }
         }
-        Err(e) => out
-            .skipped
-            .push(format!("{}: reading failed: {e}", state.describe())),
+        Err(e) => {
+            out.locked = e.to_string().contains("lock timeout");
+            out.skipped
+                .push(format!("{}: reading failed: {e}", state.describe()));
+            if out.locked {
+                return Ok(());
+            }
+        }
     }
 
     // 2. A made-up row of another tenant, against the policies (RLS on and binding the role).
@@ -537,13 +546,19 @@ async fn sample(
     t: &TenantTableRef<'_>,
     key: KeyType,
     named: &[String],
-) -> Vec<TenantId> {
+) -> Result<Vec<TenantId>, Error> {
     let col = quote_ident(&t.column);
     let sql = format!(
         "SELECT DISTINCT v::text AS v FROM (SELECT {col} AS v FROM {} WHERE {col} IS NOT NULL LIMIT 1000) s LIMIT {SAMPLED_TENANTS}",
         qualified(t.table)
     );
+    // Read-only, rolled back, and under the probe's timeouts.
+    // Read-only, rolled back, and under the probe's timeouts; a role that cannot read the
+    // table (or waits too long for it) samples nothing.
+    conn.batch_execute(&format!("BEGIN READ ONLY; {TIMEOUTS}"))
+        .await?;
     let seen: Vec<Sample> = diesel::sql_query(sql).load(conn).await.unwrap_or_default();
+    conn.batch_execute("ROLLBACK").await?;
     let mut out: Vec<TenantId> = Vec::new();
     for v in seen.into_iter().map(|s| s.v).chain(named.iter().cloned()) {
         if let Ok(id) = TenantId::parse_as(key.kind(), &v)
@@ -553,7 +568,7 @@ async fn sample(
             out.push(id);
         }
     }
-    out
+    Ok(out)
 }
 
 /// Probes every tenant table in `tenants` the app role can read.
@@ -592,7 +607,7 @@ pub(crate) async fn run(
         }
         states.extend(
             sample(conn, t, key, named_tenants)
-                .await
+                .await?
                 .into_iter()
                 .map(State::Sampled),
         );
@@ -617,6 +632,9 @@ pub(crate) async fn run(
     }
     for (t, key, settings, states, out) in &mut plans {
         for state in states.iter() {
+            if out.locked {
+                break;
+            }
             run_state(conn, snap, t, *key, state, settings, out).await?;
         }
     }
