@@ -5,6 +5,7 @@
 //! can call [`provision`] at once.
 
 mod keyed_schema;
+mod os;
 pub mod pgbouncer;
 
 /// The test schema keyed by `uuid`, in database `tenant_db_test`.
@@ -75,12 +76,29 @@ pub const NO_RLS_ROLE: &str = "tenant_db_no_rls";
 /// `host[:port]` of the server behind `admin_url`.
 fn admin_host() -> String {
     let admin = admin_url();
-    let rest = admin.split_once("://").map(|(_, r)| r).unwrap_or(&admin);
-    let host = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
-    host.split('/')
-        .next()
-        .unwrap_or("127.0.0.1:5432")
-        .to_string()
+    let rest = admin.split_once("://").map_or(admin.as_str(), |(_, r)| r);
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let host = host.split(['/', '?']).next().unwrap_or_default();
+    if host.is_empty() {
+        "127.0.0.1:5432".to_string()
+    } else {
+        host.to_string()
+    }
+}
+
+/// The database `admin_url` connects to (`postgres` if it names none).
+pub(crate) fn admin_database() -> String {
+    let admin = admin_url();
+    let rest = admin.split_once("://").map_or(admin.as_str(), |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let database = rest
+        .split_once('/')
+        .map_or("", |(_, d)| d.split('?').next().unwrap_or_default());
+    if database.is_empty() {
+        "postgres".to_string()
+    } else {
+        database.to_string()
+    }
 }
 
 /// `admin_url` with the user and database replaced.
