@@ -329,25 +329,52 @@ fn spawn_with_parent(
     }
 }
 
-/// Removes the private directories of test binaries that are no longer running.
+/// Removes the private directories of test binaries that are no longer running. Only names
+/// of this exact form are touched (other tools, or older versions of this harness, use the
+/// same prefix).
 fn remove_stale_dirs() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
     for entry in entries.filter_map(Result::ok) {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(DIR_PREFIX))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(owner_pid) else {
             continue;
         };
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
         if is_dir && !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
+    }
+}
+
+/// The test binary's pid in a private directory's name, `<DIR_PREFIX><pid>-<32 hex digits>`.
+fn owner_pid(name: &str) -> Option<u32> {
+    let (pid, random) = name.strip_prefix(DIR_PREFIX)?.split_once('-')?;
+    let random_ok = random.len() == 32 && random.bytes().all(|b| b.is_ascii_hexdigit());
+    let pid_ok = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
+    if random_ok && pid_ok {
+        pid.parse().ok()
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owner_pid;
+
+    #[test]
+    fn only_this_harness_directory_names_are_swept() {
+        let random = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            owner_pid(&format!("tenant-db-pgbouncer-42-{random}")),
+            Some(42)
+        );
+        // The older harness's `tenant-db-pgbouncer-<port>`, and anything else.
+        assert_eq!(owner_pid("tenant-db-pgbouncer-6543"), None);
+        assert_eq!(owner_pid("tenant-db-pgbouncer-6543-x"), None);
+        assert_eq!(owner_pid(&format!("tenant-db-pgbouncer--{random}")), None);
+        assert_eq!(owner_pid(&format!("tenant-db-postgres-42-{random}")), None);
     }
 }
 
