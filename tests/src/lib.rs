@@ -7,6 +7,7 @@
 mod keyed_schema;
 mod os;
 pub mod pgbouncer;
+pub mod server;
 
 /// The test schema keyed by `uuid`, in database `tenant_db_test`.
 #[allow(missing_docs)]
@@ -58,11 +59,15 @@ pub mod schema_text {
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
-/// The superuser URL used only to create roles and the database
-/// (`TENANT_DB_ADMIN_URL`, default: the local server as `postgres`).
+/// The superuser URL used only to create roles and the database: `TENANT_DB_ADMIN_URL` if it
+/// is set; else `postgres://postgres@<address>/postgres` if a server answers at
+/// `TENANT_DB_DEFAULT_ADDR` (default `127.0.0.1:5432`); else a throwaway server's, started
+/// from the installed PostgreSQL (or reused) and left running, as [`server`] explains.
+///
+/// Resolved once per process.
 pub fn admin_url() -> String {
-    std::env::var("TENANT_DB_ADMIN_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(server::resolve_admin_url).clone()
 }
 
 /// The owner role: runs migrations and owns the tables.
@@ -80,7 +85,7 @@ fn admin_host() -> String {
     let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
     let host = host.split(['/', '?']).next().unwrap_or_default();
     if host.is_empty() {
-        "127.0.0.1:5432".to_string()
+        server::DEFAULT_ADDRESS.to_string()
     } else {
         host.to_string()
     }

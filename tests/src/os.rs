@@ -1,12 +1,12 @@
-//! Process and file-system helpers for the PgBouncer harness: running commands, the user
-//! PostgreSQL's programs run as, private directories and free ports.
+//! Process and file-system helpers shared by the throwaway server and the PgBouncer harness:
+//! running commands, the user PostgreSQL's programs run as, private directories and free ports.
 //!
 //! PostgreSQL's programs and PgBouncer refuse to run as root. When the tests run as root, they
 //! run as the `postgres` user instead (through `setpriv`, from util-linux), and the directories
 //! they write to belong to that user.
 
 use crate::SetupError;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -31,6 +31,11 @@ pub(crate) fn run(what: &str, cmd: &mut Command) -> Result<Output, SetupError> {
 fn current_user() -> Result<std::fs::Metadata, SetupError> {
     std::fs::metadata("/proc/self")
         .map_err(|e| SetupError(format!("read the current user from /proc/self: {e}")))
+}
+
+/// The current (effective) user id.
+pub(crate) fn current_uid() -> Result<u32, SetupError> {
+    current_user().map(|m| m.uid())
 }
 
 /// The user and group PostgreSQL's programs and PgBouncer run as.
@@ -68,6 +73,11 @@ impl ServiceUser {
             gid: id("-g")?,
             switch: true,
         })
+    }
+
+    /// A command running `program` as this user.
+    pub(crate) fn command(&self, program: &Path) -> Command {
+        self.command_with(program, &[])
     }
 
     /// A command running `program` as this user, killed with `SIGKILL` when the thread that
@@ -109,6 +119,22 @@ impl ServiceUser {
             .create(path)
             .map_err(|e| SetupError(format!("create {}: {e}", path.display())))?;
         self.chown(path)
+    }
+
+    /// Checks that `path` is a directory (not a link to one), owned by this user, that no one
+    /// else may read or write.
+    pub(crate) fn check_private_dir(&self, path: &Path) -> Result<(), SetupError> {
+        let meta = std::fs::symlink_metadata(path)
+            .map_err(|e| SetupError(format!("inspect {}: {e}", path.display())))?;
+        if meta.is_dir() && meta.uid() == self.uid && meta.permissions().mode() & 0o077 == 0 {
+            Ok(())
+        } else {
+            Err(SetupError(format!(
+                "{} is not a private directory of user {} (mode 0700); remove it",
+                path.display(),
+                self.uid
+            )))
+        }
     }
 }
 

@@ -30,8 +30,8 @@
 //!
 //! - `TENANT_DB_PGBOUNCER_PORT`: listen on this port instead of a free one ([`Port::from_env`]).
 //!   Starting fails if something else already listens there.
-//! - `TENANT_DB_ADMIN_URL`: the server it forwards to, through
-//!   [`admin_url`](crate::admin_url).
+//! - `TENANT_DB_ADMIN_URL` and `TENANT_DB_DEFAULT_ADDR`: the server it forwards to, through
+//!   [`admin_url`](crate::admin_url) (see [`server`](crate::server)).
 //! - `TMPDIR`: the system temp directory (default `/tmp`), through [`std::env::temp_dir`].
 
 use crate::SetupError;
