@@ -1,20 +1,79 @@
-//! tenant-db in one screen: provisions a database with an owner role, an application role,
-//! tables with row-level security; seeds two tenants with the same ids; shows that each tenant
-//! sees only its rows, and that a cross-tenant attempt finds and changes nothing.
+//! tenant-db in one screen: provisions a database with an owner role and an application role,
+//! runs the migrations with row-level security applied to every registered tenant table, seeds
+//! two tenants with the same ids, and shows that each tenant sees only its rows, and that a
+//! cross-tenant attempt finds and changes nothing.
 //!
 //! Run: `cargo run -p tenant-db-examples --example quickstart`
 //! (`TENANT_DB_ADMIN_URL` overrides the default `postgres://postgres@127.0.0.1:5432/postgres`).
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use tenant_db::prelude::*;
+use tenant_db::provision::Provision;
+use tenant_db::registry::Registry;
 use tenant_db::{Error, Tenant, values};
-use tenant_db_tests::schema::*;
+
+mod schema {
+    #![allow(missing_docs)]
+    diesel::table! {
+        customers (tenant_id, id) {
+            tenant_id -> Uuid,
+            id -> BigInt,
+            name -> Text,
+            plan_code -> Text,
+        }
+    }
+
+    diesel::table! {
+        plans (code) {
+            code -> Text,
+            name -> Text,
+        }
+    }
+}
+use schema::*;
+
+/// A customer: rows belong to a tenant.
+#[derive(diesel::Queryable, diesel::Selectable, TenantTable)]
+#[diesel(table_name = customers)]
+#[allow(dead_code)]
+struct Customer {
+    tenant_id: uuid::Uuid,
+    id: i64,
+    name: String,
+    plan_code: String,
+}
+
+/// A new customer: no tenant column, tenant-db fills it from the scope.
+#[derive(TenantValues)]
+#[diesel(table_name = customers)]
+struct NewCustomer {
+    id: i64,
+    name: String,
+    plan_code: String,
+}
+
+/// A plan: shared reference data.
+#[derive(diesel::Queryable, diesel::Selectable, GlobalTable)]
+#[diesel(table_name = plans)]
+#[allow(dead_code)]
+struct Plan {
+    code: String,
+    name: String,
+}
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // 1. Set-up: database, roles, schema and RLS (idempotent).
-    let app_url =
-        tenant_db_tests::provision("tenant_db_quickstart", &schema_sql(), TENANT_TABLES).await?;
+    // 1. Set-up (idempotent): roles and database, then the migrations as the owner, with RLS
+    //    and grants for every table this binary's models registered.
+    let urls = Provision::new("tenant_db_quickstart", "quickstart_owner", "quickstart_app")
+        .run(&tenant_db_tests::admin_url())
+        .await?;
+    let registry = Registry::collected_under(module_path!())?;
+    tenant_db_migrate::run(&urls, MIGRATIONS, &registry).await?;
+    let app_url = urls.app_url;
     println!("connected as the application role: {app_url}");
     let db = TenantDb::connect(&app_url, 4)?;
 
@@ -31,7 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map(|id| NewCustomer {
                     id,
                     name: format!("{label} customer {id}"),
-                    email: None,
+                    plan_code: "free".into(),
                 })
                 .collect();
             s.insert(customers::table)
@@ -69,7 +128,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .values(NewCustomer {
                 id: 42,
                 name: "globex secret".into(),
-                email: None,
+                plan_code: "pro".into(),
             })
             .execute(&mut tx)
             .await?;

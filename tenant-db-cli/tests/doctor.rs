@@ -1056,22 +1056,57 @@ fn cli(args: &[&str]) -> (i32, String) {
     )
 }
 
-#[tokio::test]
-async fn cli_passes_the_examples_database() {
-    // The database the quickstart example uses, set up exactly as the example does.
-    let url = tenant_db_tests::provision(
-        "tenant_db_quickstart",
-        &tenant_db_tests::schema::schema_sql(),
-        tenant_db_tests::schema::TENANT_TABLES,
+/// The quickstart example's models, as the example declares them.
+mod quickstart {
+    #![allow(dead_code, unreachable_pub)]
+    diesel::table! {
+        customers (tenant_id, id) { tenant_id -> Uuid, id -> BigInt, name -> Text, plan_code -> Text, }
+    }
+    diesel::table! {
+        plans (code) { code -> Text, name -> Text, }
+    }
+    #[derive(diesel::Queryable, diesel::Selectable, tenant_db::TenantTable)]
+    #[diesel(table_name = customers)]
+    pub struct Customer {
+        pub tenant_id: uuid::Uuid,
+        pub id: i64,
+        pub name: String,
+        pub plan_code: String,
+    }
+    #[derive(diesel::Queryable, diesel::Selectable, tenant_db::GlobalTable)]
+    #[diesel(table_name = plans)]
+    pub struct Plan {
+        pub code: String,
+        pub name: String,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_passes_a_database_set_up_as_the_quickstart_does() {
+    // The quickstart's set-up: provision, then its migrations with RLS for its models.
+    const MIGRATIONS: diesel_migrations::EmbeddedMigrations =
+        diesel_migrations::embed_migrations!("../examples/migrations");
+    let urls = tenant_db::provision::Provision::new(
+        "tenant_db_quickstart_doctor",
+        "quickstart_owner",
+        "quickstart_app",
     )
+    .run(&tenant_db_tests::admin_url())
     .await
     .unwrap();
+    let registry =
+        tenant_db::registry::Registry::collected_under(&format!("{}::quickstart", module_path!()))
+            .unwrap();
+    assert_eq!(registry.tables().count(), 2);
+    tenant_db_migrate::run(&urls, MIGRATIONS, &registry)
+        .await
+        .unwrap();
     let (code, stdout) = cli(&[
         "doctor",
         "--database-url",
-        &url,
+        &urls.app_url,
         "--global-table",
-        "countries",
+        "plans",
     ]);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("no findings"), "{stdout}");
@@ -1079,6 +1114,58 @@ async fn cli_passes_the_examples_database() {
         stdout.contains("\"public\".\"customers\" (tenant_id)"),
         "{stdout}"
     );
+}
+
+#[test]
+fn rls_sql_prints_the_registered_tables_or_the_named_one() {
+    // The installed command registers nothing: it says how to get the registered tables.
+    let out = Command::new(env!("CARGO_BIN_EXE_tenant-db"))
+        .arg("rls-sql")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tenant_db_cli::run"));
+    // A table named on the command line, with its key type and a write grant.
+    let (code, sql) = cli(&[
+        "rls-sql",
+        "--table",
+        "billing.Ledgers",
+        "--column",
+        "account_id",
+        "--key-type",
+        "bigint",
+        "--app-role",
+        "app",
+    ]);
+    assert_eq!(code, 0);
+    assert!(sql.starts_with(&tenant_db::seal::setup_sql()), "{sql}");
+    assert!(
+        sql.contains(&policy_sql_for(
+            "\"billing\".\"Ledgers\"",
+            "account_id",
+            KeyType::BigInt
+        )),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("ON \"billing\".\"Ledgers\" TO \"app\""),
+        "{sql}"
+    );
+    for bad in [
+        &["rls-sql", "--table", "notes"][..],
+        &[
+            "rls-sql",
+            "--table",
+            "notes",
+            "--column",
+            "t",
+            "--key-type",
+            "money",
+        ],
+        &["rls-sql", "--table", "a..b", "--column", "t"],
+    ] {
+        assert_eq!(cli(bad).0, 2, "{bad:?}");
+    }
 }
 
 #[tokio::test]

@@ -70,6 +70,9 @@ fn expand_tenant(model: Model) -> TokenStream {
                 type Role = ::tenant_db::role::TenantKey;
             }
             #(#data_columns)*
+            ::tenant_db::registry::inventory::submit! {
+                ::tenant_db::registry::Entry::tenant::<#table::table>(::core::module_path!())
+            }
         };
         const _: () = #check;
     }
@@ -85,6 +88,9 @@ fn expand_global(model: Model) -> TokenStream {
                 impl ::tenant_db::Classified for #table::table {
                     type Kind = ::tenant_db::kind::UnscopedGlobal;
                 }
+                ::tenant_db::registry::inventory::submit! {
+                    ::tenant_db::registry::Entry::global::<#table::table>(::core::module_path!())
+                }
             };
         };
     }
@@ -94,6 +100,9 @@ fn expand_global(model: Model) -> TokenStream {
                 type Kind = ::tenant_db::kind::Global;
             }
             ::tenant_db::assert_global::<#table::table>();
+            ::tenant_db::registry::inventory::submit! {
+                ::tenant_db::registry::Entry::global::<#table::table>(::core::module_path!())
+            }
         };
     }
 }

@@ -28,6 +28,18 @@ pub enum Error {
     /// The audit could not run as asked (an application role that does not exist, say).
     #[error("{0}")]
     Doctor(String),
+    /// Two registrations of one table disagree (see [`crate::registry`]).
+    #[error("{0}")]
+    Registry(String),
+    /// An admin grant was refused (see [`crate::admin`]).
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
+    /// The red-team check could not run (see [`crate::redteam`]).
+    #[error("{0}")]
+    RedTeam(String),
+    /// Provisioning could not run as asked (a database URL it cannot use, say).
+    #[error("{0}")]
+    Provision(String),
 }
 
 impl From<diesel::result::Error> for Error {

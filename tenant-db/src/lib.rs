@@ -11,13 +11,18 @@
 //! - [`exists`], [`ScopedSubquery`]: subqueries that stay in the scope.
 //! - [`rls`]: the row-level-security SQL for a tenant table; [`roles`]: the owner and
 //!   application roles.
-//! - [`doctor`]: audits a live database against these rules.
+//! - [`admin`]: audited admin and support access to a tenant.
+//! - [`provision`]: roles, database and grants, idempotent.
+//! - [`registry`]: the tables the derives declare, for migrations, the doctor and tools.
+//! - [`doctor`]: audits a live database against these rules; [`redteam`]: attacks it as the
+//!   application role.
 //!
 //! There are no optional features.
 
 // The derives expand to `::tenant_db::…`; this lets the crate's own tests use them.
 extern crate self as tenant_db;
 
+pub mod admin;
 pub mod doctor;
 mod error;
 pub mod guard;
@@ -27,7 +32,10 @@ mod insert;
 mod key;
 mod predicate;
 mod probe;
+pub mod provision;
 mod query;
+pub mod redteam;
+pub mod registry;
 pub mod rls;
 pub mod roles;
 mod run;

@@ -42,6 +42,27 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// Splits `"a"."b"` (diesel's quoting) into its unquoted parts.
+pub(crate) fn split_quoted(quoted: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut chars = quoted.chars().peekable();
+    let mut in_quotes = false;
+    while let Some(c) = chars.next() {
+        match (c, in_quotes) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                current.push('"');
+            }
+            ('"', _) => in_quotes = !in_quotes,
+            ('.', false) => parts.push(std::mem::take(&mut current)),
+            (c, _) => current.push(c),
+        }
+    }
+    parts.push(current);
+    parts
+}
+
 /// The RLS SQL for table `table` (already quoted) with tenant column `column` (unquoted) of
 /// type `key`.
 pub fn policy_sql_for(table: &str, column: &str, key: KeyType) -> String {

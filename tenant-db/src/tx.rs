@@ -339,6 +339,12 @@ impl<'t> TenantTx<'t> {
         self.scope.tenant_id()
     }
 
+    /// The connection itself, to run tenant-db's own statements in this transaction after
+    /// the transaction handle is gone (see [`crate::admin`]).
+    pub(crate) fn shared_conn(&self) -> &'t AsyncPgConnection {
+        self.conn
+    }
+
     /// The connection, shared: diesel-async pipelines statements sent through shared
     /// references, in the order they are first polled.
     pub(crate) fn conn(&mut self) -> &mut &'t AsyncPgConnection {

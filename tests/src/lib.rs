@@ -151,66 +151,35 @@ pub async fn provision(
     schema_sql: &str,
     tenant_tables: &[&str],
 ) -> Result<String, SetupError> {
+    let urls = step(
+        "provision",
+        tenant_db::provision::Provision::new(database, OWNER_ROLE, APP_ROLE)
+            .run(&admin_url())
+            .await,
+    )?;
+    // The test-only role that bypasses RLS, with the application role's database access.
     let mut admin = step(
         "connect as admin",
         AsyncPgConnection::establish(&admin_url()).await,
     )?;
     step(
-        "lock",
+        "test-only role",
         admin
-            .batch_execute("SELECT pg_advisory_lock(4242001)")
+            .batch_execute(&format!(
+                "DO $$ BEGIN
+                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{NO_RLS_ROLE}') THEN
+                     CREATE ROLE {NO_RLS_ROLE} LOGIN NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE;
+                   END IF;
+                 EXCEPTION WHEN unique_violation OR duplicate_object THEN NULL;
+                 END $$;
+                 GRANT CONNECT ON DATABASE {database} TO {NO_RLS_ROLE};"
+            ))
             .await,
     )?;
-    let roles = format!(
-        "{}
-         DO $$ BEGIN
-           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{NO_RLS_ROLE}') THEN
-             CREATE ROLE {NO_RLS_ROLE} LOGIN NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE;
-           END IF;
-         END $$;",
-        tenant_db::roles::create_roles_sql(OWNER_ROLE, APP_ROLE, "60s")
-    );
-    let created = async {
-        step("create roles", admin.batch_execute(&roles).await)?;
-        let exists: Vec<i32> = step(
-            "look up database",
-            diesel_async::RunQueryDsl::load(
-                diesel::sql_query(format!(
-                    "SELECT 1 AS one FROM pg_database WHERE datname = '{database}'"
-                )),
-                &mut admin,
-            )
-            .await
-            .map(|rows: Vec<One>| rows.into_iter().map(|r| r.one).collect()),
-        )?;
-        if exists.is_empty() {
-            step(
-                "create database",
-                admin
-                    .batch_execute(&format!("CREATE DATABASE {database} OWNER {OWNER_ROLE}"))
-                    .await,
-            )?;
-        }
-        step(
-            "database privileges",
-            admin
-                .batch_execute(&format!(
-                    "{}GRANT CONNECT ON DATABASE {database} TO {NO_RLS_ROLE};",
-                    tenant_db::roles::database_sql(database, OWNER_ROLE, APP_ROLE)
-                ))
-                .await,
-        )?;
-        Ok::<(), SetupError>(())
-    }
-    .await;
-    let _ = admin
-        .batch_execute("SELECT pg_advisory_unlock(4242001)")
-        .await;
-    created?;
 
     let mut owner = step(
         "connect as owner",
-        AsyncPgConnection::establish(&url_for(OWNER_ROLE, database)).await,
+        AsyncPgConnection::establish(&urls.owner_url).await,
     )?;
     step(
         "lock schema",
@@ -229,8 +198,9 @@ pub async fn provision(
         .batch_execute(&format!(
             "{}{schema_sql}
              REVOKE ALL ON SCHEMA public FROM PUBLIC;
-             {}{}{writes}",
+             {}{}{}{writes}",
             tenant_db::seal::setup_sql(),
+            tenant_db::admin::setup_sql(APP_ROLE),
             tenant_db::roles::grants_sql(OWNER_ROLE, APP_ROLE, "public"),
             tenant_db::roles::grants_sql(OWNER_ROLE, NO_RLS_ROLE, "public"),
         ))
@@ -239,11 +209,5 @@ pub async fn provision(
         .batch_execute("SELECT pg_advisory_unlock(4242002)")
         .await;
     step("apply schema", applied)?;
-    Ok(url_for(APP_ROLE, database))
-}
-
-#[derive(diesel::QueryableByName)]
-struct One {
-    #[diesel(sql_type = diesel::sql_types::Integer)]
-    one: i32,
+    Ok(urls.app_url)
 }

@@ -251,7 +251,7 @@ async fn the_secret_name_and_the_functions_are_out_of_reach() {
             Ok::<_, Error>(
                 tx.unscoped_load(diesel::sql_query(
                     "SELECT coalesce(last_value::text, '') AS tenant FROM pg_sequences
-                     WHERE schemaname = 'tenant_db'",
+                     WHERE schemaname = 'tenant_db' AND sequencename = 'seal_name'",
                 ))
                 .await?,
             )

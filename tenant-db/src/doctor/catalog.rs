@@ -101,6 +101,9 @@ pub(crate) struct Policy {
     /// is a member of).
     #[diesel(sql_type = Bool)]
     pub(crate) applies_to_app: bool,
+    /// Whether the policy names `PUBLIC` and no other role.
+    #[diesel(sql_type = Bool)]
+    pub(crate) to_public: bool,
     #[diesel(sql_type = Nullable<Text>)]
     pub(crate) using: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
@@ -301,6 +304,7 @@ SELECT p.polrelid::int8 AS table, p.polname::text AS name, p.polpermissive AS pe
        p.polcmd::text AS command,
        (0 = ANY(p.polroles) OR EXISTS (
             SELECT 1 FROM unnest(p.polroles) r WHERE pg_has_role($2, r, 'MEMBER'))) AS applies_to_app,
+       p.polroles = '{0}'::oid[] AS to_public,
        pg_get_expr(p.polqual, p.polrelid) AS using,
        pg_get_expr(p.polwithcheck, p.polrelid) AS with_check
 FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid

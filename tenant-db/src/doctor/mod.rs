@@ -36,6 +36,7 @@ mod fixes;
 mod probe;
 mod rules;
 
+use crate::registry::Registry;
 use crate::{Error, TenantTable};
 use diesel::pg::Pg;
 use diesel::query_builder::QueryFragment;
@@ -105,11 +106,14 @@ pub enum Rule {
     UnclassifiedTable,
     /// The application role can write a global table (or diesel's migrations table).
     GlobalTableWritable,
+    /// A registered tenant table's policies differ from what tenant-db generates for it
+    /// (`tenant-db rls-sql`): a policy missing, changed, or added by hand.
+    PolicyDrift,
 }
 
 impl Rule {
     /// Every rule, in report order.
-    pub const ALL: [Rule; 24] = [
+    pub const ALL: [Rule; 25] = [
         Rule::RlsDisabled,
         Rule::RlsNotForced,
         Rule::OwnerBypassesRls,
@@ -120,6 +124,7 @@ impl Rule {
         Rule::CrossTenantWrite,
         Rule::PolicyPerRow,
         Rule::PolicyTrustsForgeableSetting,
+        Rule::PolicyDrift,
         Rule::NoTenantIndex,
         Rule::TenantColumnType,
         Rule::UniqueWithoutTenant,
@@ -163,6 +168,7 @@ impl Rule {
             Rule::PartitionWithoutPolicy => "partition-without-policy",
             Rule::UnclassifiedTable => "unclassified-table",
             Rule::GlobalTableWritable => "global-table-writable",
+            Rule::PolicyDrift => "policy-drift",
         }
     }
 
@@ -234,6 +240,9 @@ impl Rule {
             }
             Rule::GlobalTableWritable => {
                 "a global table is shared by every tenant: a write from one tenant's request changes what all of them read"
+            }
+            Rule::PolicyDrift => {
+                "the table is registered from code, so its policies should be exactly the ones tenant-db generates; a hand edit is where isolation quietly erodes"
             }
         }
     }
@@ -345,39 +354,41 @@ impl Default for DoctorConfig {
 impl DoctorConfig {
     /// Registers tenant table `T` (its tenant column may have any name). A table declared
     /// without a schema is looked up in the first audited schema.
-    pub fn register<T>(mut self) -> Result<Self, Error>
+    pub fn register<T>(self) -> Result<Self, Error>
     where
         T: TenantTable,
         T::FromClause: QueryFragment<Pg>,
     {
-        let quoted = crate::rls::table_name::<T>()?;
-        let parts = split_quoted(&quoted);
-        let (schema, table) = match parts.as_slice() {
-            [table] => (
-                self.schemas.first().cloned().unwrap_or_default(),
-                table.clone(),
-            ),
-            [schema, table] => (schema.clone(), table.clone()),
-            _ => {
-                return Err(Error::Doctor(format!(
-                    "cannot read the table name {quoted}"
-                )));
-            }
-        };
-        let column = <T::TenantColumn as diesel::Column>::NAME.to_string();
-        self.registered.push((schema, table, column));
-        Ok(self)
+        Ok(self.registry(&Registry::new().tenant::<T>()?))
     }
 
     /// Declares global table `T` (derived with `GlobalTable`).
-    pub fn global<T>(mut self) -> Result<Self, Error>
+    pub fn global<T>(self) -> Result<Self, Error>
     where
         T: crate::GlobalTable + Default,
         T::FromClause: QueryFragment<Pg>,
     {
-        let quoted = crate::rls::table_name::<T>()?;
-        self.global_tables.push(split_quoted(&quoted).join("."));
-        Ok(self)
+        Ok(self.registry(&Registry::new().global::<T>()?))
+    }
+
+    /// Registers every table of `registry` (see [`crate::registry`]): its tenant tables with
+    /// their columns, its global tables as global. Registered tenant tables are also checked
+    /// for drift: policies that differ from what [`crate::rls`] generates.
+    pub fn registry(mut self, registry: &Registry) -> Self {
+        for table in registry.tables() {
+            let (schema, name) = table.schema_and_name();
+            match (table.tenant_column(), schema) {
+                (Some(column), schema) => {
+                    // A table declared without a schema is looked up in the first audited one.
+                    let schema =
+                        schema.unwrap_or_else(|| self.schemas.first().cloned().unwrap_or_default());
+                    self.registered.push((schema, name, column.to_string()));
+                }
+                (None, Some(schema)) => self.global_tables.push(format!("{schema}.{name}")),
+                (None, None) => self.global_tables.push(name),
+            }
+        }
+        self
     }
 }
 
@@ -388,27 +399,6 @@ pub(crate) const TIMEOUTS: &str =
 
 /// diesel's migrations table: global, read by nobody's request, written by migrations only.
 const DIESEL_MIGRATIONS: &str = "__diesel_schema_migrations";
-
-/// Splits `"a"."b"` (diesel's quoting) into its unquoted parts.
-fn split_quoted(quoted: &str) -> Vec<String> {
-    let mut parts = Vec::new();
-    let mut current = String::new();
-    let mut chars = quoted.chars().peekable();
-    let mut in_quotes = false;
-    while let Some(c) = chars.next() {
-        match (c, in_quotes) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                chars.next();
-                current.push('"');
-            }
-            ('"', _) => in_quotes = !in_quotes,
-            ('.', false) => parts.push(std::mem::take(&mut current)),
-            (c, _) => current.push(c),
-        }
-    }
-    parts.push(current);
-    parts
-}
 
 /// Audits the database behind `conn`.
 ///
@@ -457,6 +447,7 @@ pub async fn audit(conn: &mut AsyncPgConnection, config: &DoctorConfig) -> Resul
             .iter()
             .find(|(s, t, _)| *s == table.schema && *t == table.name)
             .map(|(_, _, c)| c.clone());
+        let is_registered = registered.is_some();
         let discovered = || {
             config
                 .tenant_columns
@@ -465,7 +456,11 @@ pub async fn audit(conn: &mut AsyncPgConnection, config: &DoctorConfig) -> Resul
                 .cloned()
         };
         if let Some(column) = registered.or_else(discovered) {
-            tenants.push(rules::TenantTableRef { table, column });
+            tenants.push(rules::TenantTableRef {
+                table,
+                column,
+                registered: is_registered,
+            });
         } else if is_global(table) {
             globals.push(table);
         } else {
@@ -512,9 +507,9 @@ pub async fn audit_url(database_url: &str, config: &DoctorConfig) -> Result<Repo
 mod tests {
     #[test]
     fn splits_quoted_names() {
-        assert_eq!(super::split_quoted("\"notes\""), vec!["notes"]);
+        assert_eq!(crate::rls::split_quoted("\"notes\""), vec!["notes"]);
         assert_eq!(
-            super::split_quoted("\"app\".\"we\"\"ird.name\""),
+            crate::rls::split_quoted("\"app\".\"we\"\"ird.name\""),
             vec!["app", "we\"ird.name"]
         );
     }

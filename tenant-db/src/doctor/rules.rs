@@ -11,6 +11,8 @@ use crate::seal::TENANT_SETTING;
 pub(crate) struct TenantTableRef<'a> {
     pub(crate) table: &'a Table,
     pub(crate) column: String,
+    /// Registered from code: its policies must be exactly the generated ones.
+    pub(crate) registered: bool,
 }
 
 impl TenantTableRef<'_> {
@@ -31,6 +33,83 @@ impl TenantTableRef<'_> {
     pub(crate) fn key(&self) -> Option<KeyType> {
         self.column_type()
             .and_then(|(ty, _)| KeyType::from_column_type(ty))
+    }
+}
+
+/// The tenant condition [`policy_sql_for`] writes, as PostgreSQL prints it back
+/// (`pg_get_expr`) with identifiers unquoted, for a column of catalogue type `ty`.
+fn generated_condition(column: &str, ty: &str, key: KeyType) -> String {
+    let call = match key {
+        KeyType::Uuid => "(tenant_db.current_tenant())::uuid".to_string(),
+        KeyType::BigInt => "(tenant_db.current_tenant('int'::text))::bigint".to_string(),
+        KeyType::Integer => "(tenant_db.current_tenant('int'::text))::integer".to_string(),
+        KeyType::Text => "tenant_db.current_tenant('text'::text)".to_string(),
+    };
+    // A varchar column is compared as text.
+    let left = if ty == "text" || key != KeyType::Text {
+        column.to_string()
+    } else {
+        format!("({column})::text")
+    };
+    format!("({left} = ( SELECT {call} AS current_tenant))")
+}
+
+/// A registered tenant table's policies, against the two [`policy_sql_for`] generates:
+/// `tenant_db_isolation` (restrictive, every command, every role, the tenant condition in
+/// `USING` and `WITH CHECK`) and `tenant_db_access` (permissive, every command, every role,
+/// `true`), and no other.
+fn drift_rules(t: &TenantTableRef<'_>, snap: &Snapshot, out: &mut Vec<Finding>) {
+    let (Some((ty, _)), Some(key)) = (t.column_type(), t.key()) else {
+        // Its column type is its own finding, whose fix regenerates the policies.
+        return;
+    };
+    if !t.registered {
+        return;
+    }
+    let condition = generated_condition(&t.column, ty, key);
+    let expected = [
+        ("tenant_db_isolation", false, condition.as_str()),
+        ("tenant_db_access", true, "true"),
+    ];
+    // Identifiers print quoted only when they must be: compare without the quotes.
+    let unquoted = |e: &Option<String>| e.as_deref().map(|e| e.replace('"', ""));
+    let mut differences = Vec::new();
+    let mut extra = Vec::new();
+    let policies = snap.policies.iter().filter(|p| p.table == t.table.oid);
+    for (name, permissive, cond) in expected {
+        match policies.clone().find(|p| p.name == name) {
+            None => differences.push(format!("policy {name} is missing")),
+            Some(p) => {
+                let same = p.permissive == permissive
+                    && p.command == "*"
+                    && p.to_public
+                    && unquoted(&p.using).as_deref() == Some(cond)
+                    && unquoted(&p.with_check).as_deref() == Some(cond);
+                if !same {
+                    differences.push(format!("policy {name} was changed"));
+                }
+            }
+        }
+    }
+    for p in policies.filter(|p| expected.iter().all(|(name, ..)| p.name != *name)) {
+        differences.push(format!("policy {} is not one tenant-db generates", p.name));
+        extra.push(format!(
+            "DROP POLICY {} ON {};\n",
+            quote_ident(&p.name),
+            t.name()
+        ));
+    }
+    if !differences.is_empty() {
+        out.push(finding(
+            Rule::PolicyDrift,
+            t.name(),
+            differences.join("; "),
+            format!(
+                "{}{}",
+                extra.concat(),
+                policy_sql_for(&t.name(), &t.column, key)
+            ),
+        ));
     }
 }
 
@@ -920,6 +999,7 @@ pub(crate) fn run(
         column_rules(t, &mut out);
         let probe = probes.iter().find(|p| p.table == t.table.oid);
         rls_rules(t, snap, probe, &mut out);
+        drift_rules(t, snap, &mut out);
         key_rules(t, tenants, snap, &mut out);
     }
     if !snap.role.superuser {
@@ -932,7 +1012,49 @@ pub(crate) fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::{Condition, KeyType, classify};
+    use super::{Condition, KeyType, classify, generated_condition};
+
+    #[test]
+    fn generated_conditions_read_as_postgresql_prints_them() {
+        // `pg_get_expr` of the policies `policy_sql_for` creates, on PostgreSQL 15.
+        for (column, ty, key, printed) in [
+            (
+                "tenant_id",
+                "uuid",
+                KeyType::Uuid,
+                "(tenant_id = ( SELECT (tenant_db.current_tenant())::uuid AS current_tenant))",
+            ),
+            (
+                "Tenant Id",
+                "bigint",
+                KeyType::BigInt,
+                "(\"Tenant Id\" = ( SELECT (tenant_db.current_tenant('int'::text))::bigint AS current_tenant))",
+            ),
+            (
+                "select",
+                "integer",
+                KeyType::Integer,
+                "(\"select\" = ( SELECT (tenant_db.current_tenant('int'::text))::integer AS current_tenant))",
+            ),
+            (
+                "tenant_id",
+                "text",
+                KeyType::Text,
+                "(tenant_id = ( SELECT tenant_db.current_tenant('text'::text) AS current_tenant))",
+            ),
+            (
+                "tenant_id",
+                "character varying(64)",
+                KeyType::Text,
+                "((tenant_id)::text = ( SELECT tenant_db.current_tenant('text'::text) AS current_tenant))",
+            ),
+        ] {
+            assert_eq!(
+                generated_condition(column, ty, key),
+                printed.replace('"', "")
+            );
+        }
+    }
 
     #[test]
     fn classifies_policy_forms() {

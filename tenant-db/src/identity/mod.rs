@@ -6,7 +6,7 @@
 //! - a verified token ([`TokenVerifier::verify`], [`Provenance::Token`]);
 //! - a job envelope sealed under the tenant's key ([`envelope::open`],
 //!   [`Provenance::JobEnvelope`]);
-//! - an audited admin grant (a door of its own, to come);
+//! - an audited admin grant ([`crate::admin`], [`Provenance::Admin`]);
 //! - [`Tenant::assume_verified`], the named escape hatch for trusted internal callers
 //!   (a migration, a scheduled job that iterates over the tenant directory), greppable like
 //!   `unscoped_*` ([`Provenance::Assumed`]).
@@ -55,6 +55,8 @@ pub enum Provenance {
     JobEnvelope,
     /// [`Tenant::assume_verified`]: a trusted internal caller vouched for it.
     Assumed,
+    /// An audited admin grant ([`TenantDb::admin_transaction`](crate::TenantDb::admin_transaction)).
+    Admin,
 }
 
 impl Tenant {

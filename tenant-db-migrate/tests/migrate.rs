@@ -1,0 +1,289 @@
+//! Provisioning and migrations with RLS, end to end, as a service would write them.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use tenant_db::doctor::{DoctorConfig, Rule, audit_url};
+use tenant_db::prelude::*;
+use tenant_db::provision::{Provision, Provisioned};
+use tenant_db::registry::Registry;
+use tenant_db_migrate::MigrateError;
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("tests/migrations");
+const OWNER: &str = "tenant_db_migrate_owner";
+const APP: &str = "tenant_db_migrate_app";
+
+mod models {
+    #![allow(missing_docs, dead_code, unreachable_pub)]
+    use tenant_db::{GlobalTable, TenantTable, TenantValues};
+
+    diesel::table! {
+        projects (tenant_id, id) { tenant_id -> Uuid, id -> BigInt, name -> Text, }
+    }
+    diesel::table! {
+        tasks (tenant_id, id) { tenant_id -> Uuid, id -> BigInt, project_id -> BigInt, title -> Text, }
+    }
+    diesel::table! {
+        plans (code) { code -> Text, name -> Text, }
+    }
+
+    #[derive(diesel::Queryable, diesel::Selectable, TenantTable)]
+    #[diesel(table_name = projects)]
+    pub struct Project {
+        pub tenant_id: uuid::Uuid,
+        pub id: i64,
+        pub name: String,
+    }
+
+    #[derive(TenantValues)]
+    #[diesel(table_name = projects)]
+    pub struct NewProject {
+        pub id: i64,
+        pub name: String,
+    }
+
+    #[derive(diesel::Queryable, diesel::Selectable, TenantTable)]
+    #[diesel(table_name = tasks)]
+    pub struct Task {
+        pub tenant_id: uuid::Uuid,
+        pub id: i64,
+        pub project_id: i64,
+        pub title: String,
+    }
+
+    #[derive(diesel::Queryable, diesel::Selectable, GlobalTable)]
+    #[diesel(table_name = plans)]
+    pub struct Plan {
+        pub code: String,
+        pub name: String,
+    }
+}
+use models::*;
+
+/// The tables this file's models registered, and nothing another crate linked in registered.
+fn registry() -> Registry {
+    Registry::collected_under(module_path!()).unwrap()
+}
+
+async fn provisioned(database: &str) -> Provisioned {
+    Provision::new(database, OWNER, APP)
+        .run(&tenant_db_tests::admin_url())
+        .await
+        .unwrap()
+}
+
+async fn count(url: &str, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    let n: N = diesel::sql_query(sql).get_result(&mut conn).await.unwrap();
+    n.n
+}
+
+#[test]
+fn the_derives_register_every_model_table() {
+    let registry = registry();
+    let names: Vec<(&str, Option<&str>)> = registry
+        .tables()
+        .map(|t| (t.name(), t.tenant_column()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("\"plans\"", None),
+            ("\"projects\"", Some("tenant_id")),
+            ("\"tasks\"", Some("tenant_id")),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provision_and_migrations_apply_rls_to_every_registered_table_and_run_twice() {
+    let database = "tenant_db_migrate_test";
+    let urls = provisioned(database).await;
+    // Twice: the second run applies no migration and changes nothing.
+    tenant_db_migrate::run(&urls, MIGRATIONS, &registry())
+        .await
+        .unwrap();
+    let urls = provisioned(database).await;
+    let again = tenant_db_migrate::run(&urls, MIGRATIONS, &registry())
+        .await
+        .unwrap();
+    assert!(again.applied.is_empty(), "{again:?}");
+    assert_eq!(again.tenant_tables, ["\"projects\"", "\"tasks\""]);
+
+    // The database is what the doctor wants, probe included.
+    let report = audit_url(
+        &urls.app_url,
+        &DoctorConfig::default().registry(&registry()),
+    )
+    .await
+    .unwrap();
+    assert!(report.is_clean(), "{:#?}", report.findings);
+    assert_eq!(report.tenant_tables.len(), 2);
+
+    // Every registered tenant table is isolated, forced, for the application role.
+    let db = TenantDb::connect(&urls.app_url, 2).unwrap();
+    let (a, b) = (
+        Tenant::assume_verified(TenantId::new_random()),
+        Tenant::assume_verified(TenantId::new_random()),
+    );
+    db.transaction(a, async |mut tx| {
+        let s = tx.scope();
+        s.insert(projects::table)
+            .values(NewProject {
+                id: 1,
+                name: "a's".into(),
+            })
+            .execute(&mut tx)
+            .await?;
+        Ok::<_, tenant_db::Error>(())
+    })
+    .await
+    .unwrap();
+    let seen: Vec<String> = db
+        .transaction(b, async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, tenant_db::Error>(
+                s.query(projects::table)
+                    .select(projects::name)
+                    .load(&mut tx)
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert!(seen.is_empty());
+    for table in ["projects", "tasks"] {
+        // RLS as the owner too (forced), with no tenant set.
+        assert_eq!(
+            count(
+                &urls.owner_url,
+                &format!("SELECT count(*) AS n FROM {table}")
+            )
+            .await,
+            0
+        );
+    }
+    // The application role reads global tables and writes none, nor diesel's bookkeeping.
+    let mut app = AsyncPgConnection::establish(&urls.app_url).await.unwrap();
+    assert_eq!(
+        count(&urls.app_url, "SELECT count(*) AS n FROM plans").await,
+        1
+    );
+    for sql in [
+        "INSERT INTO plans VALUES ('x', 'x')",
+        "DELETE FROM __diesel_schema_migrations",
+        "SELECT 1 FROM __diesel_schema_migrations",
+    ] {
+        let err = app.batch_execute(sql).await.unwrap_err();
+        assert!(
+            err.to_string().contains("permission denied"),
+            "{sql}: {err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_doctor_finds_policies_that_drifted_and_its_fix_restores_them() {
+    let database = "tenant_db_migrate_drift";
+    // From an empty database: each step below changes its policies.
+    let mut admin = AsyncPgConnection::establish(&tenant_db_tests::admin_url())
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        .await
+        .unwrap();
+    let urls = provisioned(database).await;
+    tenant_db_migrate::run(&urls, MIGRATIONS, &registry())
+        .await
+        .unwrap();
+    let config = DoctorConfig::default().registry(&registry());
+    let mut owner = AsyncPgConnection::establish(&urls.owner_url).await.unwrap();
+    // Each drift still isolates tenants (the probe finds nothing): only the comparison with
+    // the generated policies sees it.
+    for (drift, expect) in [
+        (
+            "CREATE POLICY reports ON projects AS RESTRICTIVE FOR SELECT USING (id > 0)",
+            "policy reports is not one tenant-db generates",
+        ),
+        (
+            "ALTER POLICY tenant_db_access ON tasks USING (id > 0)",
+            "policy tenant_db_access was changed",
+        ),
+        (
+            "ALTER POLICY tenant_db_isolation ON tasks TO tenant_db_migrate_app",
+            "policy tenant_db_isolation was changed",
+        ),
+        (
+            "DROP POLICY tenant_db_access ON projects; \
+             CREATE POLICY tenant_db_access ON projects FOR SELECT USING (true)",
+            "policy tenant_db_access was changed",
+        ),
+    ] {
+        owner.batch_execute(drift).await.unwrap();
+        let report = audit_url(&urls.app_url, &config).await.unwrap();
+        let drifts: Vec<_> = report
+            .findings
+            .iter()
+            .filter(|f| f.rule == Rule::PolicyDrift)
+            .collect();
+        assert_eq!(drifts.len(), 1, "{drift}: {:#?}", report.findings);
+        assert!(
+            drifts[0].detail.contains(expect),
+            "{drift}: {:#?}",
+            drifts[0]
+        );
+        owner.batch_execute(&report.fix_script()).await.unwrap();
+        let report = audit_url(&urls.app_url, &config).await.unwrap();
+        assert!(report.is_clean(), "{drift}: {:#?}", report.findings);
+    }
+    // A table found by its column name alone is not compared: nothing says what it should be.
+    owner
+        .batch_execute("CREATE POLICY reports ON projects AS RESTRICTIVE FOR SELECT USING (id > 0)")
+        .await
+        .unwrap();
+    let unregistered = audit_url(
+        &urls.app_url,
+        &DoctorConfig {
+            global_tables: vec!["plans".into()],
+            ..DoctorConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(unregistered.is_clean(), "{:#?}", unregistered.findings);
+    owner
+        .batch_execute("DROP POLICY reports ON projects")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provisioning_refuses_a_database_another_role_owns() {
+    let database = "tenant_db_migrate_test";
+    provisioned(database).await;
+    let err = Provision::new(database, "tenant_db_migrate_other", APP)
+        .run(&tenant_db_tests::admin_url())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("owned by tenant_db_migrate_owner, not tenant_db_migrate_other"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_current_thread_runtime_is_an_error_not_a_panic() {
+    let urls = provisioned("tenant_db_migrate_test").await;
+    let err = tenant_db_migrate::run(&urls, MIGRATIONS, &registry())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MigrateError::Runtime), "{err}");
+}

@@ -1,0 +1,1 @@
+DROP TABLE projects; DROP TABLE plans;

@@ -1,0 +1,392 @@
+//! Audited admin and support access: acting for a tenant without the tenant's token, never
+//! silently.
+//!
+//! An [`AdminGrant`] names the **actor**, the **reason** (a ticket or free text; a grant
+//! without one does not compile, and an empty one is refused), the **target** tenant, and an
+//! **expiry**. [`TenantDb::admin_transaction`] is the only door besides
+//! [`Tenant::assume_verified`](crate::Tenant::assume_verified) to a tenant transaction without
+//! a token: it opens the transaction for the grant's tenant ([`Provenance::Admin`]) and writes,
+//! in that same transaction, an `opened` row to the append-only table `tenant_db.admin_audit`
+//! (who, for whom, why, until when), then runs your closure, then a `closed` row naming the
+//! tables the transaction read or wrote and the outcome. When the closure fails its work is
+//! rolled back (to a savepoint) and both rows are still committed: an access that read data
+//! and then failed is on the record too.
+//!
+//! The application role may insert audit rows and read them, never change or delete them: it
+//! holds no `UPDATE`, `DELETE` or `TRUNCATE` on the table, and a trigger refuses those
+//! statements for every role, the owner included ([`setup_sql`]).
+//!
+//! ```no_run
+//! # include!("../doctest_schema.rs");
+//! # #[derive(diesel::Queryable, diesel::Selectable, tenant_db::TenantTable)]
+//! # #[diesel(table_name = notes)]
+//! # struct Note { id: i64, tenant_id: uuid::Uuid, body: String }
+//! use std::time::Duration;
+//! use tenant_db::admin::{AdminGrant, Reason};
+//!
+//! # async fn demo(db: tenant_db::TenantDb, customer: tenant_db::TenantId) -> Result<(), Box<dyn std::error::Error>> {
+//! let grant = AdminGrant::for_tenant(
+//!     "alice@support",
+//!     Reason::ticket("SUP-1234")?,
+//!     customer,
+//!     Duration::from_secs(15 * 60),
+//! )?;
+//! let bodies: Vec<String> = db
+//!     .admin_transaction(&grant, async |mut tx| {
+//!         let s = tx.scope();
+//!         Ok::<_, tenant_db::Error>(s.query(notes::table).select(notes::body).load(&mut tx).await?)
+//!     })
+//!     .await?;
+//! # Ok(()) }
+//! # fn main() {}
+//! ```
+//!
+//! [`Provenance::Admin`]: crate::Provenance::Admin
+
+use crate::rls::quote_ident;
+use crate::{Error, Provenance, Tenant, TenantDb, TenantId, TenantTx, TxFn};
+use diesel::sql_types::{Array, BigInt, Bool, Double, Nullable, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use std::time::{Duration, SystemTime};
+
+/// The longest a grant may last.
+pub const MAX_VALIDITY: Duration = Duration::from_secs(24 * 60 * 60);
+/// The longest reason or actor kept, in characters.
+pub const MAX_TEXT: usize = 1000;
+
+/// Why a grant could not be made or used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// The actor is empty.
+    #[error("an admin grant names its actor")]
+    NoActor,
+    /// The reason is empty.
+    #[error("an admin grant gives a reason (a ticket or a sentence)")]
+    NoReason,
+    /// The actor or the reason is longer than [`MAX_TEXT`] characters, or holds control
+    /// characters.
+    #[error("the {0} must be at most {MAX_TEXT} printable characters")]
+    BadText(&'static str),
+    /// The validity is zero or longer than [`MAX_VALIDITY`].
+    #[error("an admin grant lasts more than nothing and at most {} hours", MAX_VALIDITY.as_secs() / 3600)]
+    Validity,
+    /// The grant expired.
+    #[error("the admin grant expired")]
+    Expired,
+}
+
+/// Why an admin acts: a ticket, or a sentence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reason(String);
+
+impl Reason {
+    /// A ticket of your tracker (`SUP-1234`): recorded as `ticket:SUP-1234`.
+    pub fn ticket(id: &str) -> Result<Reason, AdminError> {
+        Ok(Reason(format!(
+            "ticket:{}",
+            text("reason", id, AdminError::NoReason)?
+        )))
+    }
+
+    /// A reason in words.
+    pub fn text(why: &str) -> Result<Reason, AdminError> {
+        Ok(Reason(text("reason", why, AdminError::NoReason)?))
+    }
+
+    /// The reason as recorded.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `value` trimmed, if it is not empty, not too long and printable.
+fn text(what: &'static str, value: &str, empty: AdminError) -> Result<String, AdminError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(empty);
+    }
+    if value.chars().count() > MAX_TEXT || value.chars().any(char::is_control) {
+        return Err(AdminError::BadText(what));
+    }
+    Ok(value.to_string())
+}
+
+/// Who may act, for whom, why, until when. See the module docs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminGrant {
+    actor: String,
+    reason: Reason,
+    tenant: TenantId,
+    expires_at: SystemTime,
+}
+
+impl AdminGrant {
+    /// A grant for `actor` to act for `tenant`, for `reason`, for `valid_for` from now (at
+    /// most [`MAX_VALIDITY`]).
+    pub fn for_tenant(
+        actor: &str,
+        reason: Reason,
+        tenant: TenantId,
+        valid_for: Duration,
+    ) -> Result<AdminGrant, AdminError> {
+        if valid_for.is_zero() || valid_for > MAX_VALIDITY {
+            return Err(AdminError::Validity);
+        }
+        Ok(AdminGrant {
+            actor: text("actor", actor, AdminError::NoActor)?,
+            reason,
+            tenant,
+            expires_at: SystemTime::now() + valid_for,
+        })
+    }
+
+    /// The actor.
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    /// The reason.
+    pub fn reason(&self) -> &Reason {
+        &self.reason
+    }
+
+    /// The tenant the grant acts for.
+    pub fn tenant_id(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// When the grant expires.
+    pub fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+}
+
+/// The audit table's name.
+pub const AUDIT_TABLE: &str = "tenant_db.admin_audit";
+
+/// SQL (run as the owner, after [`crate::seal::setup_sql`]) that creates the append-only
+/// audit table `tenant_db.admin_audit` and lets application role `app` insert and read it.
+/// Idempotent.
+pub fn setup_sql(app: &str) -> String {
+    let app = quote_ident(app);
+    format!(
+        "CREATE TABLE IF NOT EXISTS tenant_db.admin_audit (
+             id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+             access_id uuid NOT NULL,
+             event text NOT NULL CHECK (event IN ('opened', 'closed')),
+             at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+             actor text NOT NULL CHECK (actor <> ''),
+             reason text NOT NULL CHECK (reason <> ''),
+             tenant text NOT NULL,
+             expires_at timestamptz NOT NULL,
+             db_user text NOT NULL DEFAULT session_user,
+             tables text[],
+             outcome text
+         );
+         CREATE INDEX IF NOT EXISTS admin_audit_at ON tenant_db.admin_audit (at);
+         CREATE OR REPLACE FUNCTION tenant_db.admin_audit_append_only() RETURNS trigger
+             LANGUAGE plpgsql SET search_path = pg_catalog AS $tenant_db$
+         BEGIN
+             RAISE EXCEPTION 'tenant_db.admin_audit is append-only: % refused', TG_OP
+                 USING ERRCODE = 'insufficient_privilege';
+         END $tenant_db$;
+         DROP TRIGGER IF EXISTS append_only ON tenant_db.admin_audit;
+         CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON tenant_db.admin_audit
+             FOR EACH ROW EXECUTE FUNCTION tenant_db.admin_audit_append_only();
+         DROP TRIGGER IF EXISTS append_only_truncate ON tenant_db.admin_audit;
+         CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON tenant_db.admin_audit
+             FOR EACH STATEMENT EXECUTE FUNCTION tenant_db.admin_audit_append_only();
+         REVOKE ALL ON tenant_db.admin_audit FROM PUBLIC;
+         REVOKE ALL ON tenant_db.admin_audit FROM {app};
+         GRANT INSERT, SELECT ON tenant_db.admin_audit TO {app};
+"
+    )
+}
+
+/// One row of the audit table, as [`recent`] reads it.
+#[derive(Clone, Debug, PartialEq, Eq, diesel::QueryableByName)]
+pub struct AuditRow {
+    /// The access both rows of one admin transaction share.
+    #[diesel(sql_type = Text)]
+    pub access_id: String,
+    /// `opened` or `closed`.
+    #[diesel(sql_type = Text)]
+    pub event: String,
+    /// When, as the server's clock tells (ISO 8601, UTC).
+    #[diesel(sql_type = Text)]
+    pub at: String,
+    /// Who.
+    #[diesel(sql_type = Text)]
+    pub actor: String,
+    /// Why.
+    #[diesel(sql_type = Text)]
+    pub reason: String,
+    /// For whom.
+    #[diesel(sql_type = Text)]
+    pub tenant: String,
+    /// Until when the grant held.
+    #[diesel(sql_type = Text)]
+    pub expires_at: String,
+    /// The database role that wrote the row.
+    #[diesel(sql_type = Text)]
+    pub db_user: String,
+    /// On `closed`: the tables the transaction read or wrote.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub tables: Option<String>,
+    /// On `closed`: `ok`, or `error: …` when the closure failed and its work was rolled back.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub outcome: Option<String>,
+}
+
+/// The most recent `limit` audit rows, newest first, read on `conn` (any role that may read
+/// the audit table).
+pub async fn recent(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<AuditRow>, Error> {
+    Ok(diesel::sql_query(
+        "SELECT access_id::text, event,
+                to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS at,
+                actor, reason, tenant,
+                to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS expires_at,
+                db_user, array_to_string(tables, ',') AS tables, outcome
+         FROM tenant_db.admin_audit ORDER BY id DESC LIMIT $1",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(limit.max(0))
+    .load(conn)
+    .await?)
+}
+
+#[derive(diesel::QueryableByName)]
+struct Done {
+    #[diesel(sql_type = Bool)]
+    #[allow(dead_code)]
+    done: bool,
+}
+
+/// How much the transaction has touched each table so far (`pg_stat_xact_user_tables`), the
+/// audit table aside. The view also counts what earlier transactions of the same connection
+/// did while the server had not flushed their statistics yet, so an access's tables are what
+/// grew between its two rows.
+const TOUCHED: &str = "SELECT relid::int8 AS relid,
+        quote_ident(schemaname) || '.' || quote_ident(relname) AS name,
+        seq_scan + coalesce(idx_scan, 0) + n_tup_ins + n_tup_upd + n_tup_del AS touched
+    FROM pg_catalog.pg_stat_xact_user_tables WHERE schemaname <> 'tenant_db'";
+
+#[derive(diesel::QueryableByName)]
+struct Touched {
+    #[diesel(sql_type = BigInt)]
+    relid: i64,
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = BigInt)]
+    touched: i64,
+}
+
+async fn touched(mut conn: &AsyncPgConnection) -> Result<Vec<Touched>, Error> {
+    Ok(diesel::sql_query(TOUCHED).load(&mut conn).await?)
+}
+
+/// Writes one audit row in the transaction on `conn`; a `closed` row lists `tables`.
+async fn record(
+    mut conn: &AsyncPgConnection,
+    access: uuid::Uuid,
+    event: &str,
+    grant: &AdminGrant,
+    closed: Option<(&str, Vec<String>)>,
+) -> Result<(), Error> {
+    let (outcome, tables) = closed.map_or((None, None), |(o, t)| (Some(o), Some(t)));
+    diesel::sql_query(
+        "INSERT INTO tenant_db.admin_audit
+             (access_id, event, actor, reason, tenant, expires_at, tables, outcome)
+         SELECT $1::uuid, $2, $3, $4, $5, pg_catalog.to_timestamp($6), $7, $8
+         RETURNING true AS done",
+    )
+    .bind::<Text, _>(access.to_string())
+    .bind::<Text, _>(event)
+    .bind::<Text, _>(&grant.actor)
+    .bind::<Text, _>(grant.reason.as_str())
+    .bind::<Text, _>(grant.tenant.to_string())
+    .bind::<Double, _>(
+        grant
+            .expires_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+    )
+    .bind::<Nullable<Array<Text>>, _>(tables)
+    .bind::<Nullable<Text>, _>(outcome)
+    .get_result::<Done>(&mut conn)
+    .await?;
+    Ok(())
+}
+
+/// The tables whose counters grew from `before` to `after`, sorted.
+fn grown(before: &[Touched], after: Vec<Touched>) -> Vec<String> {
+    let mut names: Vec<String> = after
+        .into_iter()
+        .filter(|a| {
+            let was = before
+                .iter()
+                .find(|b| b.relid == a.relid)
+                .map_or(0, |b| b.touched);
+            a.touched > was
+        })
+        .map(|a| a.name)
+        .collect();
+    names.sort();
+    names
+}
+
+impl TenantDb {
+    /// Runs `f` in one transaction for the grant's tenant, audited (see the module docs).
+    /// Refused with [`AdminError::Expired`] once the grant has expired.
+    // Not an `async fn`: the returned future must be declared `Send`.
+    #[allow(clippy::manual_async_fn)]
+    pub fn admin_transaction<'a, R, E, F>(
+        &'a self,
+        grant: &'a AdminGrant,
+        f: F,
+    ) -> impl Future<Output = Result<R, E>> + Send + 'a
+    where
+        for<'t> F: AsyncFnOnce(TenantTx<'t>) -> Result<R, E>
+            + TxFn<TenantTx<'t>, Result<R, E>, Fut: Send>
+            + Send
+            + 'a,
+        E: From<Error> + std::fmt::Display + Send + 'a,
+        R: Send + 'a,
+    {
+        async move {
+            if SystemTime::now() >= grant.expires_at {
+                return Err(E::from(Error::Admin(AdminError::Expired)));
+            }
+            let access = uuid::Uuid::new_v4();
+            let tenant = Tenant::verified(grant.tenant, Provenance::Admin);
+            let outcome: Result<R, E> = self
+                .transaction(tenant, async move |tx: TenantTx<'_>| {
+                    let conn = tx.shared_conn();
+                    let before = touched(conn).await?;
+                    record(conn, access, "opened", grant, None).await?;
+                    savepoint(conn, "SAVEPOINT tenant_db_admin").await?;
+                    let result = f(tx).await;
+                    let outcome = match &result {
+                        Ok(_) => None,
+                        Err(e) => Some(format!("error: {e}")),
+                    };
+                    if outcome.is_some() {
+                        savepoint(conn, "ROLLBACK TO SAVEPOINT tenant_db_admin").await?;
+                    }
+                    let outcome = outcome.unwrap_or_else(|| "ok".to_string());
+                    let tables = grown(&before, touched(conn).await?);
+                    record(conn, access, "closed", grant, Some((&outcome, tables))).await?;
+                    Ok::<_, E>(result)
+                })
+                .await?;
+            outcome
+        }
+    }
+}
+
+/// Runs a savepoint statement on `conn`.
+async fn savepoint(conn: &AsyncPgConnection, sql: &str) -> Result<(), Error> {
+    let mut conn = conn;
+    diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, sql).await?;
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! Audited admin access: a grant names actor, reason, tenant and expiry; every admin
+//! transaction leaves an `opened` and a `closed` row in an append-only table, in the same
+//! transaction, even when its work fails.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use std::time::Duration;
+use tenant_db::admin::{AdminError, AdminGrant, AuditRow, Reason, recent};
+use tenant_db::prelude::*;
+use tenant_db::{Error, values};
+use tenant_db_tests::schema as keyed;
+use tenant_db_tests::schema::*;
+mod common;
+
+fn grant(actor: &str, tenant: TenantId) -> AdminGrant {
+    AdminGrant::for_tenant(
+        actor,
+        Reason::ticket("SUP-1234").unwrap(),
+        tenant,
+        Duration::from_secs(600),
+    )
+    .unwrap()
+}
+
+/// The audit rows of one actor, oldest first.
+async fn audit_of(actor: &str) -> Vec<AuditRow> {
+    let mut conn = AsyncPgConnection::establish(&common::app_url().await)
+        .await
+        .unwrap();
+    let mut rows: Vec<AuditRow> = recent(&mut conn, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.actor == actor)
+        .collect();
+    rows.reverse();
+    rows
+}
+
+fn actor() -> String {
+    format!("support-{}", uuid::Uuid::new_v4().simple())
+}
+
+#[tokio::test]
+async fn an_admin_transaction_acts_for_the_granted_tenant_and_is_audited() {
+    let db = common::db_with_rls(2).await;
+    let (a, b) = common::two_tenants(&db).await;
+    for (tenant, name) in [(a, "only a"), (b, "only b")] {
+        db.transaction(tenant, async |mut tx| {
+            let s = tx.scope();
+            s.insert(customers::table)
+                .values(NewCustomer {
+                    id: 99,
+                    name: name.into(),
+                    email: None,
+                })
+                .execute(&mut tx)
+                .await?;
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap();
+    }
+    let who = actor();
+    let names: Vec<String> = db
+        .admin_transaction(&grant(&who, b.id()), async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(
+                s.query(customers::table)
+                    .select(customers::name)
+                    .order(customers::id)
+                    .load(&mut tx)
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(names.len(), 4);
+    assert!(names.contains(&"only b".to_string()), "{names:?}");
+    assert!(!names.contains(&"only a".to_string()), "{names:?}");
+    let rows = audit_of(&who).await;
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    let (opened, closed) = (&rows[0], &rows[1]);
+    assert_eq!(
+        (opened.event.as_str(), closed.event.as_str()),
+        ("opened", "closed")
+    );
+    assert_eq!(opened.access_id, closed.access_id);
+    for row in [opened, closed] {
+        assert_eq!(row.reason, "ticket:SUP-1234");
+        assert_eq!(row.tenant, b.id().to_string());
+        assert_eq!(row.db_user, tenant_db_tests::APP_ROLE);
+    }
+    assert_eq!(closed.tables.as_deref(), Some("public.customers"));
+    assert_eq!(closed.outcome.as_deref(), Some("ok"));
+}
+
+#[tokio::test]
+async fn a_failed_admin_transaction_rolls_its_work_back_and_stays_on_the_record() {
+    let db = common::db_with_rls(2).await;
+    let (a, _) = common::two_tenants(&db).await;
+    let who = actor();
+    let result: Result<(), Error> = db
+        .admin_transaction(&grant(&who, a.id()), async |mut tx| {
+            let s = tx.scope();
+            s.update(customers::table)
+                .set(values!(
+                    customers::table,
+                    customers::name = "changed by support"
+                ))
+                .execute(&mut tx)
+                .await?;
+            // Fails: the key exists.
+            s.insert(customers::table)
+                .values(NewCustomer {
+                    id: 1,
+                    name: "dup".into(),
+                    email: None,
+                })
+                .execute(&mut tx)
+                .await?;
+            Ok(())
+        })
+        .await;
+    assert!(result.is_err());
+    let names: Vec<String> = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(
+                s.query(customers::table)
+                    .select(customers::name)
+                    .load(&mut tx)
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert!(names.iter().all(|n| n != "changed by support"), "{names:?}");
+    let rows = audit_of(&who).await;
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert!(
+        rows[1].outcome.as_deref().unwrap().starts_with("error: "),
+        "{rows:#?}"
+    );
+    assert_eq!(rows[1].tables.as_deref(), Some("public.customers"));
+}
+
+#[tokio::test]
+async fn an_expired_grant_opens_nothing() {
+    let db = common::db_with_rls(1).await;
+    let a = keyed::new_tenant();
+    let who = actor();
+    let grant = AdminGrant::for_tenant(
+        &who,
+        Reason::text("look at the invoice").unwrap(),
+        a.id(),
+        Duration::from_millis(1),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let err = db
+        .admin_transaction(&grant, async |_tx| Ok::<_, Error>(()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Admin(AdminError::Expired)), "{err}");
+    assert!(audit_of(&who).await.is_empty());
+}
+
+#[test]
+fn a_grant_names_an_actor_a_reason_and_a_bounded_validity() {
+    let id = TenantId::new_random();
+    let ok = Reason::ticket("SUP-1").unwrap();
+    let hour = Duration::from_secs(3600);
+    assert_eq!(Reason::ticket(" ").unwrap_err(), AdminError::NoReason);
+    assert_eq!(Reason::text("").unwrap_err(), AdminError::NoReason);
+    assert_eq!(
+        Reason::text("line\nbreak").unwrap_err(),
+        AdminError::BadText("reason")
+    );
+    assert_eq!(
+        Reason::text(&"x".repeat(1001)).unwrap_err(),
+        AdminError::BadText("reason")
+    );
+    assert!(Reason::text(&"x".repeat(1000)).is_ok());
+    assert_eq!(
+        AdminGrant::for_tenant(" ", ok.clone(), id, hour).unwrap_err(),
+        AdminError::NoActor
+    );
+    for bad in [Duration::ZERO, Duration::from_secs(24 * 3600 + 1)] {
+        assert_eq!(
+            AdminGrant::for_tenant("a", ok.clone(), id, bad).unwrap_err(),
+            AdminError::Validity
+        );
+    }
+    let g = AdminGrant::for_tenant(" alice ", ok, id, Duration::from_secs(24 * 3600)).unwrap();
+    assert_eq!(
+        (g.actor(), g.reason().as_str(), g.tenant_id()),
+        ("alice", "ticket:SUP-1", id)
+    );
+}
+
+#[tokio::test]
+async fn the_audit_table_is_append_only_for_the_application_role_and_the_owner() {
+    let db = common::db_with_rls(1).await;
+    let a = keyed::new_tenant();
+    db.admin_transaction(&grant(&actor(), a.id()), async |_tx| Ok::<_, Error>(()))
+        .await
+        .unwrap();
+    for url in [
+        common::app_url().await,
+        tenant_db_tests::url_for(tenant_db_tests::OWNER_ROLE, keyed::DATABASE),
+    ] {
+        let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+        for sql in [
+            "UPDATE tenant_db.admin_audit SET reason = 'nothing to see'",
+            "DELETE FROM tenant_db.admin_audit",
+            "TRUNCATE tenant_db.admin_audit",
+        ] {
+            let err = conn.batch_execute(sql).await.unwrap_err().to_string();
+            assert!(
+                err.contains("append-only") || err.contains("permission denied"),
+                "{url}: {sql}: {err}"
+            );
+        }
+    }
+}
