@@ -74,10 +74,20 @@ where
     let conn = AsyncPgConnection::establish(&urls.owner_url)
         .await
         .map_err(tenant_db::Error::from)?;
-    run_on(conn, migrations, registry, &urls.owner, &urls.app, "public").await
+    run_on(
+        conn,
+        migrations,
+        registry,
+        &urls.owner,
+        &urls.app,
+        "public",
+        urls.analyst.as_deref(),
+    )
+    .await
 }
 
-/// [`run`] on an open connection as the owner role `owner`, granting `app` in `schema`.
+/// [`run`] on an open connection as the owner role `owner`, granting `app` in `schema`, and
+/// setting up the all-tenants views of `analyst`, if any.
 pub async fn run_on<S>(
     conn: AsyncPgConnection,
     migrations: S,
@@ -85,6 +95,7 @@ pub async fn run_on<S>(
     owner: &str,
     app: &str,
     schema: &str,
+    analyst: Option<&str>,
 ) -> Result<Migrated, MigrateError>
 where
     S: MigrationSource<Pg> + Send,
@@ -103,7 +114,7 @@ where
         .map(|v| v.to_string())
         .collect();
     let mut conn = harness.into_inner();
-    tenant_db::provision::apply(&mut conn, registry, owner, app, schema).await?;
+    tenant_db::provision::apply(&mut conn, registry, owner, app, schema, analyst).await?;
     Ok(Migrated {
         applied,
         tenant_tables: registry

@@ -287,3 +287,247 @@ async fn a_current_thread_runtime_is_an_error_not_a_panic() {
         .unwrap_err();
     assert!(matches!(err, MigrateError::Runtime), "{err}");
 }
+
+/// The analyst's set-up: provisioned with an analyst role, migrated, two tenants with rows.
+async fn analytics() -> (Provisioned, tenant_db::Tenant, tenant_db::Tenant) {
+    let urls = Provision::new("tenant_db_migrate_analytics", OWNER, APP)
+        .analyst("tenant_db_migrate_analyst")
+        .run(&tenant_db_tests::admin_url())
+        .await
+        .unwrap();
+    tenant_db_migrate::run(&urls, MIGRATIONS, &registry())
+        .await
+        .unwrap();
+    let db = TenantDb::connect(&urls.app_url, 2).unwrap();
+    let (a, b) = (
+        Tenant::assume_verified(TenantId::new_random()),
+        Tenant::assume_verified(TenantId::new_random()),
+    );
+    for (tenant, name) in [(a, "of a"), (b, "of b")] {
+        db.transaction(tenant, async |mut tx| {
+            let s = tx.scope();
+            s.insert(projects::table)
+                .values(NewProject {
+                    id: 1,
+                    name: name.into(),
+                })
+                .execute(&mut tx)
+                .await?;
+            Ok::<_, tenant_db::Error>(())
+        })
+        .await
+        .unwrap();
+    }
+    (urls, a, b)
+}
+
+fn analyst_url(urls: &Provisioned) -> String {
+    tenant_db::provision::with_role(
+        &urls.app_url,
+        "tenant_db_migrate_analyst",
+        None,
+        "tenant_db_migrate_analytics",
+    )
+    .unwrap()
+}
+
+#[derive(diesel::QueryableByName, Debug)]
+struct Name {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+}
+
+fn all_grant(reason: &str) -> tenant_db::admin::AdminGrant {
+    tenant_db::admin::AdminGrant::all_tenants_read_only(
+        "analyst@bi",
+        tenant_db::admin::Reason::text(reason).unwrap(),
+        std::time::Duration::from_secs(600),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_analyst_reads_every_tenant_only_in_an_audited_read_only_transaction() {
+    let (urls, a, b) = analytics().await;
+    let mut analyst = AsyncPgConnection::establish(&analyst_url(&urls))
+        .await
+        .unwrap();
+    let reason = format!("quarterly report {}", uuid::Uuid::new_v4());
+    let names: Vec<Name> =
+        tenant_db::admin::read_all(&mut analyst, &all_grant(&reason), async |conn| {
+            Ok(diesel::sql_query("SELECT name FROM tenant_db_all.projects")
+                .load(conn)
+                .await?)
+        })
+        .await
+        .unwrap();
+    let names: Vec<String> = names.into_iter().map(|n| n.name).collect();
+    assert!(
+        names.contains(&"of a".to_string()) && names.contains(&"of b".to_string()),
+        "{names:?}"
+    );
+    let _ = (a, b);
+    // On the record: who, why, every tenant.
+    let rows = tenant_db::admin::recent(&mut analyst_owner(&urls).await, 1000)
+        .await
+        .unwrap();
+    let granted: Vec<_> = rows.iter().filter(|r| r.reason == reason).collect();
+    assert_eq!(granted.len(), 1, "{rows:#?}");
+    assert_eq!(
+        (granted[0].event.as_str(), granted[0].tenant.as_str()),
+        ("granted", "*")
+    );
+    assert_eq!(granted[0].db_user, "tenant_db_migrate_analyst");
+
+    // Outside such a transaction the views are empty, the tables closed.
+    assert_eq!(
+        count(
+            &analyst_url(&urls),
+            "SELECT count(*) AS n FROM tenant_db_all.projects"
+        )
+        .await,
+        0
+    );
+    for sql in ["SELECT * FROM projects", "SELECT * FROM tasks"] {
+        let err = analyst.batch_execute(sql).await.unwrap_err().to_string();
+        assert!(err.contains("permission denied"), "{sql}: {err}");
+    }
+    // Inside, writing is refused, through the views or by switching back to read-write.
+    for sql in [
+        "INSERT INTO tenant_db_all.projects (tenant_id, id, name) VALUES (gen_random_uuid(), 9, 'x')",
+        "UPDATE tenant_db_all.projects SET name = 'x'",
+        "DELETE FROM tenant_db_all.projects",
+        "SET TRANSACTION READ WRITE",
+        "SET transaction_read_only = off",
+    ] {
+        let result =
+            tenant_db::admin::read_all(&mut analyst, &all_grant("write attempt"), async |conn| {
+                Ok(conn.batch_execute(sql).await?)
+            })
+            .await;
+        assert!(result.is_err(), "{sql} was allowed");
+    }
+    // A failed read is on the record too: the grant row was committed before.
+    let failing = format!("rolled back {}", uuid::Uuid::new_v4());
+    let result: Result<(), tenant_db::Error> =
+        tenant_db::admin::read_all(&mut analyst, &all_grant(&failing), async |conn| {
+            let _: Vec<Name> = diesel::sql_query("SELECT name FROM tenant_db_all.projects")
+                .load(conn)
+                .await?;
+            Err(tenant_db::Error::Lifecycle("the report failed".into()))
+        })
+        .await;
+    assert!(result.is_err());
+    let rows = tenant_db::admin::recent(&mut analyst_owner(&urls).await, 1000)
+        .await
+        .unwrap();
+    assert!(rows.iter().any(|r| r.reason == failing), "{rows:#?}");
+}
+
+async fn analyst_owner(urls: &Provisioned) -> AsyncPgConnection {
+    AsyncPgConnection::establish(&urls.owner_url).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_all_tenants_door_cannot_be_forced() {
+    let (urls, _, _) = analytics().await;
+    let url = analyst_url(&urls);
+    let mut analyst = AsyncPgConnection::establish(&url).await.unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Access {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        access: String,
+    }
+    let access: Access = diesel::sql_query(
+        "SELECT tenant_db.request_all_access('a', 'b', interval '1 minute')::text AS access",
+    )
+    .get_result(&mut analyst)
+    .await
+    .unwrap();
+    let access = access.access;
+    // Each attempt is a sequence of messages; then the views are read in the same transaction.
+    let attempts: Vec<Vec<String>> = vec![
+        // Not the first message of its transaction.
+        vec![
+            "BEGIN READ ONLY; SELECT 1".to_string(),
+            format!("SELECT tenant_db.enter_all('{access}')"),
+        ],
+        // Not a grant.
+        vec![format!(
+            "BEGIN; SELECT tenant_db.enter_all('{}')",
+            uuid::Uuid::new_v4()
+        )],
+        // The marker set by hand.
+        vec!["BEGIN READ ONLY; SET LOCAL tenant_db.all = 'on'".to_string()],
+        // No reason, no actor, too long.
+        vec!["SELECT tenant_db.request_all_access('a', ' ', interval '1 minute')".to_string()],
+        vec!["SELECT tenant_db.request_all_access('', 'b', interval '1 minute')".to_string()],
+        vec!["SELECT tenant_db.request_all_access('a', 'b', interval '25 hours')".to_string()],
+    ];
+    for messages in attempts {
+        let mut entered = Ok(());
+        for m in &messages {
+            entered = entered.and(analyst.batch_execute(m).await);
+        }
+        let seen = match entered {
+            Err(_) => 0,
+            Ok(()) => {
+                #[derive(diesel::QueryableByName)]
+                struct N {
+                    #[diesel(sql_type = diesel::sql_types::BigInt)]
+                    n: i64,
+                }
+                let n: N = diesel::sql_query("SELECT count(*) AS n FROM tenant_db_all.projects")
+                    .get_result(&mut analyst)
+                    .await
+                    .unwrap();
+                n.n
+            }
+        };
+        let _ = analyst.batch_execute("ROLLBACK").await;
+        assert_eq!(seen, 0, "{messages:?}");
+    }
+    // An expired grant.
+    let short: Access = diesel::sql_query(
+        "SELECT tenant_db.request_all_access('a', 'b', interval '10 milliseconds')::text AS access",
+    )
+    .get_result(&mut analyst)
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let err = analyst
+        .batch_execute(&format!(
+            "BEGIN; SELECT tenant_db.enter_all('{}')",
+            short.access
+        ))
+        .await
+        .unwrap_err();
+    let _ = analyst.batch_execute("ROLLBACK").await;
+    assert!(err.to_string().contains("no committed, unexpired"), "{err}");
+    // The application role has no part in it.
+    let mut app = AsyncPgConnection::establish(&urls.app_url).await.unwrap();
+    for sql in [
+        "SELECT tenant_db.request_all_access('a', 'b', interval '1 minute')".to_string(),
+        format!("BEGIN; SELECT tenant_db.enter_all('{access}')"),
+        "SELECT * FROM tenant_db_all.projects".to_string(),
+    ] {
+        let err = app.batch_execute(&sql).await.unwrap_err().to_string();
+        let _ = app.batch_execute("ROLLBACK").await;
+        assert!(err.contains("permission denied"), "{sql}: {err}");
+    }
+    // And the doctor and the red-team kit still find nothing for it.
+    let report = audit_url(
+        &urls.app_url,
+        &DoctorConfig::default().registry(&registry()),
+    )
+    .await
+    .unwrap();
+    assert!(report.is_clean(), "{:#?}", report.findings);
+    let red = tenant_db::redteam::run(
+        &urls.app_url,
+        &tenant_db::redteam::Target::from_registry(&registry()),
+    )
+    .await
+    .unwrap();
+    assert!(red.is_clean(), "{red}");
+}

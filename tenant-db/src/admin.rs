@@ -74,6 +74,12 @@ pub enum AdminError {
     /// The grant expired.
     #[error("the admin grant expired")]
     Expired,
+    /// A grant to read every tenant cannot open a tenant transaction (use [`read_all`]), nor
+    /// a tenant's grant read every tenant.
+    #[error(
+        "this admin grant is not for that: a tenant's grant acts for its tenant, an all-tenants grant only reads"
+    )]
+    ReadOnlyGrant,
 }
 
 /// Why an admin acts: a ticket, or a sentence.
@@ -117,7 +123,8 @@ fn text(what: &'static str, value: &str, empty: AdminError) -> Result<String, Ad
 pub struct AdminGrant {
     actor: String,
     reason: Reason,
-    tenant: TenantId,
+    /// `None`: every tenant, read only.
+    tenant: Option<TenantId>,
     expires_at: SystemTime,
 }
 
@@ -128,6 +135,25 @@ impl AdminGrant {
         actor: &str,
         reason: Reason,
         tenant: TenantId,
+        valid_for: Duration,
+    ) -> Result<AdminGrant, AdminError> {
+        Self::new(actor, reason, Some(tenant), valid_for)
+    }
+
+    /// A grant for `actor` to read every tenant's rows, never write, for `reason`, for
+    /// `valid_for` from now: see [`read_all`].
+    pub fn all_tenants_read_only(
+        actor: &str,
+        reason: Reason,
+        valid_for: Duration,
+    ) -> Result<AdminGrant, AdminError> {
+        Self::new(actor, reason, None, valid_for)
+    }
+
+    fn new(
+        actor: &str,
+        reason: Reason,
+        tenant: Option<TenantId>,
         valid_for: Duration,
     ) -> Result<AdminGrant, AdminError> {
         if valid_for.is_zero() || valid_for > MAX_VALIDITY {
@@ -151,8 +177,8 @@ impl AdminGrant {
         &self.reason
     }
 
-    /// The tenant the grant acts for.
-    pub fn tenant_id(&self) -> TenantId {
+    /// The tenant the grant acts for; `None` for every tenant, read only.
+    pub fn tenant_id(&self) -> Option<TenantId> {
         self.tenant
     }
 
@@ -174,7 +200,7 @@ pub fn setup_sql(app: &str) -> String {
         "CREATE TABLE IF NOT EXISTS tenant_db.admin_audit (
              id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
              access_id uuid NOT NULL,
-             event text NOT NULL CHECK (event IN ('opened', 'closed')),
+             event text NOT NULL,
              at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
              actor text NOT NULL CHECK (actor <> ''),
              reason text NOT NULL CHECK (reason <> ''),
@@ -184,6 +210,9 @@ pub fn setup_sql(app: &str) -> String {
              tables text[],
              outcome text
          );
+         ALTER TABLE tenant_db.admin_audit DROP CONSTRAINT IF EXISTS admin_audit_event_check;
+         ALTER TABLE tenant_db.admin_audit ADD CONSTRAINT admin_audit_event_check
+             CHECK (event IN ('opened', 'closed', 'granted'));
          CREATE INDEX IF NOT EXISTS admin_audit_at ON tenant_db.admin_audit (at);
          CREATE OR REPLACE FUNCTION tenant_db.admin_audit_append_only() RETURNS trigger
              LANGUAGE plpgsql SET search_path = pg_catalog AS $tenant_db$
@@ -202,6 +231,144 @@ pub fn setup_sql(app: &str) -> String {
          GRANT INSERT, SELECT ON tenant_db.admin_audit TO {app};
 "
     )
+}
+
+/// The role that owns the all-tenants views of analyst role `analyst`: `<analyst>_views`.
+pub fn views_role(analyst: &str) -> String {
+    format!("{analyst}_views")
+}
+
+/// The schema of the all-tenants views.
+pub const ALL_TENANTS_SCHEMA: &str = "tenant_db_all";
+
+/// SQL (run as the owner, after [`setup_sql`], with the roles [`Provision::analyst`] creates)
+/// that lets role `analyst` read every tenant's rows of `registry`'s tenant tables, read only
+/// and audited, and nothing else: one view per tenant table in schema `tenant_db_all`, owned
+/// by [`views_role`] (`BYPASSRLS`, cannot log in), showing rows only in a transaction that
+/// [`read_all`] entered with a committed `granted` audit row; and the functions that record
+/// and enter such a grant. The application role gets none of it. Idempotent.
+///
+/// [`Provision::analyst`]: crate::provision::Provision::analyst
+pub fn read_all_setup_sql(registry: &crate::registry::Registry, analyst: &str) -> String {
+    let (a, v) = (quote_ident(analyst), quote_ident(&views_role(analyst)));
+    let secret = crate::seal::secret_name("'all'");
+    let mut sql = format!(
+        "CREATE SCHEMA IF NOT EXISTS tenant_db_all;
+         REVOKE ALL ON SCHEMA tenant_db_all FROM PUBLIC;
+         GRANT USAGE, CREATE ON SCHEMA tenant_db_all TO {v};
+         GRANT USAGE ON SCHEMA tenant_db_all TO {a};
+         CREATE OR REPLACE FUNCTION tenant_db.reads_all_tenants() RETURNS boolean
+             LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $tenant_db$
+         BEGIN
+             RETURN statement_timestamp() <> transaction_timestamp()
+                 AND current_setting('transaction_read_only') = 'on'
+                 AND coalesce(current_setting({secret}, true), '') <> '';
+         END $tenant_db$;
+         REVOKE ALL ON FUNCTION tenant_db.reads_all_tenants() FROM PUBLIC;
+         GRANT EXECUTE ON FUNCTION tenant_db.reads_all_tenants() TO PUBLIC;
+         CREATE OR REPLACE FUNCTION tenant_db.request_all_access(actor text, reason text, valid_for interval)
+             RETURNS uuid LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog AS $tenant_db$
+         DECLARE access uuid := gen_random_uuid();
+         BEGIN
+             IF coalesce(btrim(actor), '') = '' OR coalesce(btrim(reason), '') = '' THEN
+                 RAISE EXCEPTION 'an all-tenants grant names its actor and its reason'
+                     USING ERRCODE = 'invalid_parameter_value';
+             END IF;
+             IF valid_for IS NULL OR valid_for <= interval '0' OR valid_for > interval '24 hours' THEN
+                 RAISE EXCEPTION 'an all-tenants grant lasts more than nothing and at most 24 hours'
+                     USING ERRCODE = 'invalid_parameter_value';
+             END IF;
+             INSERT INTO tenant_db.admin_audit (access_id, event, actor, reason, tenant, expires_at)
+                 VALUES (access, 'granted', btrim(actor), btrim(reason), '*', clock_timestamp() + valid_for);
+             RETURN access;
+         END $tenant_db$;
+         REVOKE ALL ON FUNCTION tenant_db.request_all_access(text, text, interval) FROM PUBLIC;
+         GRANT EXECUTE ON FUNCTION tenant_db.request_all_access(text, text, interval) TO {a};
+         CREATE OR REPLACE FUNCTION tenant_db.enter_all(access uuid) RETURNS void
+             LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog AS $tenant_db$
+         BEGIN
+             IF statement_timestamp() <> transaction_timestamp() THEN
+                 RAISE EXCEPTION 'tenant_db.enter_all runs only in the first statement of a transaction'
+                     USING ERRCODE = 'insufficient_privilege';
+             END IF;
+             PERFORM 1 FROM tenant_db.admin_audit g
+                 WHERE g.access_id = access AND g.event = 'granted' AND g.tenant = '*'
+                   AND g.db_user = session_user AND g.expires_at > clock_timestamp();
+             IF NOT FOUND THEN
+                 RAISE EXCEPTION 'no committed, unexpired all-tenants grant % for %', access, session_user
+                     USING ERRCODE = 'insufficient_privilege';
+             END IF;
+             PERFORM set_config('transaction_read_only', 'on', true);
+             PERFORM set_config({secret}, access::text, true);
+         END $tenant_db$;
+         REVOKE ALL ON FUNCTION tenant_db.enter_all(uuid) FROM PUBLIC;
+         GRANT EXECUTE ON FUNCTION tenant_db.enter_all(uuid) TO {a};
+"
+    );
+    for table in registry.tenant_tables() {
+        let (schema, name) = table.schema_and_name();
+        let view = format!(
+            "tenant_db_all.{}",
+            quote_ident(&schema.map_or(name.clone(), |s| format!("{s}.{name}")))
+        );
+        sql.push_str(&format!(
+            "GRANT SELECT ON {table} TO {v};
+             DROP VIEW IF EXISTS {view};
+             CREATE VIEW {view} WITH (security_barrier) AS
+                 SELECT * FROM {table} WHERE (SELECT tenant_db.reads_all_tenants());
+             ALTER VIEW {view} OWNER TO {v};
+             REVOKE ALL ON {view} FROM PUBLIC;
+             GRANT SELECT ON {view} TO {a};
+",
+            table = table.name()
+        ));
+    }
+    sql
+}
+
+/// Reads every tenant's rows under `grant` (made with [`AdminGrant::all_tenants_read_only`]),
+/// on `conn`, a connection as the analyst role: first commits a `granted` audit row (so a
+/// transaction rolled back afterwards is on the record all the same), then runs `f` in a
+/// read-only transaction entered with it, where the views of `tenant_db_all`
+/// ([`read_all_setup_sql`]) show every tenant's rows. Outside such a transaction they show
+/// nothing, and writing is refused.
+pub async fn read_all<T>(
+    conn: &mut AsyncPgConnection,
+    grant: &AdminGrant,
+    f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, Error>,
+) -> Result<T, Error> {
+    if grant.tenant.is_some() {
+        return Err(Error::Admin(AdminError::ReadOnlyGrant));
+    }
+    let left = grant
+        .expires_at
+        .duration_since(SystemTime::now())
+        .map_err(|_| Error::Admin(AdminError::Expired))?;
+    #[derive(diesel::QueryableByName)]
+    struct Access {
+        #[diesel(sql_type = Text)]
+        access: String,
+    }
+    let access: Access = diesel::sql_query(
+        "SELECT tenant_db.request_all_access($1, $2, make_interval(secs => $3))::text AS access",
+    )
+    .bind::<Text, _>(&grant.actor)
+    .bind::<Text, _>(grant.reason.as_str())
+    .bind::<Double, _>(left.as_secs_f64())
+    .get_result(conn)
+    .await?;
+    let begin = format!(
+        "BEGIN; SELECT tenant_db.enter_all({}::uuid)",
+        crate::rls::quote_literal(&access.access)
+    );
+    if let Err(e) = diesel_async::SimpleAsyncConnection::batch_execute(conn, &begin).await {
+        let _ = diesel_async::SimpleAsyncConnection::batch_execute(conn, "ROLLBACK").await;
+        return Err(e.into());
+    }
+    let result = f(conn).await;
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    diesel_async::SimpleAsyncConnection::batch_execute(conn, end).await?;
+    result
 }
 
 /// One row of the audit table, as [`recent`] reads it.
@@ -304,7 +471,7 @@ async fn record(
     .bind::<Text, _>(event)
     .bind::<Text, _>(&grant.actor)
     .bind::<Text, _>(grant.reason.as_str())
-    .bind::<Text, _>(grant.tenant.to_string())
+    .bind::<Text, _>(grant.tenant.map_or("*".to_string(), |t| t.to_string()))
     .bind::<Double, _>(
         grant
             .expires_at
@@ -357,8 +524,11 @@ impl TenantDb {
             if SystemTime::now() >= grant.expires_at {
                 return Err(E::from(Error::Admin(AdminError::Expired)));
             }
+            let Some(tenant) = grant.tenant else {
+                return Err(E::from(Error::Admin(AdminError::ReadOnlyGrant)));
+            };
             let access = uuid::Uuid::new_v4();
-            let tenant = Tenant::verified(grant.tenant, Provenance::Admin);
+            let tenant = Tenant::verified(tenant, Provenance::Admin);
             let outcome: Result<R, E> = self
                 .transaction(tenant, async move |tx: TenantTx<'_>| {
                     let conn = tx.shared_conn();

@@ -37,6 +37,10 @@ pub enum Error {
     /// The red-team check could not run (see [`crate::redteam`]).
     #[error("{0}")]
     RedTeam(String),
+    /// An export, import or deletion could not run, or found something wrong (see
+    /// [`crate::lifecycle`]); nothing was committed.
+    #[error("{0}")]
+    Lifecycle(String),
     /// Provisioning could not run as asked (a database URL it cannot use, say).
     #[error("{0}")]
     Provision(String),

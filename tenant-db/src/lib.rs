@@ -12,6 +12,7 @@
 //! - [`rls`]: the row-level-security SQL for a tenant table; [`roles`]: the owner and
 //!   application roles.
 //! - [`admin`]: audited admin and support access to a tenant.
+//! - [`lifecycle`]: onboarding, export, import and deletion of one tenant.
 //! - [`provision`]: roles, database and grants, idempotent.
 //! - [`registry`]: the tables the derives declare, for migrations, the doctor and tools.
 //! - [`doctor`]: audits a live database against these rules; [`redteam`]: attacks it as the
@@ -30,6 +31,7 @@ mod hint;
 pub mod identity;
 mod insert;
 mod key;
+pub mod lifecycle;
 mod predicate;
 mod probe;
 pub mod provision;
@@ -44,6 +46,7 @@ pub mod seal;
 mod sealed;
 pub mod session;
 mod table;
+mod tables;
 pub mod telemetry;
 mod tenant_id;
 mod tx;

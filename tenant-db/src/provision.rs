@@ -34,11 +34,14 @@ pub struct Provision {
     idle_timeout: String,
     owner_password: Option<String>,
     app_password: Option<String>,
+    analyst: Option<String>,
 }
 
 /// The URLs [`Provision::run`] made: the admin URL with the role and the database replaced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Provisioned {
+    /// The analyst role's name, if one was provisioned.
+    pub analyst: Option<String>,
     /// The owner role's name.
     pub owner: String,
     /// The application role's name.
@@ -59,7 +62,17 @@ impl Provision {
             idle_timeout: "60s".to_string(),
             owner_password: None,
             app_password: None,
+            analyst: None,
         }
+    }
+
+    /// Also an analyst role `role` (`LOGIN`, not `BYPASSRLS`) that may read every tenant
+    /// through audited, read-only transactions ([`crate::admin::read_all`]), and the role
+    /// that owns its views ([`crate::admin::views_role`]: `BYPASSRLS`, `NOLOGIN`, a role the
+    /// owner may act as to create them). Needs a superuser to provision.
+    pub fn analyst(mut self, role: &str) -> Self {
+        self.analyst = Some(role.to_string());
+        self
     }
 
     /// The application role's `idle_in_transaction_session_timeout` (default `60s`).
@@ -91,6 +104,29 @@ impl Provision {
                 ));
             }
         }
+        if let Some(analyst) = &self.analyst {
+            let (a, v) = (
+                quote_ident(analyst),
+                quote_ident(&crate::admin::views_role(analyst)),
+            );
+            sql.push_str(&format!(
+                "DO $tenant_db$ BEGIN
+                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {a_lit}) THEN
+                     CREATE ROLE {a} LOGIN;
+                   END IF;
+                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {v_lit}) THEN
+                     CREATE ROLE {v} NOLOGIN;
+                   END IF;
+                 END $tenant_db$;
+                 ALTER ROLE {a} NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+                 ALTER ROLE {v} NOLOGIN NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE;
+                 GRANT {v} TO {o};
+",
+                a_lit = quote_literal(analyst),
+                v_lit = quote_literal(&crate::admin::views_role(analyst)),
+                o = quote_ident(&self.owner),
+            ));
+        }
         sql
     }
 
@@ -109,6 +145,7 @@ impl Provision {
         created?;
         unlocked?;
         Ok(Provisioned {
+            analyst: self.analyst.clone(),
             owner: self.owner.clone(),
             app: self.app.clone(),
             owner_url: with_role(
@@ -154,13 +191,17 @@ impl Provision {
                 ))
                 .await?;
         }
-        admin
-            .batch_execute(&crate::roles::database_sql(
-                &self.database,
-                &self.owner,
-                &self.app,
-            ))
-            .await?;
+        // One message, so one transaction: a role connecting meanwhile never finds its
+        // `CONNECT` revoked.
+        let mut privileges = crate::roles::database_sql(&self.database, &self.owner, &self.app);
+        if let Some(analyst) = &self.analyst {
+            privileges.push_str(&format!(
+                "GRANT CONNECT ON DATABASE {} TO {};",
+                quote_ident(&self.database),
+                quote_ident(analyst)
+            ));
+        }
+        admin.batch_execute(&privileges).await?;
         Ok(())
     }
 }
@@ -201,16 +242,28 @@ fn urlencode(segment: &str) -> String {
 
 /// The schema-level set-up, run as the owner after the migrations, in one transaction: the
 /// sealed tenant's functions, every registered tenant table's policies and tenant index
-/// ([`Registry::migration_sql`]), the admin audit table ([`crate::admin::setup_sql`]), the
+/// ([`Registry::migration_sql`]), the admin audit table ([`crate::admin::setup_sql`]), the tenant directory
+/// ([`crate::lifecycle::setup_sql`]), the
 /// application role's read grants on `schema`
-/// ([`crate::roles::grants_sql`]) and its writes on the registered tenant tables. Idempotent.
-pub fn apply_sql(registry: &Registry, owner: &str, app: &str, schema: &str) -> String {
+/// ([`crate::roles::grants_sql`]) and its writes on the registered tenant tables, and, with an
+/// analyst role, its all-tenants views ([`crate::admin::read_all_setup_sql`]). Idempotent.
+pub fn apply_sql(
+    registry: &Registry,
+    owner: &str,
+    app: &str,
+    schema: &str,
+    analyst: Option<&str>,
+) -> String {
     format!(
-        "{}{}{}{}",
+        "{}{}{}{}{}{}",
         registry.migration_sql(),
         crate::admin::setup_sql(app),
+        crate::lifecycle::setup_sql(app),
         crate::roles::grants_sql(owner, app, schema),
-        registry.write_grants_sql(app)
+        registry.write_grants_sql(app),
+        analyst.map_or(String::new(), |a| crate::admin::read_all_setup_sql(
+            registry, a
+        )),
     )
 }
 
@@ -221,10 +274,11 @@ pub async fn apply(
     owner: &str,
     app: &str,
     schema: &str,
+    analyst: Option<&str>,
 ) -> Result<(), Error> {
     owner_conn.batch_execute("BEGIN").await?;
     match owner_conn
-        .batch_execute(&apply_sql(registry, owner, app, schema))
+        .batch_execute(&apply_sql(registry, owner, app, schema, analyst))
         .await
     {
         Ok(()) => Ok(owner_conn.batch_execute("COMMIT").await?),

@@ -28,9 +28,10 @@
 
 use crate::registry::Registry;
 use crate::rls::{quote_ident, quote_literal};
+use crate::tables::{self, ColumnInfo, TableInfo};
 use crate::{Error, KeyKind, TenantId};
 use diesel::OptionalExtension;
-use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use std::fmt;
 
@@ -180,36 +181,6 @@ impl fmt::Display for Report {
 }
 
 #[derive(diesel::QueryableByName)]
-struct Column {
-    #[diesel(sql_type = Text)]
-    name: String,
-    #[diesel(sql_type = Text)]
-    ty: String,
-    #[diesel(sql_type = Bool)]
-    needs_value: bool,
-    #[diesel(sql_type = Nullable<Text>)]
-    first_label: Option<String>,
-}
-
-#[derive(diesel::QueryableByName)]
-struct Oid {
-    #[diesel(sql_type = BigInt)]
-    oid: i64,
-}
-
-#[derive(diesel::QueryableByName)]
-struct ForeignKey {
-    #[diesel(sql_type = BigInt)]
-    parent: i64,
-    #[diesel(sql_type = Text)]
-    parent_name: String,
-    #[diesel(sql_type = Array<Text>)]
-    columns: Vec<String>,
-    #[diesel(sql_type = Array<Text>)]
-    referenced: Vec<String>,
-}
-
-#[derive(diesel::QueryableByName)]
 struct Values {
     #[diesel(sql_type = Array<Nullable<Text>>)]
     values: Vec<Option<String>>,
@@ -221,26 +192,21 @@ struct Count {
     n: i64,
 }
 
-/// A target, read from the catalogue.
+/// A target, read from the catalogue, with the values its foreign keys to tables that are
+/// not attacked (global tables) take: an existing row of the referenced table.
 struct Prepared {
-    target: Target,
-    oid: i64,
-    parents: Vec<i64>,
-    /// Values for the columns of foreign keys to tables that are not attacked (global
-    /// tables): taken from an existing row of the referenced table.
+    info: TableInfo,
     fixed: Vec<(String, String)>,
-    columns: Vec<Column>,
-    kind: KeyKind,
-    tenant_ty: String,
 }
 
 impl Prepared {
     /// The `INSERT` of a fixture row of `tenant`, with value number `n` in the other columns.
     fn insert_sql(&self, tenant: &TenantId, n: u8) -> String {
+        let info = &self.info;
         let (mut names, mut values) = (Vec::new(), Vec::new());
-        for c in &self.columns {
-            let value = if c.name == self.target.column {
-                format!("{}::{}", quote_literal(&tenant.to_string()), self.tenant_ty)
+        for c in &info.columns {
+            let value = if c.name == info.column {
+                format!("{}::{}", quote_literal(&tenant.to_string()), info.tenant_ty)
             } else if let Some((_, value)) = self.fixed.iter().find(|(n, _)| *n == c.name) {
                 format!("{}::{}", quote_literal(value), c.ty)
             } else if c.needs_value {
@@ -253,25 +219,15 @@ impl Prepared {
         }
         format!(
             "INSERT INTO {} ({}) VALUES ({})",
-            self.target.table,
+            info.name,
             names.join(", "),
             values.join(", ")
-        )
-    }
-
-    /// `"column" = 'tenant'::type`.
-    fn is_tenant(&self, tenant: &TenantId) -> String {
-        format!(
-            "{} = {}::{}",
-            quote_ident(&self.target.column),
-            quote_literal(&tenant.to_string()),
-            self.tenant_ty
         )
     }
 }
 
 /// A value of column `c`'s type, numbered `n`.
-fn plain_value(c: &Column, n: u8) -> String {
+fn plain_value(c: &ColumnInfo, n: u8) -> String {
     let ty = c.ty.as_str();
     let literal = if let Some(label) = &c.first_label {
         label.clone()
@@ -299,65 +255,18 @@ fn plain_value(c: &Column, n: u8) -> String {
     format!("{}::{}", quote_literal(&literal), ty)
 }
 
-const COLUMNS: &str = "
-SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS ty,
-       (a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = '')
-         AS needs_value,
-       (SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = a.atttypid
-        ORDER BY e.enumsortorder LIMIT 1) AS first_label
-FROM pg_attribute a
-WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
-ORDER BY a.attnum";
-
-const FOREIGN_KEYS: &str = "
-SELECT k.confrelid::int8 AS parent, k.confrelid::regclass::text AS parent_name,
-       ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY c(n, o)
-             JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = c.n ORDER BY c.o) AS columns,
-       ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY c(n, o)
-             JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = c.n ORDER BY c.o) AS referenced
-FROM pg_constraint k
-WHERE k.conrelid = $1::regclass AND k.contype = 'f' AND k.confrelid <> k.conrelid";
-
-/// The oid of `table`.
-async fn oid_of(conn: &mut AsyncPgConnection, table: &str) -> Result<i64, String> {
-    let oid: Oid = diesel::sql_query("SELECT $1::regclass::oid::int8 AS oid")
-        .bind::<Text, _>(table)
-        .get_result(conn)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(oid.oid)
-}
-
 async fn prepare(
     conn: &mut AsyncPgConnection,
     target: &Target,
     attacked: &[i64],
 ) -> Result<Prepared, String> {
-    let text = |e: diesel::result::Error| e.to_string();
-    let oid = Oid {
-        oid: oid_of(conn, &target.table).await?,
-    };
-    let keys: Vec<ForeignKey> = diesel::sql_query(FOREIGN_KEYS)
-        .bind::<Text, _>(&target.table)
-        .load(conn)
-        .await
-        .map_err(text)?;
-    let columns: Vec<Column> = diesel::sql_query(COLUMNS)
-        .bind::<Text, _>(&target.table)
-        .load(conn)
-        .await
-        .map_err(text)?;
-    let Some(tenant) = columns.iter().find(|c| c.name == target.column) else {
-        return Err(format!("it has no column `{}`", target.column));
-    };
-    let Some(key) = crate::KeyType::from_column_type(&tenant.ty) else {
-        return Err(format!(
-            "its tenant column is `{}`, not a tenant key type",
-            tenant.ty
-        ));
-    };
+    let info = tables::read(conn, &target.table, &target.column).await?;
     let mut fixed = Vec::new();
-    for key in keys.iter().filter(|k| !attacked.contains(&k.parent)) {
+    for key in info
+        .foreign_keys
+        .iter()
+        .filter(|k| !attacked.contains(&k.parent))
+    {
         let sql = format!(
             "SELECT ARRAY[{}] AS values FROM {} LIMIT 1",
             key.referenced
@@ -371,7 +280,7 @@ async fn prepare(
             .get_result(conn)
             .await
             .optional()
-            .map_err(text)?;
+            .map_err(|e| e.to_string())?;
         let Some(row) = row else {
             return Err(format!("{} has no row to refer to", key.parent_name));
         };
@@ -381,15 +290,7 @@ async fn prepare(
             }
         }
     }
-    Ok(Prepared {
-        target: target.clone(),
-        oid: oid.oid,
-        parents: keys.iter().map(|k| k.parent).collect(),
-        fixed,
-        tenant_ty: tenant.ty.clone(),
-        kind: key.kind(),
-        columns,
-    })
+    Ok(Prepared { info, fixed })
 }
 
 /// Two fresh tenants of `kind`.
@@ -404,25 +305,6 @@ fn fixture_tenants(kind: KeyKind) -> Result<(TenantId, TenantId), Error> {
         })
     };
     Ok((one()?, one()?))
-}
-
-/// Parents first (within the targets), then by name.
-fn fk_order(mut tables: Vec<Prepared>) -> Vec<Prepared> {
-    let mut ordered: Vec<Prepared> = Vec::new();
-    tables.sort_by(|a, b| a.target.table.cmp(&b.target.table));
-    while !tables.is_empty() {
-        let ready = tables
-            .iter()
-            .position(|t| {
-                t.parents
-                    .iter()
-                    .all(|p| !tables.iter().any(|o| o.oid == *p && o.oid != t.oid))
-            })
-            // A cycle: take the first; its seed fails on the foreign key and says so.
-            .unwrap_or(0);
-        ordered.push(tables.remove(ready));
-    }
-    ordered
 }
 
 /// Runs `sql` in a transaction for `tenant` and commits.
@@ -463,7 +345,7 @@ pub async fn run(app_url: &str, targets: &[Target]) -> Result<Report, Error> {
     let mut report = Report::default();
     let mut attacked = Vec::new();
     for target in targets {
-        if let Ok(oid) = oid_of(&mut conn, &target.table).await {
+        if let Ok(oid) = tables::oid_of(&mut conn, &target.table).await {
             attacked.push(oid);
         }
     }
@@ -477,7 +359,7 @@ pub async fn run(app_url: &str, targets: &[Target]) -> Result<Report, Error> {
             ),
         }
     }
-    let prepared = fk_order(prepared);
+    let prepared = tables::fk_order(prepared, |p| &p.info);
     let mut tenants = Vec::new();
     for kind in [KeyKind::Uuid, KeyKind::Int, KeyKind::Text] {
         tenants.push((kind, fixture_tenants(kind)?));
@@ -492,7 +374,7 @@ pub async fn run(app_url: &str, targets: &[Target]) -> Result<Report, Error> {
     // Seed A and B with the same row.
     let mut seeded = Vec::new();
     for p in &prepared {
-        let (a, b) = pair(p.kind)?;
+        let (a, b) = pair(p.info.kind)?;
         let mut failed = None;
         for tenant in [a, b] {
             if let Err(e) = as_tenant(&mut conn, &tenant, &p.insert_sql(&tenant, 1)).await {
@@ -502,15 +384,11 @@ pub async fn run(app_url: &str, targets: &[Target]) -> Result<Report, Error> {
         }
         match failed {
             None => seeded.push(p),
-            Some(e) => not_run(
-                &mut report,
-                &p.target.table,
-                &format!("cannot seed it: {e}"),
-            ),
+            Some(e) => not_run(&mut report, &p.info.name, &format!("cannot seed it: {e}")),
         }
     }
     for p in &seeded {
-        let (a, b) = pair(p.kind)?;
+        let (a, b) = pair(p.info.kind)?;
         for state in State::ALL {
             // A fresh connection per state and table: nothing one attempt left can help the
             // next.
@@ -531,7 +409,7 @@ pub async fn run(app_url: &str, targets: &[Target]) -> Result<Report, Error> {
                 let outcome = attempt(&mut attacker, p, state, op, &a, &b).await;
                 let _ = attacker.batch_execute("ROLLBACK").await;
                 report.checks.push(Check {
-                    table: p.target.table.clone(),
+                    table: p.info.name.clone(),
                     op,
                     state,
                     outcome,
@@ -541,17 +419,17 @@ pub async fn run(app_url: &str, targets: &[Target]) -> Result<Report, Error> {
     }
     // Children first.
     for p in seeded.iter().rev() {
-        let (a, b) = pair(p.kind)?;
+        let (a, b) = pair(p.info.kind)?;
         for tenant in [a, b] {
             let sql = format!(
                 "DELETE FROM {} WHERE {}",
-                p.target.table,
-                p.is_tenant(&tenant)
+                p.info.name,
+                p.info.is_tenant(&tenant)
             );
             if let Err(e) = as_tenant(&mut conn, &tenant, &sql).await {
                 report
                     .leftovers
-                    .push(format!("{} rows of tenant {tenant}: {e}", p.target.table));
+                    .push(format!("{} rows of tenant {tenant}: {e}", p.info.name));
             }
         }
     }
@@ -588,8 +466,8 @@ async fn attempt(
     if let Err(e) = conn.batch_execute(&begin).await {
         return Outcome::NotRun(format!("cannot begin: {e}"));
     }
-    let table = &p.target.table;
-    let of_a = p.is_tenant(a);
+    let table = &p.info.name;
+    let of_a = p.info.is_tenant(a);
     match op {
         Op::Select => {
             // Without a tenant nothing at all is visible; with B, nothing of A.
@@ -613,7 +491,7 @@ async fn attempt(
             Err(e) => Outcome::Crossed(format!("the policies let a row of tenant A through ({e})")),
         },
         Op::Update => {
-            let column = quote_ident(&p.target.column);
+            let column = quote_ident(&p.info.column);
             let sql = format!("UPDATE {table} SET {column} = {column} WHERE {of_a}");
             let changed = match diesel::sql_query(sql).execute(conn).await {
                 Ok(0) => None,
@@ -628,7 +506,7 @@ async fn attempt(
             let a_value = of_a.split_once(" = ").map_or("", |(_, v)| v).to_string();
             let sql = format!(
                 "UPDATE {table} SET {column} = {a_value} WHERE {}",
-                p.is_tenant(b)
+                p.info.is_tenant(b)
             );
             match diesel::sql_query(sql).execute(conn).await {
                 Ok(0) => Outcome::NotRun("tenant B's row is not visible to B".to_string()),

@@ -100,7 +100,7 @@ pub fn begin_sql(tenant: &TenantId) -> String {
 /// expression: `tenant_db.s<sequence value>_<kind>`. Every name is schema-qualified, so no
 /// `search_path` can redirect it, and the functions that use it need no `SET` clause (which
 /// would save and restore settings on each call).
-fn secret_name(kind: &str) -> String {
+pub(crate) fn secret_name(kind: &str) -> String {
     format!(
         "'tenant_db.s' OPERATOR(pg_catalog.||)
         pg_catalog.pg_sequence_last_value('tenant_db.seal_name'::pg_catalog.regclass)

@@ -198,9 +198,10 @@ pub async fn provision(
         .batch_execute(&format!(
             "{}{schema_sql}
              REVOKE ALL ON SCHEMA public FROM PUBLIC;
-             {}{}{}{writes}",
+             {}{}{}{}{writes}",
             tenant_db::seal::setup_sql(),
             tenant_db::admin::setup_sql(APP_ROLE),
+            tenant_db::lifecycle::setup_sql(APP_ROLE),
             tenant_db::roles::grants_sql(OWNER_ROLE, APP_ROLE, "public"),
             tenant_db::roles::grants_sql(OWNER_ROLE, NO_RLS_ROLE, "public"),
         ))

@@ -196,7 +196,7 @@ fn a_grant_names_an_actor_a_reason_and_a_bounded_validity() {
     let g = AdminGrant::for_tenant(" alice ", ok, id, Duration::from_secs(24 * 3600)).unwrap();
     assert_eq!(
         (g.actor(), g.reason().as_str(), g.tenant_id()),
-        ("alice", "ticket:SUP-1", id)
+        ("alice", "ticket:SUP-1", Some(id))
     );
 }
 
