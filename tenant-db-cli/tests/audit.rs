@@ -49,13 +49,14 @@ async fn audit_lists_the_rows_of_an_admin_transaction() {
         .iter()
         .filter(|r| r["actor"] == actor.as_str())
         .collect();
-    assert_eq!(mine.len(), 2, "{stdout}");
+    assert_eq!(mine.len(), 3, "{stdout}");
     // Newest first.
     assert_eq!(mine[0]["event"], "closed");
     assert_eq!(mine[0]["outcome"], "ok");
     assert_eq!(mine[1]["event"], "opened");
-    assert_eq!(mine[1]["tenant"], tenant.to_string());
-    assert_eq!(mine[1]["reason"], "customer asked to export their data");
+    assert_eq!(mine[2]["event"], "granted");
+    assert_eq!(mine[2]["tenant"], tenant.to_string());
+    assert_eq!(mine[2]["reason"], "customer asked to export their data");
 
     let (code, stdout, _) = cli(&["audit", "--database-url", &url, "--limit", "1000"]);
     assert_eq!(code, 0);

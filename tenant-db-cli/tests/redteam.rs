@@ -161,15 +161,17 @@ async fn each_hole_is_found_where_it_opens() {
             ],
         ),
         (
-            // The tenant checked for reads only: inserts cross. (An UPDATE or DELETE with a
-            // WHERE clause reads the rows, so the SELECT policy still binds it.)
+            // The tenant checked for reads only: inserts cross, and so do updates and deletes
+            // that read no column (a WHERE on the tenant column would bring the SELECT policy
+            // back in).
             "rt_reads_only",
             "DROP POLICY tenant_db_isolation ON {s}.tasks;
              CREATE POLICY reads ON {s}.tasks AS RESTRICTIVE FOR SELECT
                USING (tenant_id = (SELECT tenant_db.current_tenant()::uuid));",
             [NoTenant, EmptySetting, OtherTenant, SessionLeak]
                 .into_iter()
-                .map(|s| ("tasks", Insert, s))
+                .flat_map(|s| [("tasks", Insert, s), ("tasks", Update, s)])
+                .chain([NoTenant, EmptySetting, SessionLeak].map(|s| ("tasks", Delete, s)))
                 .collect(),
         ),
     ];
@@ -250,4 +252,92 @@ async fn the_command_exits_like_the_doctor() {
         cli(&["redteam", "--database-url", &url, "--table", "a.b.c"]).0,
         2
     );
+}
+
+#[tokio::test]
+async fn holes_only_a_statement_without_where_or_one_tenant_order_opens_are_found() {
+    let url = app_url().await;
+    let iso = "tenant_id = (SELECT tenant_db.current_tenant()::uuid)";
+    // No DELETE policy: `DELETE … WHERE tenant_id = …` reads the column, so the SELECT policy
+    // hides the victim; a `DELETE` without WHERE does not.
+    let targets = fixture(
+        "rt_no_delete",
+        "uuid",
+        &format!(
+            "DROP POLICY tenant_db_isolation ON {{s}}.tasks;
+             CREATE POLICY sel ON {{s}}.tasks AS RESTRICTIVE FOR SELECT USING ({iso});
+             CREATE POLICY ins ON {{s}}.tasks AS RESTRICTIVE FOR INSERT WITH CHECK ({iso});
+             CREATE POLICY upd ON {{s}}.tasks AS RESTRICTIVE FOR UPDATE USING ({iso}) WITH CHECK ({iso});"
+        ),
+    )
+    .await;
+    let report = run(&url, &targets).await.unwrap();
+    let found = crossings(&report);
+    for state in [State::NoTenant, State::EmptySetting, State::SessionLeak] {
+        assert!(
+            found.contains(&("tasks".to_string(), Op::Delete, state)),
+            "{report}"
+        );
+    }
+    assert!(
+        found
+            .iter()
+            .all(|(t, op, _)| t == "tasks" && *op == Op::Delete),
+        "{report}"
+    );
+    // A policy that lets a tenant see the tenants below it: found whichever fixture tenant
+    // draws the larger id, every run.
+    for _ in 0..3 {
+        let targets = fixture(
+            "rt_order",
+            "bigint",
+            "DROP POLICY tenant_db_isolation ON {s}.projects;
+             CREATE POLICY below ON {s}.projects AS RESTRICTIVE
+               USING (tenant_id <= (SELECT tenant_db.current_tenant('int')::bigint))
+               WITH CHECK (tenant_id = (SELECT tenant_db.current_tenant('int')::bigint));",
+        )
+        .await;
+        let report = run(&url, &targets).await.unwrap();
+        assert!(
+            crossings(&report).contains(&("projects".to_string(), Op::Select, State::OtherTenant)),
+            "{report}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn fixture_rows_that_stay_are_reported_and_a_half_seeded_table_is_cleaned() {
+    let url = app_url().await;
+    // Rows nobody may delete: the report says so, and is not clean.
+    let targets = fixture(
+        "rt_append_only",
+        "uuid",
+        "CREATE POLICY keep ON {s}.tasks AS RESTRICTIVE FOR DELETE USING (false);",
+    )
+    .await;
+    let report = run(&url, &targets).await.unwrap();
+    assert_eq!(report.crossings().count(), 0, "{report}");
+    assert!(
+        report
+            .leftovers
+            .iter()
+            .filter(|l| l.starts_with(r#""rt_append_only"."tasks""#))
+            .count()
+            == 2,
+        "{report}"
+    );
+    assert!(!report.is_clean() && report.incomplete());
+    assert!(report.to_string().contains("left behind"), "{report}");
+    // The second tenant's row collides with the first's on a key without the tenant: the
+    // table is not attacked, and the first tenant's row does not stay.
+    let targets = fixture(
+        "rt_half_seeded",
+        "uuid",
+        "CREATE UNIQUE INDEX ON {s}.projects (name);",
+    )
+    .await;
+    let report = run(&url, &targets).await.unwrap();
+    assert!(report.incomplete(), "{report}");
+    assert!(report.leftovers.is_empty(), "{report}");
+    assert_eq!(rows("rt_half_seeded").await, 0);
 }

@@ -225,6 +225,16 @@ async fn the_doctor_finds_policies_that_drifted_and_its_fix_restores_them() {
              CREATE POLICY tenant_db_access ON projects FOR SELECT USING (true)",
             "policy tenant_db_access was changed",
         ),
+        // A function in a schema whose name prints like `tenant_db` once quotes are dropped.
+        (
+            r#"CREATE SCHEMA IF NOT EXISTS "tenant_db""";
+               CREATE OR REPLACE FUNCTION "tenant_db""".current_tenant() RETURNS text
+                   LANGUAGE sql STABLE AS $$ SELECT NULL::text $$;
+               ALTER POLICY tenant_db_isolation ON tasks
+                   USING (tenant_id = (SELECT "tenant_db""".current_tenant()::uuid))
+                   WITH CHECK (tenant_id = (SELECT "tenant_db""".current_tenant()::uuid))"#,
+            "policy tenant_db_isolation was changed",
+        ),
     ] {
         owner.batch_execute(drift).await.unwrap();
         let report = audit_url(&urls.app_url, &config).await.unwrap();
@@ -530,4 +540,59 @@ async fn the_all_tenants_door_cannot_be_forced() {
     .await
     .unwrap();
     assert!(red.is_clean(), "{red}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provisioning_again_takes_back_what_others_were_given() {
+    let database = "tenant_db_migrate_reclaim";
+    // Its own application role: the others' tests must not see it changed meanwhile.
+    const APP: &str = "tenant_db_migrate_reclaim_app";
+    let provision = || async {
+        Provision::new(database, OWNER, APP)
+            .run(&tenant_db_tests::admin_url())
+            .await
+            .unwrap()
+    };
+    provision().await;
+    let mut admin = AsyncPgConnection::establish(&tenant_db_tests::admin_url())
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tenant_db_migrate_intruder') THEN
+                 CREATE ROLE tenant_db_migrate_intruder LOGIN;
+               END IF;
+             EXCEPTION WHEN unique_violation OR duplicate_object THEN NULL;
+             END $$;
+             GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {database} TO tenant_db_migrate_intruder;
+             ALTER ROLE {APP} REPLICATION;
+             GRANT {OWNER} TO {APP};"
+        ))
+        .await
+        .unwrap();
+    provision().await;
+    #[derive(diesel::QueryableByName)]
+    struct Facts {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        intruder_connects: bool,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        app_replicates: bool,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        app_is_owner: bool,
+    }
+    let facts: Facts = diesel::sql_query(format!(
+        "SELECT has_database_privilege('tenant_db_migrate_intruder', '{database}', 'CONNECT')
+                  OR has_database_privilege('tenant_db_migrate_intruder', '{database}', 'CREATE')
+                  OR has_database_privilege('tenant_db_migrate_intruder', '{database}', 'TEMPORARY')
+                  AS intruder_connects,
+                (SELECT rolreplication FROM pg_roles WHERE rolname = '{APP}') AS app_replicates,
+                pg_has_role('{APP}', '{OWNER}', 'MEMBER') AS app_is_owner"
+    ))
+    .get_result(&mut admin)
+    .await
+    .unwrap();
+    assert!(!facts.intruder_connects);
+    assert!(!facts.app_replicates);
+    assert!(!facts.app_is_owner);
 }

@@ -2,19 +2,25 @@
 //! silently.
 //!
 //! An [`AdminGrant`] names the **actor**, the **reason** (a ticket or free text; a grant
-//! without one does not compile, and an empty one is refused), the **target** tenant, and an
-//! **expiry**. [`TenantDb::admin_transaction`] is the only door besides
+//! without one does not compile, and one a reader would not see — empty, blank, invisible or
+//! reordering characters — is refused), the **target** tenant, and an **expiry**.
+//! [`TenantDb::admin_transaction`] is the only door besides
 //! [`Tenant::assume_verified`](crate::Tenant::assume_verified) to a tenant transaction without
-//! a token: it opens the transaction for the grant's tenant ([`Provenance::Admin`]) and writes,
-//! in that same transaction, an `opened` row to the append-only table `tenant_db.admin_audit`
-//! (who, for whom, why, until when), then runs your closure, then a `closed` row naming the
-//! tables the transaction read or wrote and the outcome. When the closure fails its work is
-//! rolled back (to a savepoint) and both rows are still committed: an access that read data
-//! and then failed is on the record too.
+//! a token. It first commits a `granted` row to the append-only table `tenant_db.admin_audit`
+//! (who, for whom, why, until when, as which database role), in its own transaction, so that
+//! nothing the closure does to its transaction (an escape hatch that ends it, a panic, a
+//! dropped future) takes the access off the record. Then it opens the transaction for the
+//! grant's tenant ([`Provenance::Admin`]), writes an `opened` row in it, runs your closure,
+//! and writes a `closed` row naming the tables the transaction read or wrote and the outcome.
+//! When the closure fails its work is rolled back to a savepoint and the rows are still
+//! committed. The tables are those whose statistics moved (sequential and index scans,
+//! inserted, updated and deleted rows): a `TABLESAMPLE` or TID scan is not counted.
 //!
-//! The application role may insert audit rows and read them, never change or delete them: it
-//! holds no `UPDATE`, `DELETE` or `TRUNCATE` on the table, and a trigger refuses those
-//! statements for every role, the owner included ([`setup_sql`]).
+//! The application role reads audit rows and writes them only through
+//! `tenant_db.admin_audit_write` (which sets the id, the time and the database role itself);
+//! it holds no `INSERT`, `UPDATE`, `DELETE` or `TRUNCATE` on the table, and a trigger refuses
+//! updates, deletes and truncation for every role ([`setup_sql`]). The owner, as the owner of
+//! any table, can disable that trigger: keep the owner role for migrations.
 //!
 //! ```no_run
 //! # include!("../doctest_schema.rs");
@@ -66,7 +72,9 @@ pub enum AdminError {
     NoReason,
     /// The actor or the reason is longer than [`MAX_TEXT`] characters, or holds control
     /// characters.
-    #[error("the {0} must be at most {MAX_TEXT} printable characters")]
+    #[error(
+        "the {0} must be at most {MAX_TEXT} visible characters, none of them control or invisible"
+    )]
     BadText(&'static str),
     /// The validity is zero or longer than [`MAX_VALIDITY`].
     #[error("an admin grant lasts more than nothing and at most {} hours", MAX_VALIDITY.as_secs() / 3600)]
@@ -106,16 +114,47 @@ impl Reason {
     }
 }
 
-/// `value` trimmed, if it is not empty, not too long and printable.
+/// Characters that print as nothing or reorder what follows: zero-width and joiner
+/// characters, bidirectional controls, the byte-order mark, the soft hyphen, and the fillers
+/// that look like a blank.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}'
+        | '\u{2800}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// `value` trimmed, if it says something a reader sees: at least one letter or digit, at most
+/// [`MAX_TEXT`] characters, no control character, nothing invisible or reordering.
 fn text(what: &'static str, value: &str, empty: AdminError) -> Result<String, AdminError> {
     let value = value.trim();
     if value.is_empty() {
         return Err(empty);
     }
-    if value.chars().count() > MAX_TEXT || value.chars().any(char::is_control) {
+    if value.chars().count() > MAX_TEXT || value.chars().any(|c| c.is_control() || invisible(c)) {
         return Err(AdminError::BadText(what));
     }
+    if !value.chars().any(char::is_alphanumeric) {
+        return Err(empty);
+    }
     Ok(value.to_string())
+}
+
+/// What the audit keeps of an error: printable, at most [`MAX_TEXT`] characters.
+fn outcome_text(error: &str) -> String {
+    let printable: String = error
+        .chars()
+        .map(|c| {
+            if c.is_control() || invisible(c) {
+                ' '
+            } else {
+                c
+            }
+        })
+        .take(MAX_TEXT)
+        .collect();
+    format!("error: {printable}")
 }
 
 /// Who may act, for whom, why, until when. See the module docs.
@@ -226,9 +265,24 @@ pub fn setup_sql(app: &str) -> String {
          DROP TRIGGER IF EXISTS append_only_truncate ON tenant_db.admin_audit;
          CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON tenant_db.admin_audit
              FOR EACH STATEMENT EXECUTE FUNCTION tenant_db.admin_audit_append_only();
+         CREATE OR REPLACE FUNCTION tenant_db.admin_audit_write(
+                 access uuid, event text, actor text, reason text, tenant text,
+                 expires_at timestamptz, tables text[], outcome text) RETURNS void
+             LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog AS $tenant_db$
+         BEGIN
+             IF event NOT IN ('granted', 'opened', 'closed') THEN
+                 RAISE EXCEPTION 'tenant_db.admin_audit_write: unknown event %', event
+                     USING ERRCODE = 'invalid_parameter_value';
+             END IF;
+             INSERT INTO tenant_db.admin_audit
+                 (access_id, event, actor, reason, tenant, expires_at, tables, outcome)
+                 VALUES (access, event, actor, reason, tenant, expires_at, tables, outcome);
+         END $tenant_db$;
+         REVOKE ALL ON FUNCTION tenant_db.admin_audit_write(uuid, text, text, text, text, timestamptz, text[], text) FROM PUBLIC;
+         GRANT EXECUTE ON FUNCTION tenant_db.admin_audit_write(uuid, text, text, text, text, timestamptz, text[], text) TO {app};
          REVOKE ALL ON tenant_db.admin_audit FROM PUBLIC;
          REVOKE ALL ON tenant_db.admin_audit FROM {app};
-         GRANT INSERT, SELECT ON tenant_db.admin_audit TO {app};
+         GRANT SELECT ON tenant_db.admin_audit TO {app};
 "
     )
 }
@@ -462,10 +516,8 @@ async fn record(
 ) -> Result<(), Error> {
     let (outcome, tables) = closed.map_or((None, None), |(o, t)| (Some(o), Some(t)));
     diesel::sql_query(
-        "INSERT INTO tenant_db.admin_audit
-             (access_id, event, actor, reason, tenant, expires_at, tables, outcome)
-         SELECT $1::uuid, $2, $3, $4, $5, pg_catalog.to_timestamp($6), $7, $8
-         RETURNING true AS done",
+        "SELECT tenant_db.admin_audit_write($1::uuid, $2, $3, $4, $5, pg_catalog.to_timestamp($6),
+                                             $7, $8) IS NULL AS done",
     )
     .bind::<Text, _>(access.to_string())
     .bind::<Text, _>(event)
@@ -528,6 +580,19 @@ impl TenantDb {
                 return Err(E::from(Error::Admin(AdminError::ReadOnlyGrant)));
             };
             let access = uuid::Uuid::new_v4();
+            // On the record before anything is read, in its own committed transaction: what
+            // the closure does to its own transaction (an escape hatch that ends it, a panic,
+            // a dropped future) cannot take it back.
+            {
+                let pooled = self
+                    .pool()
+                    .get()
+                    .await
+                    .map_err(|e| E::from(Error::from(e)))?;
+                record(&pooled, access, "granted", grant, None)
+                    .await
+                    .map_err(E::from)?;
+            }
             let tenant = Tenant::verified(tenant, Provenance::Admin);
             let outcome: Result<R, E> = self
                 .transaction(tenant, async move |tx: TenantTx<'_>| {
@@ -538,7 +603,7 @@ impl TenantDb {
                     let result = f(tx).await;
                     let outcome = match &result {
                         Ok(_) => None,
-                        Err(e) => Some(format!("error: {e}")),
+                        Err(e) => Some(outcome_text(&e.to_string())),
                     };
                     if outcome.is_some() {
                         savepoint(conn, "ROLLBACK TO SAVEPOINT tenant_db_admin").await?;

@@ -35,6 +35,7 @@ pub struct Provision {
     owner_password: Option<String>,
     app_password: Option<String>,
     analyst: Option<String>,
+    also_connect: Vec<String>,
 }
 
 /// The URLs [`Provision::run`] made: the admin URL with the role and the database replaced.
@@ -63,6 +64,7 @@ impl Provision {
             owner_password: None,
             app_password: None,
             analyst: None,
+            also_connect: Vec::new(),
         }
     }
 
@@ -72,6 +74,13 @@ impl Provision {
     /// owner may act as to create them). Needs a superuser to provision.
     pub fn analyst(mut self, role: &str) -> Self {
         self.analyst = Some(role.to_string());
+        self
+    }
+
+    /// Lets existing role `role` connect to the database too (every other role's privileges
+    /// on it are revoked).
+    pub fn also_connect(mut self, role: &str) -> Self {
+        self.also_connect.push(role.to_string());
         self
     }
 
@@ -92,6 +101,12 @@ impl Provision {
     /// The SQL that creates the roles and sets their attributes and passwords.
     fn roles_sql(&self) -> String {
         let mut sql = crate::roles::create_roles_sql(&self.owner, &self.app, &self.idle_timeout);
+        // An existing application role keeps nothing that reaches past its grants.
+        sql.push_str(&format!(
+            "ALTER ROLE {o} NOREPLICATION;\nALTER ROLE {a} NOREPLICATION;\nREVOKE {o} FROM {a};\n",
+            o = quote_ident(&self.owner),
+            a = quote_ident(&self.app),
+        ));
         for (role, password) in [
             (&self.owner, &self.owner_password),
             (&self.app, &self.app_password),
@@ -134,17 +149,26 @@ impl Provision {
     /// creates or updates the roles, the database (owned by the owner role) and its
     /// privileges ([`crate::roles::database_sql`]).
     pub async fn run(&self, admin_url: &str) -> Result<Provisioned, Error> {
-        let mut admin = AsyncPgConnection::establish(admin_url).await?;
-        admin
-            .batch_execute(&format!("SELECT pg_advisory_lock({PROVISION_LOCK})"))
-            .await?;
-        let created = self.create(&mut admin).await;
-        let unlocked = admin
-            .batch_execute(&format!("SELECT pg_advisory_unlock({PROVISION_LOCK})"))
-            .await;
-        created?;
-        unlocked?;
-        Ok(Provisioned {
+        checked_name("database", &self.database)?;
+        let mut roles = vec![&self.owner, &self.app];
+        roles.extend(&self.analyst);
+        for role in &roles {
+            checked_name("role", role)?;
+        }
+        let views = self.analyst.as_deref().map(crate::admin::views_role);
+        for (i, role) in roles.iter().enumerate() {
+            if roles[..i].contains(role) || views.as_ref() == Some(*role) {
+                return Err(Error::Provision(format!(
+                    "role `{role}` is named twice: the owner, the application and the analyst \
+                     roles are three different roles"
+                )));
+            }
+        }
+        if let Some(views) = &views {
+            checked_name("role", views)?;
+        }
+        // Before anything is created: a URL that cannot be rewritten fails here.
+        let provisioned = Provisioned {
             analyst: self.analyst.clone(),
             owner: self.owner.clone(),
             app: self.app.clone(),
@@ -160,7 +184,18 @@ impl Provision {
                 self.app_password.as_deref(),
                 &self.database,
             )?,
-        })
+        };
+        let mut admin = AsyncPgConnection::establish(admin_url).await?;
+        admin
+            .batch_execute(&format!("SELECT pg_advisory_lock({PROVISION_LOCK})"))
+            .await?;
+        let created = self.create(&mut admin).await;
+        let unlocked = admin
+            .batch_execute(&format!("SELECT pg_advisory_unlock({PROVISION_LOCK})"))
+            .await;
+        created?;
+        unlocked?;
+        Ok(provisioned)
     }
 
     async fn create(&self, admin: &mut AsyncPgConnection) -> Result<(), Error> {
@@ -194,6 +229,35 @@ impl Provision {
         // One message, so one transaction: a role connecting meanwhile never finds its
         // `CONNECT` revoked.
         let mut privileges = crate::roles::database_sql(&self.database, &self.owner, &self.app);
+        // Closed to every other role that was granted anything on it.
+        let mut allowed: Vec<&str> = vec![&self.owner, &self.app];
+        allowed.extend(self.analyst.as_deref());
+        allowed.extend(self.also_connect.iter().map(String::as_str));
+        privileges.push_str(&format!(
+            "DO $tenant_db$ DECLARE g record; BEGIN
+               FOR g IN SELECT DISTINCT pg_get_userbyid(a.grantee) AS name
+                        FROM pg_database d, aclexplode(d.datacl) a
+                        WHERE d.datname = {db} AND a.grantee <> 0 LOOP
+                 IF NOT g.name = ANY (ARRAY[{allowed}]::text[]) THEN
+                   EXECUTE format('REVOKE ALL ON DATABASE %I FROM %I', {db}, g.name);
+                 END IF;
+               END LOOP;
+             END $tenant_db$;
+",
+            db = quote_literal(&self.database),
+            allowed = allowed
+                .iter()
+                .map(|r| quote_literal(r))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+        for role in &self.also_connect {
+            privileges.push_str(&format!(
+                "GRANT CONNECT ON DATABASE {} TO {};",
+                quote_ident(&self.database),
+                quote_ident(role)
+            ));
+        }
         if let Some(analyst) = &self.analyst {
             privileges.push_str(&format!(
                 "GRANT CONNECT ON DATABASE {} TO {};",
@@ -213,7 +277,10 @@ struct Owner {
 }
 
 /// `url` with its user, password and database replaced. Refuses what is not a
-/// `postgres://` or `postgresql://` URL.
+/// `postgres://` or `postgresql://` URL. Connection parameters in the query that would
+/// override them (`user`, `password`, `dbname`, `passfile`) are dropped; a URL without a host
+/// (a Unix socket, `postgresql:///db?host=/run/postgresql`) gets the role and the password as
+/// query parameters.
 pub fn with_role(
     url: &str,
     role: &str,
@@ -225,12 +292,39 @@ pub fn with_role(
     if !matches!(parsed.scheme(), "postgres" | "postgresql") {
         return Err(bad("not a postgres:// URL"));
     }
-    parsed
-        .set_username(role)
-        .and_then(|()| parsed.set_password(password))
-        .map_err(|()| bad("it has no host"))?;
+    let mut kept: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(k, _)| !matches!(k.as_ref(), "user" | "password" | "dbname" | "passfile"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    parsed.set_query(None);
     parsed.set_path(&format!("/{}", urlencode(database)));
+    if parsed.host_str().is_some_and(|h| !h.is_empty()) {
+        parsed
+            .set_username(role)
+            .and_then(|()| parsed.set_password(password))
+            .map_err(|()| bad("its user cannot be set"))?;
+    } else {
+        kept.push(("user".to_string(), role.to_string()));
+        if let Some(password) = password {
+            kept.push(("password".to_string(), password.to_string()));
+        }
+    }
+    if !kept.is_empty() {
+        parsed.query_pairs_mut().extend_pairs(kept);
+    }
     Ok(parsed.to_string())
+}
+
+/// A role or database name PostgreSQL keeps as given: not empty, at most 63 bytes (longer
+/// names are cut, so a second run would not find what the first created), no NUL.
+fn checked_name(what: &str, name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.len() > 63 || name.contains('\0') {
+        return Err(Error::Provision(format!(
+            "{what} `{name}` must be 1 to 63 bytes, without NUL"
+        )));
+    }
+    Ok(())
 }
 
 /// Percent-encodes a path segment.
@@ -285,6 +379,68 @@ pub async fn apply(
         Err(e) => {
             let _ = owner_conn.batch_execute("ROLLBACK").await;
             Err(e.into())
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::{Provision, with_role};
+
+    #[test]
+    fn the_role_and_database_replace_whatever_the_url_says() {
+        let cases = [
+            (
+                "postgres://admin:adminpw@db:5432/postgres?sslmode=require",
+                "postgres://app@db:5432/app?sslmode=require",
+            ),
+            // Parameters that would override the user, password or database are dropped.
+            (
+                "postgres://127.0.0.1:5432/postgres?user=postgres&dbname=postgres&password=x&passfile=/p",
+                "postgres://app@127.0.0.1:5432/app",
+            ),
+            // A socket URL has no host to carry the user: the query does.
+            (
+                "postgresql:///postgres?host=/var/run/postgresql&user=postgres",
+                "postgresql:///app?host=%2Fvar%2Frun%2Fpostgresql&user=app",
+            ),
+        ];
+        for (admin, app) in cases {
+            assert_eq!(
+                with_role(admin, "app", None, "app").unwrap(),
+                app,
+                "{admin}"
+            );
+        }
+        assert_eq!(
+            with_role("postgres://a@h/d", "o w", Some("p@ss/word"), "my db").unwrap(),
+            "postgres://o%20w:p%40ss%2Fword@h/my%20db"
+        );
+        for bad in ["mysql://h/d", "not a url"] {
+            assert!(with_role(bad, "app", None, "app").is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn names_are_checked_before_anything_is_created() {
+        // Nothing listens there: each refusal comes before connecting.
+        let admin = "postgres://postgres@127.0.0.1:1/postgres";
+        let long = "x".repeat(64);
+        for (provision, why) in [
+            (Provision::new(&long, "o", "a"), "1 to 63 bytes"),
+            (Provision::new("d", &long, "a"), "1 to 63 bytes"),
+            (Provision::new("d", "o", ""), "1 to 63 bytes"),
+            (Provision::new("d", "same", "same"), "named twice"),
+            (Provision::new("d", "o", "a").analyst("o"), "named twice"),
+            (
+                Provision::new("d", "o", "a_views").analyst("a"),
+                "named twice",
+            ),
+            (Provision::new("d", "o", "a"), "could not connect"),
+        ] {
+            let err = provision.run(admin).await.unwrap_err().to_string();
+            assert!(err.contains(why), "{why}: {err}");
         }
     }
 }

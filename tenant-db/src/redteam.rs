@@ -138,9 +138,9 @@ pub struct Report {
 }
 
 impl Report {
-    /// Whether every attempt ran and held.
+    /// Whether every attempt ran and held, and every fixture row was removed.
     pub fn is_clean(&self) -> bool {
-        self.checks.iter().all(|c| c.outcome == Outcome::Held)
+        self.checks.iter().all(|c| c.outcome == Outcome::Held) && self.leftovers.is_empty()
     }
 
     /// The attempts that crossed.
@@ -150,11 +150,13 @@ impl Report {
             .filter(|c| matches!(c.outcome, Outcome::Crossed(_)))
     }
 
-    /// Whether some attempt could not run.
+    /// Whether some attempt could not run, or some fixture row could not be removed.
     pub fn incomplete(&self) -> bool {
-        self.checks
-            .iter()
-            .any(|c| matches!(c.outcome, Outcome::NotRun(_)))
+        !self.leftovers.is_empty()
+            || self
+                .checks
+                .iter()
+                .any(|c| matches!(c.outcome, Outcome::NotRun(_)))
     }
 }
 
@@ -170,6 +172,9 @@ impl fmt::Display for Report {
                     writeln!(f, "not run {} {:?} {:?}: {why}", c.table, c.op, c.state)?
                 }
             }
+        }
+        for leftover in &self.leftovers {
+            writeln!(f, "left behind: {leftover}")?;
         }
         let held = self
             .checks
@@ -371,15 +376,19 @@ pub async fn run(app_url: &str, targets: &[Target]) -> Result<Report, Error> {
             .map(|(_, p)| *p)
             .ok_or_else(|| Error::RedTeam("no fixture tenant".to_string()))
     };
-    // Seed A and B with the same row.
+    // Seed A and B with the same row; remember every row written, to delete it afterwards.
     let mut seeded = Vec::new();
+    let mut written: Vec<(&Prepared, TenantId)> = Vec::new();
     for p in &prepared {
         let (a, b) = pair(p.info.kind)?;
         let mut failed = None;
         for tenant in [a, b] {
-            if let Err(e) = as_tenant(&mut conn, &tenant, &p.insert_sql(&tenant, 1)).await {
-                failed = Some(e);
-                break;
+            match as_tenant(&mut conn, &tenant, &p.insert_sql(&tenant, 1)).await {
+                Ok(()) => written.push((p, tenant)),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
         }
         match failed {
@@ -390,24 +399,38 @@ pub async fn run(app_url: &str, targets: &[Target]) -> Result<Report, Error> {
     for p in &seeded {
         let (a, b) = pair(p.info.kind)?;
         for state in State::ALL {
-            // A fresh connection per state and table: nothing one attempt left can help the
-            // next.
-            let mut attacker = AsyncPgConnection::establish(app_url).await?;
-            if state == State::SessionLeak {
-                as_tenant(&mut attacker, &a, "SELECT 1")
-                    .await
-                    .map_err(Error::Doctor)?;
-                attacker
-                    .batch_execute(&format!(
-                        "SET {} = {}",
-                        crate::seal::TENANT_SETTING,
-                        quote_literal(&a.to_string())
-                    ))
-                    .await?;
+            // With another tenant entered, each fixture tenant is the victim in turn: a hole
+            // that depends on how the ids compare shows whichever is larger.
+            let pairs: &[(TenantId, TenantId)] = if state == State::OtherTenant {
+                &[(a, b), (b, a)]
+            } else {
+                &[(a, b)]
+            };
+            let mut outcomes = vec![Outcome::Held; Op::ALL.len()];
+            for &(victim, other) in pairs {
+                // A fresh connection per state and table: nothing one attempt left can help
+                // the next.
+                let mut attacker = AsyncPgConnection::establish(app_url).await?;
+                if state == State::SessionLeak {
+                    as_tenant(&mut attacker, &victim, "SELECT 1")
+                        .await
+                        .map_err(Error::RedTeam)?;
+                    attacker
+                        .batch_execute(&format!(
+                            "SET {} = {}",
+                            crate::seal::TENANT_SETTING,
+                            quote_literal(&victim.to_string())
+                        ))
+                        .await?;
+                }
+                for (i, op) in Op::ALL.into_iter().enumerate() {
+                    let outcome = attempt(&mut attacker, p, state, op, &victim, &other).await;
+                    let _ = attacker.batch_execute("ROLLBACK").await;
+                    outcomes[i] =
+                        worse(std::mem::replace(&mut outcomes[i], Outcome::Held), outcome);
+                }
             }
-            for op in Op::ALL {
-                let outcome = attempt(&mut attacker, p, state, op, &a, &b).await;
-                let _ = attacker.batch_execute("ROLLBACK").await;
+            for (op, outcome) in Op::ALL.into_iter().zip(outcomes) {
                 report.checks.push(Check {
                     table: p.info.name.clone(),
                     op,
@@ -417,23 +440,62 @@ pub async fn run(app_url: &str, targets: &[Target]) -> Result<Report, Error> {
             }
         }
     }
-    // Children first.
-    for p in seeded.iter().rev() {
-        let (a, b) = pair(p.info.kind)?;
-        for tenant in [a, b] {
-            let sql = format!(
-                "DELETE FROM {} WHERE {}",
-                p.info.name,
-                p.info.is_tenant(&tenant)
-            );
-            if let Err(e) = as_tenant(&mut conn, &tenant, &sql).await {
-                report
-                    .leftovers
-                    .push(format!("{} rows of tenant {tenant}: {e}", p.info.name));
-            }
+    // Children first; then check that nothing is left, whatever the deletes said.
+    for (p, tenant) in written.iter().rev() {
+        let sql = format!(
+            "DELETE FROM {} WHERE {}",
+            p.info.name,
+            p.info.is_tenant(tenant)
+        );
+        if let Err(e) = as_tenant(&mut conn, tenant, &sql).await {
+            report
+                .leftovers
+                .push(format!("{} rows of tenant {tenant}: {e}", p.info.name));
+            continue;
+        }
+        let left = count_as(&mut conn, tenant, p).await;
+        match left {
+            Ok(0) => {}
+            Ok(n) => report.leftovers.push(format!(
+                "{} rows of tenant {tenant}: {n} left after the delete",
+                p.info.name
+            )),
+            Err(e) => report
+                .leftovers
+                .push(format!("{} rows of tenant {tenant}: {e}", p.info.name)),
         }
     }
     Ok(report)
+}
+
+/// The rows of `tenant` in `p`'s table, counted as that tenant.
+async fn count_as(
+    conn: &mut AsyncPgConnection,
+    tenant: &TenantId,
+    p: &Prepared,
+) -> Result<i64, String> {
+    let sql = format!(
+        "SELECT count(*) AS n FROM {} WHERE {}",
+        p.info.name,
+        p.info.is_tenant(tenant)
+    );
+    let run = async {
+        conn.batch_execute(&crate::seal::begin_sql(tenant)).await?;
+        let n: Count = diesel::sql_query(sql).get_result(conn).await?;
+        Ok::<_, diesel::result::Error>(n.n)
+    };
+    let n = run.await.map_err(|e| e.to_string());
+    let _ = conn.batch_execute("ROLLBACK").await;
+    n
+}
+
+/// The more telling of two outcomes: a crossing, else a failure to run, else held.
+fn worse(a: Outcome, b: Outcome) -> Outcome {
+    match (a, b) {
+        (c @ Outcome::Crossed(_), _) | (_, c @ Outcome::Crossed(_)) => c,
+        (n @ Outcome::NotRun(_), _) | (_, n @ Outcome::NotRun(_)) => n,
+        _ => Outcome::Held,
+    }
 }
 
 fn not_run(report: &mut Report, table: &str, why: &str) {
@@ -449,30 +511,50 @@ fn not_run(report: &mut Report, table: &str, why: &str) {
     }
 }
 
-/// One attempt, in a transaction the caller rolls back.
+/// One attempt, in a transaction the caller rolls back: `victim`'s rows are the target,
+/// `other` is the tenant entered in [`State::OtherTenant`].
 async fn attempt(
     conn: &mut AsyncPgConnection,
     p: &Prepared,
     state: State,
     op: Op,
-    a: &TenantId,
-    b: &TenantId,
+    victim: &TenantId,
+    other: &TenantId,
 ) -> Outcome {
     let begin = match state {
         State::NoTenant | State::SessionLeak => "BEGIN".to_string(),
         State::EmptySetting => format!("BEGIN; SET LOCAL {} = ''", crate::seal::TENANT_SETTING),
-        State::OtherTenant => crate::seal::begin_sql(b),
+        State::OtherTenant => crate::seal::begin_sql(other),
     };
     if let Err(e) = conn.batch_execute(&begin).await {
         return Outcome::NotRun(format!("cannot begin: {e}"));
     }
     let table = &p.info.name;
-    let of_a = p.info.is_tenant(a);
+    let column = quote_ident(&p.info.column);
+    let of_victim = p.info.is_tenant(victim);
+    let victim_value = of_victim
+        .split_once(" = ")
+        .map_or("", |(_, v)| v)
+        .to_string();
+    // The rows the transaction may rightly change: the entered tenant's own.
+    let own = if state == State::OtherTenant {
+        let sql = format!(
+            "SELECT count(*) AS n FROM {table} WHERE {}",
+            p.info.is_tenant(other)
+        );
+        match diesel::sql_query(sql).get_result::<Count>(conn).await {
+            Ok(Count { n }) => n,
+            Err(e) if refused(&e) => 0,
+            Err(e) => return Outcome::NotRun(e.to_string()),
+        }
+    } else {
+        0
+    };
     match op {
         Op::Select => {
-            // Without a tenant nothing at all is visible; with B, nothing of A.
+            // Without a tenant nothing at all is visible; with another, nothing of the victim.
             let filter = if state == State::OtherTenant {
-                of_a
+                of_victim
             } else {
                 "true".to_string()
             };
@@ -484,48 +566,70 @@ async fn attempt(
                 Err(e) => Outcome::NotRun(e.to_string()),
             }
         }
-        Op::Insert => match diesel::sql_query(p.insert_sql(a, 2)).execute(conn).await {
-            Ok(_) => Outcome::Crossed("a row of tenant A was inserted".to_string()),
+        Op::Insert => match diesel::sql_query(p.insert_sql(victim, 2))
+            .execute(conn)
+            .await
+        {
+            Ok(_) => Outcome::Crossed("a row of the victim tenant was inserted".to_string()),
             Err(e) if refused(&e) => Outcome::Held,
             // The policies let the row through; something after them refused it.
-            Err(e) => Outcome::Crossed(format!("the policies let a row of tenant A through ({e})")),
+            Err(e) => Outcome::Crossed(format!(
+                "the policies let a row of the victim tenant through ({e})"
+            )),
         },
         Op::Update => {
-            let column = quote_ident(&p.info.column);
-            let sql = format!("UPDATE {table} SET {column} = {column} WHERE {of_a}");
-            let changed = match diesel::sql_query(sql).execute(conn).await {
-                Ok(0) => None,
-                Ok(n) => Some(format!("{n} rows of tenant A updated")),
-                Err(e) if refused(&e) => None,
-                Err(e) => Some(format!("the policies let tenant A's rows be updated ({e})")),
-            };
-            if changed.is_some() || state != State::OtherTenant {
-                return changed.map_or(Outcome::Held, Outcome::Crossed);
-            }
-            // B's own row, moved to A.
-            let a_value = of_a.split_once(" = ").map_or("", |(_, v)| v).to_string();
-            let sql = format!(
-                "UPDATE {table} SET {column} = {a_value} WHERE {}",
-                p.info.is_tenant(b)
-            );
-            match diesel::sql_query(sql).execute(conn).await {
-                Ok(0) => Outcome::NotRun("tenant B's row is not visible to B".to_string()),
-                Ok(n) => Outcome::Crossed(format!("{n} rows of tenant B moved to tenant A")),
-                Err(e) if refused(&e) => Outcome::Held,
-                Err(e) => Outcome::Crossed(format!("the policies let B's row move to A ({e})")),
-            }
+            let statements = [
+                // The victim's rows, by their tenant (the SELECT policies apply: the WHERE
+                // reads the column).
+                (
+                    format!("UPDATE {table} SET {column} = {column} WHERE {of_victim}"),
+                    0,
+                ),
+                // Every row, reading no column: only the UPDATE policies apply; at most the
+                // entered tenant's own rows may be touched, and none may become the victim's.
+                (format!("UPDATE {table} SET {column} = {victim_value}"), 0),
+            ];
+            changes(conn, &statements, "updated").await
         }
         Op::Delete => {
-            let sql = format!("DELETE FROM {table} WHERE {of_a}");
-            match diesel::sql_query(sql).execute(conn).await {
-                Ok(0) => Outcome::Held,
-                Ok(n) => Outcome::Crossed(format!("{n} rows of tenant A deleted")),
-                Err(e) if refused(&e) => Outcome::Held,
-                // The statement reached A's rows; something after the policies stopped it.
-                Err(e) => {
-                    Outcome::Crossed(format!("the policies let tenant A's rows be deleted ({e})"))
-                }
+            let mut statements = vec![(format!("DELETE FROM {table} WHERE {of_victim}"), 0)];
+            // Reading no column, only the DELETE policies apply. Where the transaction has
+            // rows of its own, deleting them may rightly fail on a foreign key, which would
+            // say nothing: tried only where it may delete nothing at all.
+            if own == 0 {
+                statements.push((format!("DELETE FROM {table}"), 0));
             }
+            changes(conn, &statements, "deleted").await
         }
     }
+}
+
+/// Runs each write of `statements` under a savepoint; one that changes more rows than its
+/// allowance crosses. A refusal holds; any other error after the policies crosses too.
+async fn changes(
+    conn: &mut AsyncPgConnection,
+    statements: &[(String, i64)],
+    verb: &str,
+) -> Outcome {
+    for (sql, allowed) in statements {
+        if let Err(e) = conn.batch_execute("SAVEPOINT tenant_db_redteam").await {
+            return Outcome::NotRun(e.to_string());
+        }
+        match diesel::sql_query(sql).execute(conn).await {
+            Ok(n) if (n as i64) <= *allowed => {}
+            Ok(n) => {
+                return Outcome::Crossed(format!("{n} rows {verb} by `{sql}`"));
+            }
+            Err(e) if refused(&e) => {}
+            Err(e) => {
+                return Outcome::Crossed(format!(
+                    "the policies let `{sql}` reach the victim's rows ({e})"
+                ));
+            }
+        }
+        let _ = conn
+            .batch_execute("ROLLBACK TO SAVEPOINT tenant_db_redteam")
+            .await;
+    }
+    Outcome::Held
 }

@@ -22,6 +22,8 @@ pub(crate) type Brand<'t> = PhantomData<fn(&'t ()) -> &'t ()>;
 #[derive(Clone, Copy, Debug)]
 pub struct TenantScope<'t> {
     tenant: TenantId,
+    /// Where the transaction's tenant came from.
+    provenance: crate::Provenance,
     brand: Brand<'t>,
     /// The first refusal of a part added to the query this copy of the scope belongs to (see
     /// [`crate::guard`]); the scope [`TenantTx::scope`](crate::TenantTx::scope) hands out has
@@ -30,9 +32,10 @@ pub struct TenantScope<'t> {
 }
 
 impl<'t> TenantScope<'t> {
-    pub(crate) fn new(tenant: TenantId) -> Self {
+    pub(crate) fn new(tenant: TenantId, provenance: crate::Provenance) -> Self {
         TenantScope {
             tenant,
+            provenance,
             brand: PhantomData,
             refused: None,
         }
@@ -62,6 +65,11 @@ impl<'t> TenantScope<'t> {
     /// The tenant this scope acts for.
     pub fn tenant_id(&self) -> TenantId {
         self.tenant
+    }
+
+    /// Where the transaction's tenant came from.
+    pub fn provenance(&self) -> crate::Provenance {
+        self.provenance
     }
 
     pub(crate) fn brand(&self) -> Brand<'t> {

@@ -205,7 +205,8 @@ impl TenantDb {
         E: From<Error> + Send + 'a,
         R: Send + 'a,
     {
-        let tenant = tenant.tenant().id();
+        let verified = tenant.tenant();
+        let tenant = verified.id();
         let span = tracing::info_span!(
             "tenant_db.transaction",
             tenant_id = %tenant,
@@ -244,7 +245,7 @@ impl TenantDb {
                     // reply (one round trip saved). The server runs them in order, and if the
                     // begin fails the transaction is aborted, so that statement fails too.
                     let early = poll_fn(|cx| Poll::Ready(begin.as_mut().poll(cx))).await;
-                    let outcome = f(TenantTx::new(shared, tenant, &unscoped)).await;
+                    let outcome = f(TenantTx::new(shared, verified, &unscoped)).await;
                     let begun = match early {
                         Poll::Ready(begun) => begun,
                         Poll::Pending => begin.await,
@@ -283,6 +284,11 @@ impl TenantDb {
         .instrument(span)
     }
 
+    /// The pool, for tenant-db's own statements outside tenant transactions.
+    pub(crate) fn pool(&self) -> &Pool<AsyncPgConnection> {
+        &self.pool
+    }
+
     /// Pool statistics (size, available connections), for metrics.
     pub fn status(&self) -> deadpool::managed::Status {
         self.pool.status()
@@ -310,10 +316,10 @@ impl std::fmt::Debug for TenantTx<'_> {
 }
 
 impl<'t> TenantTx<'t> {
-    fn new(conn: &'t AsyncPgConnection, tenant: TenantId, unscoped: &'t AtomicBool) -> Self {
+    fn new(conn: &'t AsyncPgConnection, tenant: crate::Tenant, unscoped: &'t AtomicBool) -> Self {
         TenantTx {
             conn,
-            scope: TenantScope::new(tenant),
+            scope: TenantScope::new(tenant.id(), tenant.provenance()),
             unscoped,
             hint: crate::hint::UseTxScope::default(),
         }

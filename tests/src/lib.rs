@@ -151,13 +151,8 @@ pub async fn provision(
     schema_sql: &str,
     tenant_tables: &[&str],
 ) -> Result<String, SetupError> {
-    let urls = step(
-        "provision",
-        tenant_db::provision::Provision::new(database, OWNER_ROLE, APP_ROLE)
-            .run(&admin_url())
-            .await,
-    )?;
-    // The test-only role that bypasses RLS, with the application role's database access.
+    // The test-only role that bypasses RLS; it may connect to the database like the
+    // application role.
     let mut admin = step(
         "connect as admin",
         AsyncPgConnection::establish(&admin_url()).await,
@@ -171,9 +166,15 @@ pub async fn provision(
                      CREATE ROLE {NO_RLS_ROLE} LOGIN NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE;
                    END IF;
                  EXCEPTION WHEN unique_violation OR duplicate_object THEN NULL;
-                 END $$;
-                 GRANT CONNECT ON DATABASE {database} TO {NO_RLS_ROLE};"
+                 END $$;"
             ))
+            .await,
+    )?;
+    let urls = step(
+        "provision",
+        tenant_db::provision::Provision::new(database, OWNER_ROLE, APP_ROLE)
+            .also_connect(NO_RLS_ROLE)
+            .run(&admin_url())
             .await,
     )?;
 

@@ -8,7 +8,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use std::time::Duration;
 use tenant_db::admin::{AdminError, AdminGrant, AuditRow, Reason, recent};
 use tenant_db::prelude::*;
-use tenant_db::{Error, values};
+use tenant_db::{Error, TenantDb, values};
 use tenant_db_tests::schema as keyed;
 use tenant_db_tests::schema::*;
 mod common;
@@ -80,14 +80,19 @@ async fn an_admin_transaction_acts_for_the_granted_tenant_and_is_audited() {
     assert!(names.contains(&"only b".to_string()), "{names:?}");
     assert!(!names.contains(&"only a".to_string()), "{names:?}");
     let rows = audit_of(&who).await;
-    assert_eq!(rows.len(), 2, "{rows:#?}");
-    let (opened, closed) = (&rows[0], &rows[1]);
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    let (granted, opened, closed) = (&rows[0], &rows[1], &rows[2]);
     assert_eq!(
-        (opened.event.as_str(), closed.event.as_str()),
-        ("opened", "closed")
+        (
+            granted.event.as_str(),
+            opened.event.as_str(),
+            closed.event.as_str()
+        ),
+        ("granted", "opened", "closed")
     );
     assert_eq!(opened.access_id, closed.access_id);
-    for row in [opened, closed] {
+    assert_eq!(granted.access_id, closed.access_id);
+    for row in [granted, opened, closed] {
         assert_eq!(row.reason, "ticket:SUP-1234");
         assert_eq!(row.tenant, b.id().to_string());
         assert_eq!(row.db_user, tenant_db_tests::APP_ROLE);
@@ -138,12 +143,12 @@ async fn a_failed_admin_transaction_rolls_its_work_back_and_stays_on_the_record(
         .unwrap();
     assert!(names.iter().all(|n| n != "changed by support"), "{names:?}");
     let rows = audit_of(&who).await;
-    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert_eq!(rows.len(), 3, "{rows:#?}");
     assert!(
-        rows[1].outcome.as_deref().unwrap().starts_with("error: "),
+        rows[2].outcome.as_deref().unwrap().starts_with("error: "),
         "{rows:#?}"
     );
-    assert_eq!(rows[1].tables.as_deref(), Some("public.customers"));
+    assert_eq!(rows[2].tables.as_deref(), Some("public.customers"));
 }
 
 #[tokio::test]
@@ -183,6 +188,19 @@ fn a_grant_names_an_actor_a_reason_and_a_bounded_validity() {
         AdminError::BadText("reason")
     );
     assert!(Reason::text(&"x".repeat(1000)).is_ok());
+    // Reasons that print as nothing, or as something else.
+    for invisible in [
+        "\u{200B}",
+        "\u{3164}",
+        "\u{2800}",
+        "\u{FEFF}",
+        "...",
+        "\u{202E}SUP-1",
+    ] {
+        assert!(Reason::text(invisible).is_err(), "{invisible:?}");
+        assert!(AdminGrant::for_tenant(invisible, Reason::text("why").unwrap(), id, hour).is_err());
+    }
+    assert!(Reason::text("顧客の依頼").is_ok());
     assert_eq!(
         AdminGrant::for_tenant(" ", ok.clone(), id, hour).unwrap_err(),
         AdminError::NoActor
@@ -213,15 +231,152 @@ async fn the_audit_table_is_append_only_for_the_application_role_and_the_owner()
     ] {
         let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
         for sql in [
+            // Written only through tenant_db.admin_audit_write: no row with a chosen id, time
+            // or database role.
+            "INSERT INTO tenant_db.admin_audit (id, access_id, event, actor, reason, tenant, expires_at, db_user)
+             OVERRIDING SYSTEM VALUE VALUES (999999999, gen_random_uuid(), 'opened', 'x', 'y', '*', now(), 'postgres')",
             "UPDATE tenant_db.admin_audit SET reason = 'nothing to see'",
             "DELETE FROM tenant_db.admin_audit",
             "TRUNCATE tenant_db.admin_audit",
         ] {
+            let is_app = url.contains(tenant_db_tests::APP_ROLE);
+            if sql.starts_with("INSERT") && !is_app {
+                // The owner owns the table; what it writes is its own business.
+                continue;
+            }
             let err = conn.batch_execute(sql).await.unwrap_err().to_string();
             assert!(
                 err.contains("append-only") || err.contains("permission denied"),
                 "{url}: {sql}: {err}"
             );
+            if url.contains(tenant_db_tests::APP_ROLE) {
+                assert!(err.contains("permission denied"), "{sql}: {err}");
+            }
         }
     }
+}
+
+/// An error the application returns, shown as its text says.
+#[derive(Debug)]
+struct AppError(String);
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl From<Error> for AppError {
+    fn from(e: Error) -> Self {
+        AppError(e.to_string())
+    }
+}
+impl From<diesel::result::Error> for AppError {
+    fn from(e: diesel::result::Error) -> Self {
+        AppError(e.to_string())
+    }
+}
+
+/// Reads the tenant's customers in an admin transaction, then ends as `end` says.
+async fn read_then(
+    db: &TenantDb,
+    who: &str,
+    tenant: TenantId,
+    end: &'static str,
+) -> Result<Vec<String>, AppError> {
+    db.admin_transaction(&grant(who, tenant), async move |mut tx| {
+        let s = tx.scope();
+        let names: Vec<String> = s
+            .query(customers::table)
+            .select(customers::name)
+            .load(&mut tx)
+            .await?;
+        match end {
+            "nul" => Err(AppError("user typed \0 here".into())),
+            "panic" => panic!("after reading"),
+            "sleep" => {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Ok(names)
+            }
+            sql => {
+                tx.unscoped_execute(diesel::sql_query(sql)).await?;
+                Ok(names)
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn every_admin_access_is_on_the_record_however_its_closure_ends() {
+    let db = common::db_with_rls(4).await;
+    let (a, _) = common::two_tenants(&db).await;
+    // An error text PostgreSQL cannot store: the whole record is kept, the text cleaned.
+    let who = actor();
+    assert!(read_then(&db, &who, a.id(), "nul").await.is_err());
+    let rows = audit_of(&who).await;
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    assert_eq!(rows[2].outcome.as_deref(), Some("error: user typed   here"));
+    // The transaction ended or spoiled by the closure, a panic, a dropped future: the grant
+    // row was committed before anything was read.
+    for end in [
+        "ROLLBACK",
+        "COMMIT",
+        "SET TRANSACTION READ ONLY",
+        "RELEASE SAVEPOINT tenant_db_admin",
+        "panic",
+        "sleep",
+    ] {
+        let who = actor();
+        match end {
+            "panic" => {
+                let (db, who) = (db.clone(), who.clone());
+                let joined =
+                    tokio::spawn(async move { read_then(&db, &who, a.id(), "panic").await }).await;
+                assert!(joined.is_err());
+            }
+            "sleep" => {
+                let timed = tokio::time::timeout(
+                    Duration::from_millis(500),
+                    read_then(&db, &who, a.id(), "sleep"),
+                )
+                .await;
+                assert!(timed.is_err());
+            }
+            sql => {
+                let _ = read_then(&db, &who, a.id(), sql).await;
+            }
+        }
+        let rows = audit_of(&who).await;
+        let granted: Vec<&AuditRow> = rows.iter().filter(|r| r.event == "granted").collect();
+        assert_eq!(granted.len(), 1, "{end}: {rows:#?}");
+        assert_eq!(granted[0].tenant, a.id().to_string(), "{end}");
+        assert_eq!(granted[0].reason, "ticket:SUP-1234", "{end}");
+    }
+}
+
+#[tokio::test]
+async fn an_admin_transaction_cannot_hand_its_tenant_on_in_a_job_envelope() {
+    use tenant_db::identity::MasterKey;
+    use tenant_db::identity::envelope::{self, EnvelopeError};
+    let db = common::db_with_rls(2).await;
+    let (a, _) = common::two_tenants(&db).await;
+    let master = MasterKey::new(&[7; 32]).unwrap();
+    let ttl = Duration::from_secs(365 * 24 * 3600);
+    let sealed = db
+        .admin_transaction(&grant(&actor(), a.id()), async |tx| {
+            Ok::<_, Error>(envelope::seal(&master, &tx.scope(), &"nightly export", ttl))
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(sealed, Err(EnvelopeError::AdminContext)),
+        "{sealed:?}"
+    );
+    // The same call in the tenant's own transaction seals.
+    let sealed = db
+        .transaction(a, async |tx| {
+            Ok::<_, Error>(envelope::seal(&master, &tx.scope(), &"nightly export", ttl))
+        })
+        .await
+        .unwrap();
+    assert!(sealed.is_ok());
 }

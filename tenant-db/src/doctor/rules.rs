@@ -37,7 +37,7 @@ impl TenantTableRef<'_> {
 }
 
 /// The tenant condition [`policy_sql_for`] writes, as PostgreSQL prints it back
-/// (`pg_get_expr`) with identifiers unquoted, for a column of catalogue type `ty`.
+/// (`pg_get_expr`), for a column of catalogue type `ty` printed as `column` (quoted or not).
 fn generated_condition(column: &str, ty: &str, key: KeyType) -> String {
     let call = match key {
         KeyType::Uuid => "(tenant_db.current_tenant())::uuid".to_string(),
@@ -54,6 +54,24 @@ fn generated_condition(column: &str, ty: &str, key: KeyType) -> String {
     format!("({left} = ( SELECT {call} AS current_tenant))")
 }
 
+/// The ways PostgreSQL may print the tenant condition on `column`: with the column quoted,
+/// and, for a name that needs no quotes, bare. Compared whole, so a look-alike name (a
+/// schema or column called `tenant_db"` or `tenant_id"`) matches neither.
+fn generated_conditions(column: &str, ty: &str, key: KeyType) -> Vec<String> {
+    let mut forms = vec![generated_condition(&quote_ident(column), ty, key)];
+    let simple = column
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && column
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+    if simple {
+        forms.push(generated_condition(column, ty, key));
+    }
+    forms
+}
+
 /// A registered tenant table's policies, against the two [`policy_sql_for`] generates:
 /// `tenant_db_isolation` (restrictive, every command, every role, the tenant condition in
 /// `USING` and `WITH CHECK`) and `tenant_db_access` (permissive, every command, every role,
@@ -66,13 +84,13 @@ fn drift_rules(t: &TenantTableRef<'_>, snap: &Snapshot, out: &mut Vec<Finding>) 
     if !t.registered {
         return;
     }
-    let condition = generated_condition(&t.column, ty, key);
+    let conditions = generated_conditions(&t.column, ty, key);
+    let truth = vec!["true".to_string()];
     let expected = [
-        ("tenant_db_isolation", false, condition.as_str()),
-        ("tenant_db_access", true, "true"),
+        ("tenant_db_isolation", false, &conditions),
+        ("tenant_db_access", true, &truth),
     ];
-    // Identifiers print quoted only when they must be: compare without the quotes.
-    let unquoted = |e: &Option<String>| e.as_deref().map(|e| e.replace('"', ""));
+    let is = |e: &Option<String>, forms: &[String]| e.as_ref().is_some_and(|e| forms.contains(e));
     let mut differences = Vec::new();
     let mut extra = Vec::new();
     let policies = snap.policies.iter().filter(|p| p.table == t.table.oid);
@@ -83,8 +101,8 @@ fn drift_rules(t: &TenantTableRef<'_>, snap: &Snapshot, out: &mut Vec<Finding>) 
                 let same = p.permissive == permissive
                     && p.command == "*"
                     && p.to_public
-                    && unquoted(&p.using).as_deref() == Some(cond)
-                    && unquoted(&p.with_check).as_deref() == Some(cond);
+                    && is(&p.using, cond)
+                    && is(&p.with_check, cond);
                 if !same {
                     differences.push(format!("policy {name} was changed"));
                 }
@@ -1012,7 +1030,7 @@ pub(crate) fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::{Condition, KeyType, classify, generated_condition};
+    use super::{Condition, KeyType, classify, generated_conditions};
 
     #[test]
     fn generated_conditions_read_as_postgresql_prints_them() {
@@ -1049,9 +1067,20 @@ mod tests {
                 "((tenant_id)::text = ( SELECT tenant_db.current_tenant('text'::text) AS current_tenant))",
             ),
         ] {
-            assert_eq!(
-                generated_condition(column, ty, key),
-                printed.replace('"', "")
+            assert!(
+                generated_conditions(column, ty, key).contains(&printed.to_string()),
+                "{printed}"
+            );
+        }
+        // Look-alikes print with an extra quote, and match nothing.
+        for printed in [
+            "(\"tenant_id\"\"\" = ( SELECT (tenant_db.current_tenant())::uuid AS current_tenant))",
+            "(tenant_id = ( SELECT (\"tenant_db\"\"\".current_tenant())::uuid AS current_tenant))",
+        ] {
+            assert!(
+                !generated_conditions("tenant_id", "uuid", KeyType::Uuid)
+                    .contains(&printed.to_string()),
+                "{printed}"
             );
         }
     }

@@ -60,6 +60,10 @@ pub enum EnvelopeError {
     /// The time-to-live is zero, or the clock is before 1970.
     #[error("the envelope's lifetime is invalid")]
     BadLifetime,
+    /// Sealed in an admin transaction: an envelope would carry the tenant past the grant's
+    /// expiry, without its audit.
+    #[error("an admin transaction cannot hand its tenant on in a job envelope")]
+    AdminContext,
 }
 
 /// The wire form.
@@ -139,13 +143,18 @@ fn times(iat: u64, exp: u64) -> [u8; 16] {
     out
 }
 
-/// Seals `payload` for the tenant of `sealer`, valid for `ttl`.
+/// Seals `payload` for the tenant of `sealer`, valid for `ttl`. Refused in an admin
+/// transaction ([`EnvelopeError::AdminContext`]): a job it enqueued would act for the tenant
+/// after the grant expired, unaudited.
 pub fn seal<S: TenantContext + ?Sized, T: Serialize>(
     master: &MasterKey,
     sealer: &S,
     payload: &T,
     ttl: Duration,
 ) -> Result<Vec<u8>, EnvelopeError> {
+    if sealer.context_provenance() == crate::Provenance::Admin {
+        return Err(EnvelopeError::AdminContext);
+    }
     seal_at(
         master,
         sealer.context_tenant(),

@@ -145,6 +145,8 @@ impl Verified for &Tenant {
 pub trait TenantContext: crate::sealed::ContextTenant {
     /// The context's tenant.
     fn context_tenant(&self) -> TenantId;
+    /// Where the context's tenant came from.
+    fn context_provenance(&self) -> Provenance;
 }
 
 impl crate::sealed::ContextTenant for Tenant {}
@@ -153,9 +155,15 @@ impl TenantContext for Tenant {
     fn context_tenant(&self) -> TenantId {
         self.id
     }
+    fn context_provenance(&self) -> Provenance {
+        self.provenance
+    }
 }
 impl TenantContext for crate::TenantScope<'_> {
     fn context_tenant(&self) -> TenantId {
         self.tenant_id()
+    }
+    fn context_provenance(&self) -> Provenance {
+        self.provenance()
     }
 }
