@@ -81,12 +81,16 @@ fn check_relative(relative: &str) -> Result<(), PathError> {
 pub struct TenantPath {
     tenant: TenantId,
     path: Path,
+    /// Made in an admin transaction: it may be used there, never signed to outlive it.
+    admin: bool,
 }
 
 impl TenantPath {
     /// The object `relative` (`reports/2026/q3.csv`) of the context's tenant.
     pub fn new<C: TenantContext + ?Sized>(context: &C, relative: &str) -> Result<Self, PathError> {
-        Self::of(context.context_tenant(), relative)
+        let mut path = Self::of(context.context_tenant(), relative)?;
+        path.admin = context.context_provenance() == tenant_db::Provenance::Admin;
+        Ok(path)
     }
 
     fn of(tenant: TenantId, relative: &str) -> Result<Self, PathError> {
@@ -96,7 +100,11 @@ impl TenantPath {
         if path.as_ref() != rendered {
             return Err(PathError::ForbiddenCharacter(0));
         }
-        Ok(TenantPath { tenant, path })
+        Ok(TenantPath {
+            tenant,
+            path,
+            admin: false,
+        })
     }
 
     /// The tenant this path belongs to.
@@ -196,6 +204,9 @@ pub enum SignedUrlError {
     /// The URL has expired.
     #[error("the URL has expired")]
     Expired,
+    /// Asked to sign a path made in an admin transaction.
+    #[error("a path made in an admin transaction is not signed: the URL would outlive the grant")]
+    AdminContext,
 }
 
 /// Signs and verifies URLs to tenant objects, under each tenant's own key.
@@ -219,8 +230,18 @@ impl UrlSigner {
         UrlSigner { master }
     }
 
-    /// Signs `method` on `path` until `ttl` from now.
-    pub fn sign(&self, method: &str, path: &TenantPath, ttl: Duration) -> Signature {
+    /// Signs `method` on `path` until `ttl` from now. Refused for a path made in an admin
+    /// transaction ([`SignedUrlError::AdminContext`]): the URL would outlive the grant and its
+    /// audit.
+    pub fn sign(
+        &self,
+        method: &str,
+        path: &TenantPath,
+        ttl: Duration,
+    ) -> Result<Signature, SignedUrlError> {
+        if path.admin {
+            return Err(SignedUrlError::AdminContext);
+        }
         let expires = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -231,7 +252,7 @@ impl UrlSigner {
             KeyPurpose::SignedUrl,
             &parts(method, path.path.as_ref(), &expires.to_be_bytes()),
         );
-        Signature { expires, sig }
+        Ok(Signature { expires, sig })
     }
 
     /// Verifies a request for `method` on `path` (as it appears in the URL, `tenants/…`) with

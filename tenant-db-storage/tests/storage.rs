@@ -111,7 +111,9 @@ fn signed_urls_bind_tenant_path_method_and_expiry() {
     let (a, b) = (tenant(), tenant());
     let a_path = TenantPath::new(&a, "exports/all.csv").unwrap();
     let b_path = TenantPath::new(&b, "exports/all.csv").unwrap();
-    let sig = signer.sign("GET", &a_path, Duration::from_secs(300));
+    let sig = signer
+        .sign("GET", &a_path, Duration::from_secs(300))
+        .unwrap();
     let a_str = a_path.as_path().as_ref().to_string();
     let b_str = b_path.as_path().as_ref().to_string();
     assert_eq!(signer.verify("GET", &a_str, &sig), Ok(a_path.clone()));
@@ -159,7 +161,7 @@ fn signed_urls_bind_tenant_path_method_and_expiry() {
         Err(SignedUrlError::BadPath)
     );
     // Expired.
-    let expired = signer.sign("GET", &a_path, Duration::ZERO);
+    let expired = signer.sign("GET", &a_path, Duration::ZERO).unwrap();
     assert_eq!(
         signer.verify("GET", &a_str, &expired),
         Err(SignedUrlError::Expired)
@@ -172,7 +174,7 @@ fn signed_urls_bind_tenant_path_method_and_expiry() {
     ] {
         let t = Tenant::assume_verified(id);
         let p = TenantPath::new(&t, "exports/all.csv").unwrap();
-        let s = signer.sign("GET", &p, Duration::from_secs(300));
+        let s = signer.sign("GET", &p, Duration::from_secs(300)).unwrap();
         let p_str = p.as_path().as_ref().to_string();
         assert_eq!(signer.verify("GET", &p_str, &s), Ok(p));
         let as_text = format!("tenants/text/{id}/exports/all.csv");
@@ -185,9 +187,37 @@ fn signed_urls_bind_tenant_path_method_and_expiry() {
     }
     // Another master cannot sign for A.
     let forger = UrlSigner::new(MasterKey::new(&[32; 32]).unwrap());
-    let forged = forger.sign("GET", &a_path, Duration::from_secs(300));
+    let forged = forger
+        .sign("GET", &a_path, Duration::from_secs(300))
+        .unwrap();
     assert_eq!(
         signer.verify("GET", &a_str, &forged),
         Err(SignedUrlError::BadSignature)
     );
+}
+
+#[tokio::test]
+async fn a_path_made_in_an_admin_transaction_is_not_signed() {
+    use tenant_db::admin::{AdminGrant, Reason};
+    use tenant_db_tests::schema::{DATABASE, TENANT_TABLES, schema_sql};
+    let url = tenant_db_tests::provision(DATABASE, &schema_sql(), TENANT_TABLES)
+        .await
+        .unwrap();
+    let db = tenant_db::TenantDb::connect(&url, 1).unwrap();
+    let signer = UrlSigner::new(MasterKey::new(&[31; 32]).unwrap());
+    let grant = AdminGrant::for_tenant(
+        "support",
+        Reason::ticket("SUP-9").unwrap(),
+        TenantId::new_random(),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let signed = db
+        .admin_transaction(&grant, async |tx| {
+            let path = TenantPath::new(&tx.scope(), "reports/q3.csv").unwrap();
+            Ok::<_, tenant_db::Error>(signer.sign("GET", &path, Duration::from_secs(3600)))
+        })
+        .await
+        .unwrap();
+    assert_eq!(signed, Err(SignedUrlError::AdminContext));
 }
