@@ -225,6 +225,19 @@ async fn the_doctor_finds_policies_that_drifted_and_its_fix_restores_them() {
              CREATE POLICY tenant_db_access ON projects FOR SELECT USING (true)",
             "policy tenant_db_access was changed",
         ),
+        // Only the command differs.
+        (
+            "DROP POLICY tenant_db_isolation ON tasks; \
+             CREATE POLICY tenant_db_isolation ON tasks AS RESTRICTIVE FOR UPDATE \
+             USING (tenant_id = (SELECT tenant_db.current_tenant()::uuid)) \
+             WITH CHECK (tenant_id = (SELECT tenant_db.current_tenant()::uuid))",
+            "policy tenant_db_isolation was changed",
+        ),
+        // Only the check of new rows differs.
+        (
+            "ALTER POLICY tenant_db_isolation ON projects WITH CHECK (id > 0)",
+            "policy tenant_db_isolation was changed",
+        ),
         // A function in a schema whose name prints like `tenant_db` once quotes are dropped.
         (
             r#"CREATE SCHEMA IF NOT EXISTS "tenant_db""";
@@ -372,6 +385,38 @@ async fn the_analyst_reads_every_tenant_only_in_an_audited_read_only_transaction
         .await
         .unwrap();
     let names: Vec<String> = names.into_iter().map(|n| n.name).collect();
+    // Each grant opens only its own door.
+    let tenant_grant = tenant_db::admin::AdminGrant::for_tenant(
+        "analyst@bi",
+        tenant_db::admin::Reason::text("one tenant").unwrap(),
+        a.id(),
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap();
+    let err = tenant_db::admin::read_all(&mut analyst, &tenant_grant, async |_conn| Ok(()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            tenant_db::Error::Admin(tenant_db::admin::AdminError::ReadOnlyGrant)
+        ),
+        "{err}"
+    );
+    let app_db = TenantDb::connect(&urls.app_url, 1).unwrap();
+    let err = app_db
+        .admin_transaction(&all_grant("not a tenant grant"), async |_tx| {
+            Ok::<_, tenant_db::Error>(())
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            tenant_db::Error::Admin(tenant_db::admin::AdminError::ReadOnlyGrant)
+        ),
+        "{err}"
+    );
     assert!(
         names.contains(&"of a".to_string()) && names.contains(&"of b".to_string()),
         "{names:?}"

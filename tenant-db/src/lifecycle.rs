@@ -484,7 +484,8 @@ pub async fn delete(
             .await?;
             if n.n != 0 {
                 return Err(Error::Lifecycle(format!(
-                    "{} rows of tenant {id} are left in {} (written while deleting?): run it again",
+                    "{} rows of tenant {id} are left in {}: written while deleting (run it again), or \
+                     kept by a policy or trigger",
                     n.n, info.name
                 )));
             }

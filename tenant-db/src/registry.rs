@@ -250,3 +250,80 @@ impl Registry {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Registry;
+
+    mod m {
+        diesel::table! { only_in_m (tenant_id, id) { tenant_id -> Uuid, id -> BigInt, } }
+        #[derive(diesel::Queryable, diesel::Selectable, crate::TenantTable)]
+        #[diesel(table_name = only_in_m)]
+        #[allow(dead_code)]
+        struct Row {
+            tenant_id: uuid::Uuid,
+            id: i64,
+        }
+    }
+
+    mod mm {
+        diesel::table! { only_in_mm (tenant_id, id) { tenant_id -> BigInt, id -> BigInt, } }
+        #[derive(diesel::Queryable, diesel::Selectable, crate::TenantTable)]
+        #[diesel(table_name = only_in_mm)]
+        #[allow(dead_code)]
+        struct Row {
+            tenant_id: i64,
+            id: i64,
+        }
+        // The same SQL name as `m`'s table, keyed differently.
+        pub(super) mod clash {
+            diesel::table! { only_in_m (tenant_id, id) { tenant_id -> BigInt, id -> BigInt, } }
+            #[derive(diesel::Queryable, diesel::Selectable, crate::TenantTable)]
+            #[diesel(table_name = only_in_m)]
+            #[allow(dead_code)]
+            struct Row {
+                tenant_id: i64,
+                id: i64,
+            }
+        }
+    }
+
+    fn names(r: &Registry) -> Vec<&str> {
+        r.tables().map(|t| t.name()).collect()
+    }
+
+    #[test]
+    fn a_module_holds_its_submodules_not_its_namesakes() -> Result<(), crate::Error> {
+        let here = module_path!();
+        assert_eq!(
+            names(&Registry::collected_under(&format!("{here}::m"))?),
+            ["\"only_in_m\""]
+        );
+        assert_eq!(
+            names(&Registry::collected_under(&format!("{here}::mm::clash"))?),
+            ["\"only_in_m\""]
+        );
+        assert_eq!(
+            names(&Registry::collected_under(&format!("{here}::mm"))?),
+            ["\"only_in_m\"", "\"only_in_mm\""]
+        );
+        // Together, `m`'s table and `clash`'s are one SQL table keyed two ways.
+        assert!(Registry::collected_under(here).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn one_table_registered_twice_alike_is_kept_once_and_differently_is_an_error()
+    -> Result<(), crate::Error> {
+        let twice = Registry::new()
+            .tenant::<m::only_in_m::table>()?
+            .tenant::<m::only_in_m::table>()?;
+        assert_eq!(names(&twice), ["\"only_in_m\""]);
+        let err = twice.tenant::<mm::clash::only_in_m::table>().err();
+        assert!(
+            err.is_some_and(|e| e.to_string().contains("registered twice, differently")),
+            "a second, different registration was accepted"
+        );
+        Ok(())
+    }
+}

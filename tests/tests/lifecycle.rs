@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tenant_db::lifecycle::{self, Onboarded, TableCount};
 use tenant_db::prelude::*;
 use tenant_db::registry::Registry;
-use tenant_db::{Error, values};
+use tenant_db::{Error, TenantDb, values};
 use tenant_db_tests::schema as keyed;
 use tenant_db_tests::schema::*;
 mod common;
@@ -299,4 +299,80 @@ async fn onboarding_runs_the_seed_once_even_when_called_concurrently() {
         .await
         .unwrap();
     assert_eq!(again, Onboarded::Created);
+}
+
+/// `rows` (export lines without the manifest) with a manifest whose checksum matches them and
+/// whose tables are `tables`.
+fn with_manifest(rows: &[&str], tenant: &TenantId, tables: serde_json::Value) -> String {
+    let mut hash = <sha2::Sha256 as sha2::Digest>::new();
+    for r in rows {
+        sha2::Digest::update(&mut hash, r.as_bytes());
+        sha2::Digest::update(&mut hash, b"\n");
+    }
+    let sum: String = sha2::Digest::finalize(hash)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let manifest = serde_json::json!({"manifest": {"format": 1, "tenant": tenant.to_string(),
+        "tables": tables, "sha256": sum}});
+    format!("{}\n{manifest}\n", rows.join("\n"))
+}
+
+#[tokio::test]
+async fn an_import_whose_counts_differ_from_its_manifest_writes_nothing() {
+    let db = common::db_with_rls(2).await;
+    let (a, _) = common::two_tenants(&db).await;
+    let mut conn = conn().await;
+    let exported = String::from_utf8(export(&mut conn, a).await).unwrap();
+    let rows: Vec<&str> = exported
+        .lines()
+        .filter(|l| !l.starts_with("{\"manifest\""))
+        .collect();
+    // A checksum that matches, and counts that do not.
+    let file = with_manifest(
+        &rows,
+        &a.id(),
+        serde_json::json!([{"table": "\"customers\"", "rows": 3}, {"table": "\"orders\"", "rows": 4}]),
+    );
+    let c = keyed::new_tenant();
+    let err = lifecycle::import(&mut conn, &registry(), c, file.as_bytes())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("row counts"), "{err}");
+    assert_eq!(rows_without_tenant(&export(&mut conn, c).await).len(), 0);
+}
+
+#[tokio::test]
+async fn a_deletion_that_leaves_rows_says_so() {
+    // Its own database: a policy that keeps customers from being deleted (silently: the
+    // delete finds no row it may delete).
+    let url = tenant_db_tests::provision(
+        "tenant_db_test_lifecycle_kept",
+        &schema_sql(),
+        TENANT_TABLES,
+    )
+    .await
+    .unwrap();
+    let mut owner = AsyncPgConnection::establish(&tenant_db_tests::url_for(
+        tenant_db_tests::OWNER_ROLE,
+        "tenant_db_test_lifecycle_kept",
+    ))
+    .await
+    .unwrap();
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut owner,
+        "DROP POLICY IF EXISTS keep ON orders;
+         DROP POLICY IF EXISTS keep ON customers;
+         CREATE POLICY keep ON customers AS RESTRICTIVE FOR DELETE USING (false);",
+    )
+    .await
+    .unwrap();
+    let db = TenantDb::connect(&url, 1).unwrap();
+    let (a, _) = common::two_tenants(&db).await;
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    let err = lifecycle::delete(&mut conn, &registry(), a, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("rows of tenant"), "{err}");
+    assert!(err.to_string().contains("\"customers\""), "{err}");
 }
