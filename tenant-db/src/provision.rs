@@ -438,6 +438,8 @@ mod tests {
                 "named twice",
             ),
             (Provision::new("d", "o", "a"), "could not connect"),
+            // 63 bytes is PostgreSQL's limit, and allowed.
+            (Provision::new(&"x".repeat(63), "o", "a"), "could not connect"),
         ] {
             let err = provision.run(admin).await.unwrap_err().to_string();
             assert!(err.contains(why), "{why}: {err}");

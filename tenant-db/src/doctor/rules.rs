@@ -1033,6 +1033,24 @@ mod tests {
     use super::{Condition, KeyType, classify, generated_conditions};
 
     #[test]
+    fn only_a_name_that_needs_no_quotes_has_a_bare_form() {
+        for (column, forms) in [
+            ("tenant_id", 2),
+            ("_org$1", 2),
+            ("tenant Id", 1),
+            ("Tenant", 1),
+            ("2fa", 1),
+            ("\u{e9}t\u{e9}", 1),
+        ] {
+            assert_eq!(
+                generated_conditions(column, "uuid", KeyType::Uuid).len(),
+                forms,
+                "{column}"
+            );
+        }
+    }
+
+    #[test]
     fn generated_conditions_read_as_postgresql_prints_them() {
         // `pg_get_expr` of the policies `policy_sql_for` creates, on PostgreSQL 15.
         for (column, ty, key, printed) in [
