@@ -341,3 +341,25 @@ async fn fixture_rows_that_stay_are_reported_and_a_half_seeded_table_is_cleaned(
     assert!(report.leftovers.is_empty(), "{report}");
     assert_eq!(rows("rt_half_seeded").await, 0);
 }
+
+#[tokio::test]
+async fn a_table_the_application_cannot_read_holds_and_its_fixture_rows_are_reported() {
+    let url = app_url().await;
+    // Writes granted, reads not: every attempt is refused, and the fixture rows cannot be
+    // found again to be removed.
+    let targets = fixture(
+        "rt_write_only",
+        "uuid",
+        &format!("REVOKE SELECT ON {{s}}.tasks FROM {APP_ROLE};"),
+    )
+    .await;
+    let report = run(&url, &targets).await.unwrap();
+    assert!(
+        report
+            .checks
+            .iter()
+            .all(|c| c.outcome == tenant_db::redteam::Outcome::Held),
+        "{report}"
+    );
+    assert!(!report.leftovers.is_empty(), "{report}");
+}

@@ -439,7 +439,10 @@ mod tests {
             ),
             (Provision::new("d", "o", "a"), "could not connect"),
             // 63 bytes is PostgreSQL's limit, and allowed.
-            (Provision::new(&"x".repeat(63), "o", "a"), "could not connect"),
+            (
+                Provision::new(&"x".repeat(63), "o", "a"),
+                "could not connect",
+            ),
         ] {
             let err = provision.run(admin).await.unwrap_err().to_string();
             assert!(err.contains(why), "{why}: {err}");

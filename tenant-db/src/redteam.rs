@@ -536,19 +536,32 @@ async fn attempt(
         .split_once(" = ")
         .map_or("", |(_, v)| v)
         .to_string();
-    // The rows the transaction may rightly change: the entered tenant's own.
-    let own = if state == State::OtherTenant {
+    // The rows the transaction may rightly change: the entered tenant's own (unknown when it
+    // may not read them).
+    let own: Option<i64> = if state == State::OtherTenant {
         let sql = format!(
             "SELECT count(*) AS n FROM {table} WHERE {}",
             p.info.is_tenant(other)
         );
+        // Under a savepoint: a refused count must not abort the attempt that follows.
+        if let Err(e) = conn.batch_execute("SAVEPOINT tenant_db_redteam_own").await {
+            return Outcome::NotRun(e.to_string());
+        }
         match diesel::sql_query(sql).get_result::<Count>(conn).await {
-            Ok(Count { n }) => n,
-            Err(e) if refused(&e) => 0,
+            Ok(Count { n }) => Some(n),
+            Err(e) if refused(&e) => {
+                if let Err(e) = conn
+                    .batch_execute("ROLLBACK TO SAVEPOINT tenant_db_redteam_own")
+                    .await
+                {
+                    return Outcome::NotRun(e.to_string());
+                }
+                None
+            }
             Err(e) => return Outcome::NotRun(e.to_string()),
         }
     } else {
-        0
+        Some(0)
     };
     match op {
         Op::Select => {
@@ -596,7 +609,7 @@ async fn attempt(
             // Reading no column, only the DELETE policies apply. Where the transaction has
             // rows of its own, deleting them may rightly fail on a foreign key, which would
             // say nothing: tried only where it may delete nothing at all.
-            if own == 0 {
+            if own == Some(0) {
                 statements.push((format!("DELETE FROM {table}"), 0));
             }
             changes(conn, &statements, "deleted").await
@@ -632,4 +645,28 @@ async fn changes(
             .await;
     }
     Outcome::Held
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Outcome, worse};
+
+    #[test]
+    fn a_crossing_outweighs_a_failure_to_run_which_outweighs_holding() {
+        let (held, crossed, not_run) = (
+            Outcome::Held,
+            Outcome::Crossed("x".into()),
+            Outcome::NotRun("y".into()),
+        );
+        for (a, b, expected) in [
+            (&held, &held, &held),
+            (&held, &not_run, &not_run),
+            (&not_run, &held, &not_run),
+            (&not_run, &crossed, &crossed),
+            (&crossed, &not_run, &crossed),
+            (&held, &crossed, &crossed),
+        ] {
+            assert_eq!(&worse(a.clone(), b.clone()), expected, "{a:?} {b:?}");
+        }
+    }
 }

@@ -306,26 +306,48 @@ mod tests {
             .tenant::<mm::only_in_mm::table>()?
             .global::<shared::plans::table>()?;
         assert!(!r.is_empty() && Registry::new().is_empty());
-        assert_eq!(names(&r), ["\"app\".\"plans\"", "\"only_in_m\"", "\"only_in_mm\""]);
+        assert_eq!(
+            names(&r),
+            ["\"app\".\"plans\"", "\"only_in_m\"", "\"only_in_mm\""]
+        );
         let tenant: Vec<_> = r.tenant_tables().map(|t| t.name()).collect();
         assert_eq!(tenant, ["\"only_in_m\"", "\"only_in_mm\""]);
         let global: Vec<_> = r.global_tables().map(|t| t.name()).collect();
         assert_eq!(global, ["\"app\".\"plans\""]);
 
-        let plans = r.get("app.plans").ok_or(crate::Error::Registry("plans".into()))?;
-        assert_eq!(plans.schema_and_name(), (Some("app".to_string()), "plans".to_string()));
-        assert_eq!((plans.tenant_column(), plans.key_type(), plans.is_tenant()), (None, None, false));
+        let plans = r
+            .get("app.plans")
+            .ok_or(crate::Error::Registry("plans".into()))?;
+        assert_eq!(
+            plans.schema_and_name(),
+            (Some("app".to_string()), "plans".to_string())
+        );
+        assert_eq!(
+            (plans.tenant_column(), plans.key_type(), plans.is_tenant()),
+            (None, None, false)
+        );
         assert_eq!(plans.rls_sql(), "");
-        let m = r.get("\"only_in_m\"").ok_or(crate::Error::Registry("m".into()))?;
+        let m = r
+            .get("\"only_in_m\"")
+            .ok_or(crate::Error::Registry("m".into()))?;
         assert_eq!(m.schema_and_name(), (None, "only_in_m".to_string()));
         assert_eq!(
             (m.tenant_column(), m.key_type(), m.is_tenant()),
             (Some("tenant_id"), Some(KeyType::Uuid), true)
         );
-        assert!(m.rls_sql().contains("CREATE POLICY tenant_db_isolation ON \"only_in_m\""));
+        assert!(
+            m.rls_sql()
+                .contains("CREATE POLICY tenant_db_isolation ON \"only_in_m\"")
+        );
         assert!(m.rls_sql().contains("CREATE INDEX"));
-        assert_eq!(r.get("only_in_mm").map(|t| t.key_type()), Some(Some(KeyType::BigInt)));
-        assert_eq!(r.get("public.only_in_m").map(|t| t.name()), Some("\"only_in_m\""));
+        assert_eq!(
+            r.get("only_in_mm").map(|t| t.key_type()),
+            Some(Some(KeyType::BigInt))
+        );
+        assert_eq!(
+            r.get("public.only_in_m").map(|t| t.name()),
+            Some("\"only_in_m\"")
+        );
         assert!(r.get("plans").is_some() && r.get("nothing").is_none());
         assert!(r.get("public.plans").is_none());
 
@@ -334,7 +356,10 @@ mod tests {
         assert!(sql.contains("ON \"only_in_m\"") && sql.contains("ON \"only_in_mm\""));
         assert!(!sql.contains("plans"));
         let grants = r.write_grants_sql("app");
-        assert!(grants.contains("ON \"only_in_m\" TO \"app\"") && grants.contains("ON \"only_in_mm\" TO \"app\""));
+        assert!(
+            grants.contains("ON \"only_in_m\" TO \"app\"")
+                && grants.contains("ON \"only_in_mm\" TO \"app\"")
+        );
         assert!(!grants.contains("plans"));
         // Everything this crate's tests registered: two of them clash.
         assert!(Registry::collected().is_err());
