@@ -188,6 +188,22 @@ async fn tenant_tables(
     Ok(tables::fk_order(infos, |t| t))
 }
 
+/// The rows of `tenant` in `info`'s table, counted in the current transaction.
+async fn rows_of(
+    conn: &mut AsyncPgConnection,
+    info: &TableInfo,
+    tenant: &TenantId,
+) -> Result<i64, Error> {
+    let n: Count = diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM {} WHERE {}",
+        info.name,
+        info.is_tenant(tenant)
+    ))
+    .get_result(conn)
+    .await?;
+    Ok(n.n)
+}
+
 /// Runs `f` in a transaction entered for `tenant` with `mode` (`ISOLATION LEVEL …`), then
 /// commits (or rolls back when `commit` is false or `f` fails).
 async fn in_tenant<T>(
@@ -292,14 +308,7 @@ pub async fn import<R: BufRead + Send>(
     let bad = |why: String| Error::Lifecycle(format!("not a valid export: {why}"));
     in_tenant(conn, &id, "", true, async |conn| {
         for info in &infos {
-            let n: Count = diesel::sql_query(format!(
-                "SELECT count(*) AS n FROM {} WHERE {}",
-                info.name,
-                info.is_tenant(&id)
-            ))
-            .get_result(conn)
-            .await?;
-            if n.n > 0 {
+            if rows_of(conn, info, &id).await? > 0 {
                 return Err(Error::Lifecycle(format!(
                     "tenant {id} already has rows in {}: import into a tenant with none",
                     info.name
@@ -475,18 +484,12 @@ pub async fn delete(
     // Verified: nothing of the tenant is left, and it leaves the directory.
     in_tenant(conn, &id, "", true, async |conn| {
         for info in &infos {
-            let n: Count = diesel::sql_query(format!(
-                "SELECT count(*) AS n FROM {} WHERE {}",
-                info.name,
-                info.is_tenant(&id)
-            ))
-            .get_result(conn)
-            .await?;
-            if n.n != 0 {
+            let n = rows_of(conn, info, &id).await?;
+            if n != 0 {
                 return Err(Error::Lifecycle(format!(
-                    "{} rows of tenant {id} are left in {}: written while deleting (run it again), or \
+                    "{n} rows of tenant {id} are left in {}: written while deleting (run it again), or \
                      kept by a policy or trigger",
-                    n.n, info.name
+                    info.name
                 )));
             }
         }

@@ -182,19 +182,12 @@ async fn an_imported_row_belongs_to_the_target_tenant_whatever_the_file_says() {
         .filter(|l| !l.starts_with("{\"manifest\""))
         .map(|l| l.replace(&a.id().to_string(), &b.id().to_string()))
         .collect();
-    let mut hash = <sha2::Sha256 as sha2::Digest>::new();
-    for r in &rows {
-        sha2::Digest::update(&mut hash, r.as_bytes());
-        sha2::Digest::update(&mut hash, b"\n");
-    }
-    let sum: String = sha2::Digest::finalize(hash)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let manifest = serde_json::json!({"manifest": {"format": 1, "tenant": b.id().to_string(),
-        "tables": [{"table": "\"customers\"", "rows": 3}, {"table": "\"orders\"", "rows": 3}],
-        "sha256": sum}});
-    let file = format!("{}\n{manifest}\n", rows.join("\n"));
+    let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+    let file = with_manifest(
+        &rows,
+        &b.id(),
+        serde_json::json!([{"table": "\"customers\"", "rows": 3}, {"table": "\"orders\"", "rows": 3}]),
+    );
     let c = keyed::new_tenant();
     lifecycle::import(&mut source, &registry(), c, file.as_bytes())
         .await
