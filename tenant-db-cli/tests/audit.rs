@@ -2,23 +2,14 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::process::Command;
+mod common;
 use std::time::Duration;
 use tenant_db::admin::{AdminGrant, Reason};
 use tenant_db::{Error, TenantDb, TenantId};
 use tenant_db_tests::schema::{DATABASE, TENANT_TABLES, schema_sql};
 
 fn cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tenant-db"))
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::run(args)
 }
 
 #[tokio::test]

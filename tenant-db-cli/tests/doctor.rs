@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use std::process::Command;
 use tenant_db::KeyType;
@@ -1045,15 +1046,8 @@ async fn membership_in_a_superuser_bypassrls_or_owner_role_is_found_with_its_cha
 
 /// Runs the CLI; returns its exit code and standard output.
 fn cli(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tenant-db"))
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let (code, stdout, _) = common::run(args);
+    (code, stdout)
 }
 
 /// The quickstart example's models, as the example declares them.
@@ -1119,12 +1113,9 @@ async fn cli_passes_a_database_set_up_as_the_quickstart_does() {
 #[test]
 fn rls_sql_prints_the_registered_tables_or_the_named_one() {
     // The installed command registers nothing: it says how to get the registered tables.
-    let out = Command::new(env!("CARGO_BIN_EXE_tenant-db"))
-        .arg("rls-sql")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("tenant_db_cli::run"));
+    let (code, _, stderr) = common::run(&["rls-sql"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("tenant_db_cli::run"), "{stderr}");
     // A table named on the command line, with its key type and a write grant.
     let (code, sql) = cli(&[
         "rls-sql",

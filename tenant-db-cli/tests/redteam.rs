@@ -3,8 +3,8 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-use std::process::Command;
 use tenant_db::KeyType;
 use tenant_db::redteam::{Op, Report, State, Target, run};
 use tenant_db::rls::policy_sql_for;
@@ -191,16 +191,10 @@ async fn each_hole_is_found_where_it_opens() {
     }
 }
 
+/// The CLI's exit code, and everything it printed.
 fn cli(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tenant-db"))
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    let (code, stdout, stderr) = common::run(args);
+    (code, stdout + &stderr)
 }
 
 #[tokio::test]

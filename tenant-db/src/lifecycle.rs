@@ -27,9 +27,10 @@
 use crate::registry::Registry;
 use crate::rls::{quote_ident, quote_literal};
 use crate::tables::{self, TableInfo};
+use crate::tx::in_tenant;
 use crate::{Error, Tenant, TenantDb, TenantId, TenantTx, TxFn};
-use diesel::sql_types::{BigInt, Bool, Text};
-use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel::sql_types::{Bool, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, Write};
@@ -161,12 +162,6 @@ struct Line {
     line: String,
 }
 
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
 /// The registered tenant tables, read from the catalogue, referenced tables first.
 async fn tenant_tables(
     conn: &mut AsyncPgConnection,
@@ -186,49 +181,6 @@ async fn tenant_tables(
         ));
     }
     Ok(tables::fk_order(infos, |t| t))
-}
-
-/// The rows of `tenant` in `info`'s table, counted in the current transaction.
-async fn rows_of(
-    conn: &mut AsyncPgConnection,
-    info: &TableInfo,
-    tenant: &TenantId,
-) -> Result<i64, Error> {
-    let n: Count = diesel::sql_query(format!(
-        "SELECT count(*) AS n FROM {} WHERE {}",
-        info.name,
-        info.is_tenant(tenant)
-    ))
-    .get_result(conn)
-    .await?;
-    Ok(n.n)
-}
-
-/// Runs `f` in a transaction entered for `tenant` with `mode` (`ISOLATION LEVEL …`), then
-/// commits (or rolls back when `commit` is false or `f` fails).
-async fn in_tenant<T>(
-    conn: &mut AsyncPgConnection,
-    tenant: &TenantId,
-    mode: &str,
-    commit: bool,
-    f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, Error>,
-) -> Result<T, Error> {
-    let begin = crate::seal::begin_sql(tenant).replacen("BEGIN", &format!("BEGIN {mode}"), 1);
-    conn.batch_execute(&begin).await?;
-    match f(conn).await {
-        Ok(value) if commit => {
-            conn.batch_execute("COMMIT").await?;
-            Ok(value)
-        }
-        Ok(value) => {
-            conn.batch_execute("ROLLBACK").await?;
-            Ok(value)
-        }
-        Err(e) => {
-            let _ = conn.batch_execute("ROLLBACK").await;
-            Err(e)
-        }
-    }
 }
 
 /// Writes every row of `tenant` in the registered tenant tables to `out` (see the module
@@ -308,7 +260,7 @@ pub async fn import<R: BufRead + Send>(
     let bad = |why: String| Error::Lifecycle(format!("not a valid export: {why}"));
     in_tenant(conn, &id, "", true, async |conn| {
         for info in &infos {
-            if rows_of(conn, info, &id).await? > 0 {
+            if tables::rows_of(conn, info, &id).await? > 0 {
                 return Err(Error::Lifecycle(format!(
                     "tenant {id} already has rows in {}: import into a tenant with none",
                     info.name
@@ -484,7 +436,7 @@ pub async fn delete(
     // Verified: nothing of the tenant is left, and it leaves the directory.
     in_tenant(conn, &id, "", true, async |conn| {
         for info in &infos {
-            let n = rows_of(conn, info, &id).await?;
+            let n = tables::rows_of(conn, info, &id).await?;
             if n != 0 {
                 return Err(Error::Lifecycle(format!(
                     "{n} rows of tenant {id} are left in {}: written while deleting (run it again), or \

@@ -124,21 +124,16 @@ impl Provision {
                 quote_ident(analyst),
                 quote_ident(&crate::admin::views_role(analyst)),
             );
+            sql.push_str(&crate::roles::ensure_role_sql(analyst, true));
+            sql.push_str(&crate::roles::ensure_role_sql(
+                &crate::admin::views_role(analyst),
+                false,
+            ));
             sql.push_str(&format!(
-                "DO $tenant_db$ BEGIN
-                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {a_lit}) THEN
-                     CREATE ROLE {a} LOGIN;
-                   END IF;
-                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {v_lit}) THEN
-                     CREATE ROLE {v} NOLOGIN;
-                   END IF;
-                 END $tenant_db$;
-                 ALTER ROLE {a} NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+                "ALTER ROLE {a} NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
                  ALTER ROLE {v} NOLOGIN NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE;
                  GRANT {v} TO {o};
 ",
-                a_lit = quote_literal(analyst),
-                v_lit = quote_literal(&crate::admin::views_role(analyst)),
                 o = quote_ident(&self.owner),
             ));
         }

@@ -318,18 +318,11 @@ async fn as_tenant(
     tenant: &TenantId,
     sql: &str,
 ) -> Result<(), String> {
-    let run = async {
-        conn.batch_execute(&crate::seal::begin_sql(tenant)).await?;
-        conn.batch_execute(sql).await?;
-        conn.batch_execute("COMMIT").await
-    };
-    match run.await {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = conn.batch_execute("ROLLBACK").await;
-            Err(e.to_string())
-        }
-    }
+    crate::tx::in_tenant(conn, tenant, "", true, async |conn| {
+        Ok(conn.batch_execute(sql).await?)
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// Whether an error is the database refusing the write for RLS or privileges.
@@ -474,19 +467,11 @@ async fn count_as(
     tenant: &TenantId,
     p: &Prepared,
 ) -> Result<i64, String> {
-    let sql = format!(
-        "SELECT count(*) AS n FROM {} WHERE {}",
-        p.info.name,
-        p.info.is_tenant(tenant)
-    );
-    let run = async {
-        conn.batch_execute(&crate::seal::begin_sql(tenant)).await?;
-        let n: Count = diesel::sql_query(sql).get_result(conn).await?;
-        Ok::<_, diesel::result::Error>(n.n)
-    };
-    let n = run.await.map_err(|e| e.to_string());
-    let _ = conn.batch_execute("ROLLBACK").await;
-    n
+    crate::tx::in_tenant(conn, tenant, "", false, async |conn| {
+        Ok(tables::rows_of(conn, &p.info, tenant).await?)
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// The more telling of two outcomes: a crossing, else a failure to run, else held.

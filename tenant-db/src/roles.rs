@@ -27,21 +27,29 @@ use diesel::query_builder::QueryFragment;
 pub fn create_roles_sql(owner: &str, app: &str, idle_timeout: &str) -> String {
     let (o, a) = (quote_ident(owner), quote_ident(app));
     format!(
-        "DO $tenant_db$ BEGIN
-           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {owner_lit}) THEN
-             CREATE ROLE {o} LOGIN;
-           END IF;
-           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {app_lit}) THEN
-             CREATE ROLE {a} LOGIN;
-           END IF;
-         END $tenant_db$;
-         ALTER ROLE {o} NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+        "{}{}ALTER ROLE {o} NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
          ALTER ROLE {a} NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
          ALTER ROLE {a} SET idle_in_transaction_session_timeout = {timeout};
 ",
-        owner_lit = quote_literal(owner),
-        app_lit = quote_literal(app),
+        ensure_role_sql(owner, true),
+        ensure_role_sql(app, true),
         timeout = quote_literal(idle_timeout),
+    )
+}
+
+/// SQL that creates role `role` (`LOGIN` or `NOLOGIN`) if it is missing; its attributes are
+/// set by the statements that follow it.
+pub(crate) fn ensure_role_sql(role: &str, login: bool) -> String {
+    format!(
+        "DO $tenant_db$ BEGIN
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {lit}) THEN
+             CREATE ROLE {ident} {login};
+           END IF;
+         END $tenant_db$;
+",
+        lit = quote_literal(role),
+        ident = quote_ident(role),
+        login = if login { "LOGIN" } else { "NOLOGIN" },
     )
 }
 

@@ -89,8 +89,19 @@ pub const CURRENT_TENANT_CALL: &str = "tenant_db.current_tenant(";
 /// A [`TenantId`] prints as hex digits and hyphens, decimal digits, or a text key's letters,
 /// digits and `-_.:`; it is quoted as a literal all the same.
 pub fn begin_sql(tenant: &TenantId) -> String {
+    begin_sql_with(tenant, "")
+}
+
+/// [`begin_sql`] with transaction modes after `BEGIN` (`ISOLATION LEVEL REPEATABLE READ READ
+/// ONLY`; empty for none).
+pub(crate) fn begin_sql_with(tenant: &TenantId, modes: &str) -> String {
+    let begin = if modes.is_empty() {
+        "BEGIN".to_string()
+    } else {
+        format!("BEGIN {modes}")
+    };
     format!(
-        "BEGIN; SELECT tenant_db.enter({}, '{}')",
+        "{begin}; SELECT tenant_db.enter({}, '{}')",
         crate::rls::quote_literal(&tenant.to_string()),
         tenant.kind().name()
     )

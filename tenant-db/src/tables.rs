@@ -177,6 +177,29 @@ impl TableInfo {
     }
 }
 
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// The rows of `tenant` in `info`'s table, counted in the current transaction (as RLS lets it
+/// see them).
+pub(crate) async fn rows_of(
+    conn: &mut AsyncPgConnection,
+    info: &TableInfo,
+    tenant: &crate::TenantId,
+) -> Result<i64, diesel::result::Error> {
+    let n: Count = diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM {} WHERE {}",
+        info.name,
+        info.is_tenant(tenant)
+    ))
+    .get_result(conn)
+    .await?;
+    Ok(n.n)
+}
+
 /// Referenced tables first (among `items`), then by name; a cycle is broken at its first
 /// table by name.
 pub(crate) fn fk_order<T>(mut items: Vec<T>, info: impl Fn(&T) -> &TableInfo) -> Vec<T> {

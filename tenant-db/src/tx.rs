@@ -399,3 +399,36 @@ impl<'t> TenantTx<'t> {
         RunQueryDsl::load(SqlKeyed(query.as_query()), &mut self.conn)
     }
 }
+
+/// Runs `f` on `conn` (a connection of tenant-db's tools, outside the pool) in a transaction
+/// entered for `tenant` with `modes` (see [`crate::seal::begin_sql_with`]), then commits, or
+/// rolls back when `commit` is false or anything fails.
+pub(crate) async fn in_tenant<T>(
+    conn: &mut AsyncPgConnection,
+    tenant: &TenantId,
+    modes: &str,
+    commit: bool,
+    f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let outcome = match conn
+        .batch_execute(&crate::seal::begin_sql_with(tenant, modes))
+        .await
+    {
+        Ok(()) => f(conn).await,
+        Err(e) => Err(e.into()),
+    };
+    match outcome {
+        Ok(value) if commit => {
+            conn.batch_execute("COMMIT").await?;
+            Ok(value)
+        }
+        Ok(value) => {
+            conn.batch_execute("ROLLBACK").await?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = conn.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}

@@ -369,3 +369,78 @@ async fn a_deletion_that_leaves_rows_says_so() {
     assert!(err.to_string().contains("rows of tenant"), "{err}");
     assert!(err.to_string().contains("\"customers\""), "{err}");
 }
+
+/// A writer that, on its first line, lets another transaction insert and commit before the
+/// export reads on.
+struct Interfering {
+    out: Vec<u8>,
+    meanwhile: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl std::io::Write for Interfering {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if let Some(meanwhile) = self.meanwhile.take() {
+            meanwhile();
+        }
+        self.out.write(bytes)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_export_reads_one_snapshot_while_the_tenant_writes() {
+    let db = common::db_with_rls(1).await;
+    let (a, _) = common::two_tenants(&db).await;
+    let url = common::app_url().await;
+    let tenant = a.id();
+    // While the customers are being written out, the tenant commits a new order.
+    let meanwhile = Box::new(move || {
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+                // The tenant's transaction, message by message as tenant-db sends it.
+                for sql in [
+                    tenant_db::seal::begin_sql(&tenant),
+                    format!(
+                        "INSERT INTO orders (tenant_id, id, customer_id, total_cents, country_code)
+                         VALUES ('{tenant}', 99, 1, 1, 'FR')"
+                    ),
+                    "COMMIT".to_string(),
+                ] {
+                    diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, &sql)
+                        .await
+                        .unwrap();
+                }
+            });
+        })
+        .join()
+        .unwrap();
+    });
+    let mut writer = Interfering {
+        out: Vec::new(),
+        meanwhile: Some(meanwhile),
+    };
+    let mut conn = conn().await;
+    let manifest = lifecycle::export(&mut conn, &registry(), a, &mut writer)
+        .await
+        .unwrap();
+    assert!(writer.meanwhile.is_none(), "the other transaction ran");
+    assert_eq!(
+        manifest.tables,
+        counts(&[("\"customers\"", 3), ("\"orders\"", 3)])
+    );
+    assert!(
+        !String::from_utf8(writer.out)
+            .unwrap()
+            .contains("\"id\": 99")
+    );
+    // Committed all the same: a later export has it.
+    let later = String::from_utf8(export(&mut conn, a).await).unwrap();
+    assert!(later.contains("\"id\": 99"), "{later}");
+}
