@@ -379,14 +379,21 @@ mod tests {
 }
 
 /// The installed `pgbouncer` binary, after installing Debian's package if there is none.
+///
+/// Tests of one binary install it one at a time, and `apt-get` waits for the package lock
+/// that another process (another test binary) holds, instead of failing at once.
 fn installed() -> Result<PathBuf, SetupError> {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(binary) = binary() {
         return Ok(binary);
     }
+    const WAIT_FOR_LOCK: [&str; 2] = ["-o", "DPkg::Lock::Timeout=300"];
     let install = || {
         os::run(
             "apt-get install pgbouncer",
             Command::new("apt-get")
+                .args(WAIT_FOR_LOCK)
                 .args(["install", "-y", "-q", "pgbouncer"])
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )
@@ -394,7 +401,9 @@ fn installed() -> Result<PathBuf, SetupError> {
     if install().is_err() {
         os::run(
             "apt-get update",
-            Command::new("apt-get").args(["update", "-q"]),
+            Command::new("apt-get")
+                .args(WAIT_FOR_LOCK)
+                .args(["update", "-q"]),
         )?;
         install()?;
     }
