@@ -12,6 +12,7 @@
 
 mod compile_time;
 mod rls_cost;
+mod routing;
 mod schema;
 
 use clap::Parser;
@@ -47,6 +48,10 @@ struct Args {
     /// transaction from the cost of RLS.
     #[arg(long)]
     scoped_without_rls: bool,
+    /// Measure the placement router instead: a point read through `Router::transaction` vs
+    /// `TenantDb::transaction` on the same database.
+    #[arg(long)]
+    routing: bool,
 }
 
 const DATABASE: &str = "tenant_db_bench";
@@ -502,6 +507,17 @@ fn main() -> Result<(), Failure> {
 }
 
 async fn run(args: Args) -> Result<(), Failure> {
+    if args.routing {
+        let app_url =
+            tenant_db_tests::provision(DATABASE, &schema::schema_sql(), &["\"items\""]).await?;
+        setup(false).await?;
+        let (p50, tput) = routing::measure(&app_url, args.quick).await?;
+        println!(
+            "{}",
+            serde_json::json!({"routing_point_read_p50_ratio": p50, "routing_throughput_8_ratio": tput})
+        );
+        return Ok(());
+    }
     let sides = setup(args.scoped_without_rls).await?;
     let (rounds, iters_1, iters_8) = if args.quick {
         (3, 300, 60)

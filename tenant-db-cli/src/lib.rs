@@ -9,6 +9,9 @@
 //!   the application role (exit 0 held, 1 crossed, 2 could not run).
 //! - `tenant-db rls-sql [--table T --column C --key-type K]` prints the row-level-security
 //!   SQL of a migration.
+//! - `tenant-db placement --control URL --server NAME=URL… show|set|promote|resume|rollback|cleanup`
+//!   shows and changes the tenant directory and moves tenants online, printing each step
+//!   (`promote TENANT --to silo:SERVER/DATABASE`).
 //!
 //! The installed command knows no models. Build it into the crate that holds yours and it
 //! knows every table your derives register (the doctor checks them for drift, `rls-sql`
@@ -30,6 +33,7 @@ use tenant_db::registry::Registry;
 
 mod audit;
 mod doctor;
+mod placement;
 
 /// A runtime for one command.
 fn current_thread() -> Result<tokio::runtime::Runtime, String> {
@@ -116,6 +120,23 @@ enum Command {
         /// (default `tenant_id`); repeatable. Registered tables are attacked too.
         #[arg(long = "table")]
         tables: Vec<String>,
+    },
+    /// Show and change the tenant directory, and move tenants between placements online.
+    ///
+    /// Exit status: 0 done, 1 refused or failed (the message says where the tenant is), 2 bad
+    /// input.
+    Placement {
+        /// The control database holding the directory, as its owner.
+        #[arg(long, env = "TENANT_DB_CONTROL_URL")]
+        control: String,
+        /// A server, `NAME=URL` (as the tables' owner, to its shared database); repeatable.
+        #[arg(long = "server", value_parser = placement::parse_server)]
+        servers: Vec<(String, String)>,
+        /// The tenants' key kind: uuid, int or text.
+        #[arg(long, default_value = "uuid")]
+        key_kind: String,
+        #[command(subcommand)]
+        action: placement::Action,
     },
     /// Print the row-level-security SQL for a migration: for every tenant table this binary
     /// registers (the derives register them; build this command into your crate with
@@ -296,6 +317,20 @@ fn dispatch(cli: Cli, registry: Registry) -> ExitCode {
                 }
             }
         }
+        Command::Placement {
+            control,
+            servers,
+            key_kind,
+            action,
+        } => placement::run(
+            placement::Options {
+                control,
+                servers,
+                key_kind,
+            },
+            action,
+            registry,
+        ),
         Command::RlsSql {
             table,
             column,

@@ -44,6 +44,16 @@ pub enum Error {
     /// Provisioning could not run as asked (a database URL it cannot use, say).
     #[error("{0}")]
     Provision(String),
+    /// The database refused the tenant because it is not placed there (it moved, or is moving
+    /// in), or was frozen by a move while the transaction waited (see
+    /// [`crate::placement`]). Nothing ran; retry the transaction: a
+    /// [`Router`](crate::placement::Router) sends it to the tenant's placement.
+    #[error("{0}")]
+    Moved(String),
+    /// A placement, the directory or a move could not be used as asked (see
+    /// [`crate::placement`]).
+    #[error(transparent)]
+    Placement(#[from] crate::placement::PlacementError),
 }
 
 impl From<diesel::result::Error> for Error {
@@ -54,6 +64,12 @@ impl From<diesel::result::Error> for Error {
                     Ok(refused) => Error::Refused(*refused),
                     Err(other) => Error::Query(diesel::result::Error::QueryBuilderError(other)),
                 }
+            }
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::SerializationFailure,
+                info,
+            ) if info.message().starts_with(crate::placement::fence::REFUSAL) => {
+                Error::Moved(info.message().to_string())
             }
             other => Error::Query(other),
         }

@@ -13,6 +13,8 @@
 //!   application roles.
 //! - [`admin`]: audited admin and support access to a tenant.
 //! - [`lifecycle`]: onboarding, export, import and deletion of one tenant.
+//! - [`placement`]: pool, bridge and silo placements across servers, the directory, the
+//!   router, and online moves.
 //! - [`provision`]: roles, database and grants, idempotent.
 //! - [`registry`]: the tables the derives declare, for migrations, the doctor and tools.
 //! - [`doctor`]: audits a live database against these rules; [`redteam`]: attacks it as the
@@ -32,6 +34,7 @@ pub mod identity;
 mod insert;
 mod key;
 pub mod lifecycle;
+pub mod placement;
 mod predicate;
 mod probe;
 pub mod provision;

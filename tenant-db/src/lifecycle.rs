@@ -26,6 +26,7 @@
 
 use crate::registry::Registry;
 use crate::rls::{quote_ident, quote_literal};
+use crate::seal::Begin;
 use crate::tables::{self, TableInfo};
 use crate::tx::in_tenant;
 use crate::{Error, Tenant, TenantDb, TenantId, TenantTx, TxFn};
@@ -189,15 +190,27 @@ pub async fn export<W: Write + Send>(
     conn: &mut AsyncPgConnection,
     registry: &Registry,
     tenant: Tenant,
+    out: W,
+) -> Result<Manifest, Error> {
+    export_in(conn, registry, &tenant.id(), out, false).await
+}
+
+/// [`export`] of `id`, entered with `tenant_db.enter_for_move` (as the owner) when `for_move`.
+pub(crate) async fn export_in<W: Write + Send>(
+    conn: &mut AsyncPgConnection,
+    registry: &Registry,
+    id: &TenantId,
     mut out: W,
+    for_move: bool,
 ) -> Result<Manifest, Error> {
     let infos = tenant_tables(conn, registry).await?;
-    let id = tenant.id();
+    let id = *id;
     let io = |e: std::io::Error| Error::Lifecycle(format!("cannot write the export: {e}"));
     in_tenant(
         conn,
-        &id,
-        "ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        Begin::new(&id)
+            .for_move(for_move)
+            .modes("ISOLATION LEVEL REPEATABLE READ READ ONLY"),
         false,
         async |conn| {
             let mut hash = Sha256::new();
@@ -255,77 +268,95 @@ pub async fn import<R: BufRead + Send>(
     tenant: Tenant,
     input: R,
 ) -> Result<Manifest, Error> {
+    import_in(conn, registry, &tenant.id(), input, false).await
+}
+
+/// [`import`] into `id`, entered with `tenant_db.enter_for_move` (as the owner) when
+/// `for_move`.
+pub(crate) async fn import_in<R: BufRead + Send>(
+    conn: &mut AsyncPgConnection,
+    registry: &Registry,
+    id: &TenantId,
+    input: R,
+    for_move: bool,
+) -> Result<Manifest, Error> {
     let infos = tenant_tables(conn, registry).await?;
-    let id = tenant.id();
+    let id = *id;
     let bad = |why: String| Error::Lifecycle(format!("not a valid export: {why}"));
-    in_tenant(conn, &id, "", true, async |conn| {
-        for info in &infos {
-            if tables::rows_of(conn, info, &id).await? > 0 {
-                return Err(Error::Lifecycle(format!(
-                    "tenant {id} already has rows in {}: import into a tenant with none",
-                    info.name
-                )));
+    in_tenant(
+        conn,
+        Begin::new(&id).for_move(for_move),
+        true,
+        async |conn| {
+            for info in &infos {
+                if tables::rows_of(conn, info, &id).await? > 0 {
+                    return Err(Error::Lifecycle(format!(
+                        "tenant {id} already has rows in {}: import into a tenant with none",
+                        info.name
+                    )));
+                }
             }
-        }
-        let mut hash = Sha256::new();
-        let mut counts: Vec<TableCount> = Vec::new();
-        let mut manifest = None;
-        for (number, line) in input.lines().enumerate() {
-            let line = line.map_err(|e| bad(format!("line {}: {e}", number + 1)))?;
-            if manifest.is_some() {
-                return Err(bad("lines after the manifest".to_string()));
+            let mut hash = Sha256::new();
+            let mut counts: Vec<TableCount> = Vec::new();
+            let mut manifest = None;
+            for (number, line) in input.lines().enumerate() {
+                let line = line.map_err(|e| bad(format!("line {}: {e}", number + 1)))?;
+                if manifest.is_some() {
+                    return Err(bad("lines after the manifest".to_string()));
+                }
+                if line.starts_with("{\"manifest\"") {
+                    let m: ManifestLine =
+                        serde_json::from_str(&line).map_err(|e| bad(format!("manifest: {e}")))?;
+                    manifest = Some(m.manifest);
+                    continue;
+                }
+                hash.update(line.as_bytes());
+                hash.update(b"\n");
+                let row: RowLine = serde_json::from_str(&line)
+                    .map_err(|e| bad(format!("line {}: {e}", number + 1)))?;
+                let Some(info) = infos.iter().find(|i| i.name == row.table) else {
+                    return Err(bad(format!(
+                        "line {}: {} is not a registered tenant table",
+                        number + 1,
+                        row.table
+                    )));
+                };
+                insert_row(conn, info, &id, row.row).await?;
+                match counts.last_mut() {
+                    Some(last) if last.table == info.name => last.rows += 1,
+                    _ => counts.push(TableCount {
+                        table: info.name.clone(),
+                        rows: 1,
+                    }),
+                }
             }
-            if line.starts_with("{\"manifest\"") {
-                let m: ManifestLine =
-                    serde_json::from_str(&line).map_err(|e| bad(format!("manifest: {e}")))?;
-                manifest = Some(m.manifest);
-                continue;
-            }
-            hash.update(line.as_bytes());
-            hash.update(b"\n");
-            let row: RowLine = serde_json::from_str(&line)
-                .map_err(|e| bad(format!("line {}: {e}", number + 1)))?;
-            let Some(info) = infos.iter().find(|i| i.name == row.table) else {
-                return Err(bad(format!(
-                    "line {}: {} is not a registered tenant table",
-                    number + 1,
-                    row.table
-                )));
+            let Some(manifest) = manifest else {
+                return Err(bad("no manifest: the export is incomplete".to_string()));
             };
-            insert_row(conn, info, &id, row.row).await?;
-            match counts.last_mut() {
-                Some(last) if last.table == info.name => last.rows += 1,
-                _ => counts.push(TableCount {
-                    table: info.name.clone(),
-                    rows: 1,
-                }),
+            if manifest.format != FORMAT {
+                return Err(bad(format!(
+                    "format {} (this reads {FORMAT})",
+                    manifest.format
+                )));
             }
-        }
-        let Some(manifest) = manifest else {
-            return Err(bad("no manifest: the export is incomplete".to_string()));
-        };
-        if manifest.format != FORMAT {
-            return Err(bad(format!(
-                "format {} (this reads {FORMAT})",
-                manifest.format
-            )));
-        }
-        if manifest.sha256 != hex(&hash.finalize()) {
-            return Err(bad("the checksum does not match".to_string()));
-        }
-        let expected: Vec<&TableCount> = manifest.tables.iter().filter(|t| t.rows > 0).collect();
-        if expected.iter().copied().ne(counts.iter()) {
-            return Err(bad("the row counts do not match the manifest".to_string()));
-        }
-        diesel::sql_query(
+            if manifest.sha256 != hex(&hash.finalize()) {
+                return Err(bad("the checksum does not match".to_string()));
+            }
+            let expected: Vec<&TableCount> =
+                manifest.tables.iter().filter(|t| t.rows > 0).collect();
+            if expected.iter().copied().ne(counts.iter()) {
+                return Err(bad("the row counts do not match the manifest".to_string()));
+            }
+            diesel::sql_query(
             "INSERT INTO tenant_db.tenants (tenant, kind) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
         .bind::<Text, _>(id.to_string())
         .bind::<Text, _>(id.kind().name())
         .execute(conn)
         .await?;
-        Ok(manifest)
-    })
+            Ok(manifest)
+        },
+    )
     .await
 }
 
@@ -381,28 +412,45 @@ pub async fn delete(
     tenant: Tenant,
     batch: Option<u64>,
 ) -> Result<Deleted, Error> {
+    delete_in(conn, registry, &tenant.id(), batch, false).await
+}
+
+/// [`delete`] of `id`, entered with `tenant_db.enter_for_move` (as the owner) when
+/// `for_move`.
+pub(crate) async fn delete_in(
+    conn: &mut AsyncPgConnection,
+    registry: &Registry,
+    id: &TenantId,
+    batch: Option<u64>,
+    for_move: bool,
+) -> Result<Deleted, Error> {
     let mut infos = tenant_tables(conn, registry).await?;
     infos.reverse();
-    let id = tenant.id();
+    let id = *id;
     let mut deleted = Deleted::default();
     match batch {
         None => {
-            in_tenant(conn, &id, "", true, async |conn| {
-                for info in &infos {
-                    let n = diesel::sql_query(format!(
-                        "DELETE FROM {} WHERE {}",
-                        info.name,
-                        info.is_tenant(&id)
-                    ))
-                    .execute(conn)
-                    .await?;
-                    deleted.tables.push(TableCount {
-                        table: info.name.clone(),
-                        rows: n as u64,
-                    });
-                }
-                Ok(())
-            })
+            in_tenant(
+                conn,
+                Begin::new(&id).for_move(for_move),
+                true,
+                async |conn| {
+                    for info in &infos {
+                        let n = diesel::sql_query(format!(
+                            "DELETE FROM {} WHERE {}",
+                            info.name,
+                            info.is_tenant(&id)
+                        ))
+                        .execute(conn)
+                        .await?;
+                        deleted.tables.push(TableCount {
+                            table: info.name.clone(),
+                            rows: n as u64,
+                        });
+                    }
+                    Ok(())
+                },
+            )
             .await?
         }
         Some(size) => {
@@ -410,16 +458,21 @@ pub async fn delete(
             for info in &infos {
                 let mut total = 0u64;
                 loop {
-                    let n = in_tenant(conn, &id, "", true, async |conn| {
-                        Ok(diesel::sql_query(format!(
-                            "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
+                    let n = in_tenant(
+                        conn,
+                        Begin::new(&id).for_move(for_move),
+                        true,
+                        async |conn| {
+                            Ok(diesel::sql_query(format!(
+                                "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
                                  SELECT ctid FROM {table} WHERE {cond} LIMIT {size}))",
-                            table = info.name,
-                            cond = info.is_tenant(&id),
-                        ))
-                        .execute(conn)
-                        .await?)
-                    })
+                                table = info.name,
+                                cond = info.is_tenant(&id),
+                            ))
+                            .execute(conn)
+                            .await?)
+                        },
+                    )
                     .await?;
                     total += n as u64;
                     if (n as u64) < size {
@@ -434,7 +487,7 @@ pub async fn delete(
         }
     }
     // Verified: nothing of the tenant is left, and it leaves the directory.
-    in_tenant(conn, &id, "", true, async |conn| {
+    in_tenant(conn, Begin::new(&id).for_move(for_move), true, async |conn| {
         for info in &infos {
             let n = tables::rows_of(conn, info, &id).await?;
             if n != 0 {

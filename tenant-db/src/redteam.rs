@@ -318,7 +318,7 @@ async fn as_tenant(
     tenant: &TenantId,
     sql: &str,
 ) -> Result<(), String> {
-    crate::tx::in_tenant(conn, tenant, "", true, async |conn| {
+    crate::tx::in_tenant(conn, crate::seal::Begin::new(tenant), true, async |conn| {
         Ok(conn.batch_execute(sql).await?)
     })
     .await
@@ -467,7 +467,7 @@ async fn count_as(
     tenant: &TenantId,
     p: &Prepared,
 ) -> Result<i64, String> {
-    crate::tx::in_tenant(conn, tenant, "", false, async |conn| {
+    crate::tx::in_tenant(conn, crate::seal::Begin::new(tenant), false, async |conn| {
         Ok(tables::rows_of(conn, &p.info, tenant).await?)
     })
     .await

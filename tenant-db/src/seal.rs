@@ -95,16 +95,72 @@ pub fn begin_sql(tenant: &TenantId) -> String {
 /// [`begin_sql`] with transaction modes after `BEGIN` (`ISOLATION LEVEL REPEATABLE READ READ
 /// ONLY`; empty for none).
 pub(crate) fn begin_sql_with(tenant: &TenantId, modes: &str) -> String {
-    let begin = if modes.is_empty() {
-        "BEGIN".to_string()
-    } else {
-        format!("BEGIN {modes}")
-    };
-    format!(
-        "{begin}; SELECT tenant_db.enter({}, '{}')",
-        crate::rls::quote_literal(&tenant.to_string()),
-        tenant.kind().name()
-    )
+    Begin::new(tenant).modes(modes).sql()
+}
+
+/// The first message of a tenant transaction, with its options.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Begin<'a> {
+    tenant: &'a TenantId,
+    modes: &'a str,
+    schema: Option<&'a str>,
+    for_move: bool,
+}
+
+impl<'a> Begin<'a> {
+    pub(crate) fn new(tenant: &'a TenantId) -> Self {
+        Begin {
+            tenant,
+            modes: "",
+            schema: None,
+            for_move: false,
+        }
+    }
+
+    /// Transaction modes after `BEGIN`.
+    pub(crate) fn modes(mut self, modes: &'a str) -> Self {
+        self.modes = modes;
+        self
+    }
+
+    /// A bridge placement's schema: `SET LOCAL search_path` to it (then `public`, for global
+    /// tables), in the same message.
+    pub(crate) fn schema(mut self, schema: Option<&'a str>) -> Self {
+        self.schema = schema;
+        self
+    }
+
+    /// Enters with `tenant_db.enter_for_move`, which only the owner may call: no placement
+    /// checks (see [`crate::placement`]).
+    pub(crate) fn for_move(mut self, for_move: bool) -> Self {
+        self.for_move = for_move;
+        self
+    }
+
+    pub(crate) fn sql(&self) -> String {
+        let mut sql = if self.modes.is_empty() {
+            "BEGIN".to_string()
+        } else {
+            format!("BEGIN {}", self.modes)
+        };
+        if let Some(schema) = self.schema {
+            sql.push_str(&format!(
+                "; SET LOCAL search_path TO {}, public",
+                crate::rls::quote_ident(schema)
+            ));
+        }
+        let function = if self.for_move {
+            "enter_for_move"
+        } else {
+            "enter"
+        };
+        sql.push_str(&format!(
+            "; SELECT tenant_db.{function}({}, '{}')",
+            crate::rls::quote_literal(&self.tenant.to_string()),
+            self.tenant.kind().name()
+        ));
+        sql
+    }
 }
 
 /// The secret setting's name for key kind `kind` (a PL/pgSQL expression), as a PL/pgSQL
@@ -157,7 +213,7 @@ END
 $tenant_db$;
 DROP FUNCTION IF EXISTS tenant_db.seal(text, text);
 DROP FUNCTION IF EXISTS tenant_db.enter(text);
-CREATE OR REPLACE FUNCTION tenant_db.enter(tenant text, kind text DEFAULT 'uuid') RETURNS void
+CREATE OR REPLACE FUNCTION tenant_db.set_tenant(tenant text, kind text) RETURNS void
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 AS $tenant_db$
 BEGIN
@@ -182,6 +238,14 @@ BEGIN
     PERFORM pg_catalog.set_config('{TENANT_SETTING}', tenant, true);
 END
 $tenant_db$;
+REVOKE ALL ON FUNCTION tenant_db.set_tenant(text, text) FROM PUBLIC;
+{fences}CREATE OR REPLACE FUNCTION tenant_db.enter(tenant text, kind text DEFAULT 'uuid') RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+AS $tenant_db$
+BEGIN
+{placed}    PERFORM tenant_db.set_tenant(tenant, kind);
+END
+$tenant_db$;
 REVOKE ALL ON FUNCTION tenant_db.enter(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant_db.enter(text, text) TO PUBLIC;
 CREATE OR REPLACE FUNCTION tenant_db.current_tenant() RETURNS text
@@ -201,6 +265,8 @@ GRANT EXECUTE ON FUNCTION tenant_db.current_tenant(text) TO PUBLIC;
 DROP TABLE IF EXISTS tenant_db.seal_key;
 "#,
         enter_name = secret_name("kind"),
+        fences = crate::placement::fence::setup_sql(),
+        placed = crate::placement::fence::placed_check(),
         uuid_body = current_tenant_body("'uuid'"),
         kind_body = current_tenant_body("kind"),
     )

@@ -205,6 +205,29 @@ impl TenantDb {
         E: From<Error> + Send + 'a,
         R: Send + 'a,
     {
+        self.transaction_in(tenant, None, None, f)
+    }
+
+    /// [`transaction`](TenantDb::transaction) in bridge schema `schema` (if any); sets `moved`
+    /// when the database refused the tenant ([`Error::Moved`]).
+    // Not an `async fn`: the returned future must be declared `Send`.
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn transaction_in<'a, V, R, E, F>(
+        &'a self,
+        tenant: V,
+        schema: Option<&'a str>,
+        moved: Option<&'a AtomicBool>,
+        f: F,
+    ) -> impl Future<Output = Result<R, E>> + Send + 'a
+    where
+        V: crate::Verified,
+        for<'t> F: AsyncFnOnce(TenantTx<'t>) -> Result<R, E>
+            + TxFn<TenantTx<'t>, Result<R, E>, Fut: Send>
+            + Send
+            + 'a,
+        E: From<Error> + Send + 'a,
+        R: Send + 'a,
+    {
         let verified = tenant.tenant();
         let tenant = verified.id();
         let span = tracing::info_span!(
@@ -236,7 +259,7 @@ impl TenantDb {
                 let unscoped = AtomicBool::new(false);
                 let (begun, outcome) = {
                     let shared: &AsyncPgConnection = conn;
-                    let sql = crate::seal::begin_sql(&tenant);
+                    let sql = crate::seal::Begin::new(&tenant).schema(schema).sql();
                     let mut begin_conn = shared;
                     let mut begin =
                         pin!(SimpleAsyncConnection::batch_execute(&mut begin_conn, &sql));
@@ -263,7 +286,13 @@ impl TenantDb {
                         let _ = AnsiTransactionManager::rollback_transaction(conn).await;
                         // A failed begin is the cause of whatever the closure saw.
                         match begun {
-                            Err(e) => Err((E::from(Error::from(e)), "failed")),
+                            Err(e) => {
+                                let e = Error::from(e);
+                                if let (Error::Moved(_), Some(moved)) = (&e, moved) {
+                                    moved.store(true, Ordering::Relaxed);
+                                }
+                                Err((E::from(e), "failed"))
+                            }
                             Ok(()) => outcome.map_err(|e| (e, "rolled_back")),
                         }
                     }
@@ -401,19 +430,15 @@ impl<'t> TenantTx<'t> {
 }
 
 /// Runs `f` on `conn` (a connection of tenant-db's tools, outside the pool) in a transaction
-/// entered for `tenant` with `modes` (see [`crate::seal::begin_sql_with`]), then commits, or
-/// rolls back when `commit` is false or anything fails.
+/// opened with `begin` (see [`crate::seal::Begin`]), then commits, or rolls back when `commit`
+/// is false or anything fails.
 pub(crate) async fn in_tenant<T>(
     conn: &mut AsyncPgConnection,
-    tenant: &TenantId,
-    modes: &str,
+    begin: crate::seal::Begin<'_>,
     commit: bool,
     f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    let outcome = match conn
-        .batch_execute(&crate::seal::begin_sql_with(tenant, modes))
-        .await
-    {
+    let outcome = match conn.batch_execute(&begin.sql()).await {
         Ok(()) => f(conn).await,
         Err(e) => Err(e.into()),
     };

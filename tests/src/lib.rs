@@ -7,6 +7,7 @@
 mod keyed_schema;
 mod os;
 pub mod pgbouncer;
+pub mod placement;
 pub mod server;
 
 /// The test schema keyed by `uuid`, in database `tenant_db_test`.

@@ -373,7 +373,7 @@ WHERE p.prosecdef
   AND has_function_privilege($1, p.oid, 'EXECUTE')
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
                   AND d.objid = p.oid AND d.deptype = 'e')
-  AND NOT (n.nspname = 'tenant_db' AND p.proname IN ('enter', 'current_tenant'))
+  AND NOT (n.nspname = 'tenant_db' AND p.proname IN ('enter', 'set_tenant', 'current_tenant'))
 ORDER BY 1";
 
 /// The `tenant_db` schema's owner when it is bound by `FORCE`, and whether the app role can

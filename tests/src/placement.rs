@@ -1,0 +1,334 @@
+//! A schema and a cluster of PostgreSQL servers for the placement tests: the main server and
+//! throwaway ones started for the test, each with the same roles and tables, a control
+//! database with the directory, and helpers for silos and bridge schemas. Everything the
+//! cluster creates is dropped (databases) or stopped and removed (servers) when it is dropped.
+
+#![allow(missing_docs)]
+
+use crate::SetupError;
+use crate::server::Throwaway;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use tenant_db::placement::{Mover, RouterBuilder};
+use tenant_db::provision::Provision;
+use tenant_db::registry::Registry;
+use tenant_db::{TenantTable, TenantValues};
+
+pub mod schema {
+    diesel::table! {
+        docs (tenant_id, id) {
+            tenant_id -> Uuid,
+            id -> BigInt,
+            body -> Text,
+        }
+    }
+
+    diesel::table! {
+        lines (tenant_id, id) {
+            tenant_id -> Uuid,
+            id -> BigInt,
+            doc_id -> BigInt,
+            n -> Integer,
+        }
+    }
+}
+use schema::*;
+
+#[derive(Debug, Clone, PartialEq, Eq, diesel::Queryable, diesel::Selectable, TenantTable)]
+#[diesel(table_name = docs)]
+pub struct Doc {
+    pub tenant_id: uuid::Uuid,
+    pub id: i64,
+    pub body: String,
+}
+
+#[derive(TenantValues)]
+#[diesel(table_name = docs)]
+pub struct NewDoc {
+    pub id: i64,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, diesel::Queryable, diesel::Selectable, TenantTable)]
+#[diesel(table_name = lines)]
+pub struct Line {
+    pub tenant_id: uuid::Uuid,
+    pub id: i64,
+    pub doc_id: i64,
+    pub n: i32,
+}
+
+#[derive(TenantValues)]
+#[diesel(table_name = lines)]
+pub struct NewLine {
+    pub id: i64,
+    pub doc_id: i64,
+    pub n: i32,
+}
+
+/// The two tables.
+pub fn registry() -> Registry {
+    match Registry::new()
+        .tenant::<docs::table>()
+        .and_then(|r| r.tenant::<lines::table>())
+    {
+        Ok(r) => r,
+        Err(e) => panic!("the placement schema registers: {e}"),
+    }
+}
+
+/// The tables, with composite keys and a composite foreign key.
+pub const DDL: &str = "
+CREATE TABLE IF NOT EXISTS docs (
+    tenant_id uuid NOT NULL,
+    id bigint NOT NULL,
+    body text NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE TABLE IF NOT EXISTS lines (
+    tenant_id uuid NOT NULL,
+    id bigint NOT NULL,
+    doc_id bigint NOT NULL,
+    n integer NOT NULL,
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, doc_id) REFERENCES docs (tenant_id, id) ON DELETE CASCADE
+);";
+
+pub const OWNER: &str = "tdbp_owner";
+pub const APP: &str = "tdbp_app";
+
+/// One server of the cluster.
+pub struct Server {
+    pub name: String,
+    /// Superuser URL to its `postgres` database.
+    pub admin_url: String,
+    /// The owner's URL to the shared database.
+    pub owner_url: String,
+    /// The application role's URL to the shared database.
+    pub app_url: String,
+    pub port: u16,
+    throwaway: Option<Throwaway>,
+}
+
+impl Server {
+    /// Superuser URL to `database` on this server.
+    pub fn admin_url_for(&self, database: &str) -> String {
+        let (base, _) = self
+            .admin_url
+            .rsplit_once('/')
+            .unwrap_or((&self.admin_url, ""));
+        format!("{base}/{database}")
+    }
+}
+
+/// The servers, a shared database on each, and a control database on the first.
+pub struct Cluster {
+    pub servers: Vec<Server>,
+    /// The shared databases' name (the same on every server).
+    pub database: String,
+    pub control_owner_url: String,
+    pub control_app_url: String,
+    silos: std::sync::Mutex<Vec<(usize, String)>>,
+}
+
+fn step<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, SetupError> {
+    r.map_err(|e| SetupError(format!("{what}: {e}")))
+}
+
+async fn tables(owner_url: &str, schema: Option<&str>) -> Result<(), SetupError> {
+    let mut owner = step(
+        "connect as owner",
+        AsyncPgConnection::establish(owner_url).await,
+    )?;
+    let schema_name = schema.unwrap_or("public");
+    if let Some(schema) = schema {
+        let schema = tenant_db::rls::quote_ident(schema);
+        step(
+            "bridge schema",
+            owner
+                .batch_execute(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
+                ))
+                .await,
+        )?;
+    }
+    step("tables", owner.batch_execute(DDL).await)?;
+    step(
+        "rls",
+        tenant_db::provision::apply(&mut owner, &registry(), OWNER, APP, schema_name, None).await,
+    )
+}
+
+impl Cluster {
+    /// The main server (`a`) and `extra` throwaway servers (`b`, `c`, …).
+    pub async fn start(extra: usize) -> Result<Cluster, SetupError> {
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let database = format!("tdbp_{}", &run[..10]);
+        let mut cluster = Cluster {
+            servers: Vec::new(),
+            database: database.clone(),
+            control_owner_url: String::new(),
+            control_app_url: String::new(),
+            silos: std::sync::Mutex::new(Vec::new()),
+        };
+        let mut admins = vec![("a".to_string(), crate::admin_url(), None)];
+        for i in 0..extra {
+            let name = ((b'b' + i as u8) as char).to_string();
+            let throwaway = Throwaway::in_dir(
+                std::env::temp_dir().join(format!("tenant-db-placement-{run}-{name}")),
+            );
+            // Registered before it starts: a failed start is still cleaned up.
+            let running = throwaway.start_or_reuse();
+            admins.push((name, String::new(), Some(throwaway)));
+            let running = running?;
+            if let Some(last) = admins.last_mut() {
+                last.1 = running.url;
+            }
+        }
+        for (name, admin_url, throwaway) in admins {
+            let urls = Provision::new(&database, OWNER, APP).run(&admin_url).await;
+            let port = admin_url
+                .rsplit_once(':')
+                .and_then(|(_, rest)| rest.split('/').next()?.parse().ok())
+                .unwrap_or(5432);
+            cluster.servers.push(Server {
+                name,
+                admin_url,
+                owner_url: String::new(),
+                app_url: String::new(),
+                port,
+                throwaway,
+            });
+            let urls = step("provision", urls)?;
+            tables(&urls.owner_url, None).await?;
+            if let Some(server) = cluster.servers.last_mut() {
+                server.owner_url = urls.owner_url;
+                server.app_url = urls.app_url;
+            }
+        }
+        let control = step(
+            "provision the control database",
+            Provision::new(&format!("{database}_control"), OWNER, APP)
+                .run(&crate::admin_url())
+                .await,
+        )?;
+        let mut owner = step(
+            "connect to the control database",
+            AsyncPgConnection::establish(&control.owner_url).await,
+        )?;
+        step(
+            "directory",
+            owner
+                .batch_execute(&tenant_db::placement::directory::setup_sql(APP))
+                .await,
+        )?;
+        cluster.control_owner_url = control.owner_url;
+        cluster.control_app_url = control.app_url;
+        Ok(cluster)
+    }
+
+    pub fn server(&self, name: &str) -> &Server {
+        match self.servers.iter().find(|s| s.name == name) {
+            Some(s) => s,
+            None => panic!("no server {name}"),
+        }
+    }
+
+    /// A silo database `database` on `server`, with the tables.
+    pub async fn prepare_silo(&self, server: &str, database: &str) -> Result<(), SetupError> {
+        let index = self.servers.iter().position(|s| s.name == server);
+        let s = self.server(server);
+        if let Ok(mut silos) = self.silos.lock()
+            && let Some(index) = index
+        {
+            silos.push((index, database.to_string()));
+        }
+        let urls = step(
+            "provision the silo",
+            Provision::new(database, OWNER, APP).run(&s.admin_url).await,
+        )?;
+        tables(&urls.owner_url, None).await
+    }
+
+    /// A bridge schema `schema` in `server`'s shared database, with the tables.
+    pub async fn prepare_bridge(&self, server: &str, schema: &str) -> Result<(), SetupError> {
+        tables(&self.server(server).owner_url, Some(schema)).await
+    }
+
+    /// A router over every server, reading the directory as the application role.
+    pub fn router(&self) -> RouterBuilder {
+        let mut builder = tenant_db::placement::Router::builder(&self.control_app_url);
+        for s in &self.servers {
+            builder = builder.server(&s.name, &s.app_url);
+        }
+        builder
+    }
+
+    /// A mover over every server, as the owner.
+    pub fn mover(&self) -> Mover {
+        let mut mover = match Mover::new(&self.control_owner_url, registry()) {
+            Ok(m) => m,
+            Err(e) => panic!("a mover: {e}"),
+        };
+        for s in &self.servers {
+            mover = mover.server(&s.name, &s.owner_url);
+        }
+        mover
+    }
+
+    /// `--control URL --server NAME=URL…` for `tenant-db placement`.
+    pub fn cli_args(&self) -> Vec<String> {
+        let mut args = vec!["--control".to_string(), self.control_owner_url.clone()];
+        for s in &self.servers {
+            args.push("--server".to_string());
+            args.push(format!("{}={}", s.name, s.owner_url));
+        }
+        args
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let mut drops: Vec<(String, String)> = Vec::new();
+        if let Some(a) = self.servers.first() {
+            drops.push((a.admin_url.clone(), self.database.clone()));
+            drops.push((a.admin_url.clone(), format!("{}_control", self.database)));
+        }
+        if let Ok(silos) = self.silos.lock() {
+            for (index, db) in silos.iter() {
+                if let Some(s) = self.servers.get(*index)
+                    && s.throwaway.is_none()
+                {
+                    drops.push((s.admin_url.clone(), db.clone()));
+                }
+            }
+        }
+        // The drops need a runtime of their own: this may run inside one.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                for (admin, db) in drops {
+                    if let Ok(mut conn) = AsyncPgConnection::establish(&admin).await {
+                        let _ = conn
+                            .batch_execute(&format!(
+                                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                                tenant_db::rls::quote_ident(&db)
+                            ))
+                            .await;
+                    }
+                }
+            });
+        })
+        .join();
+        for s in &self.servers {
+            if let Some(t) = &s.throwaway {
+                let _ = t.stop();
+                let _ = std::fs::remove_dir_all(t.dir());
+            }
+        }
+    }
+}

@@ -1,0 +1,911 @@
+//! Placement across real PostgreSQL servers: the main one and throwaway ones these tests start
+//! (and stop): routing by the directory, fences, moves under concurrent writers, and a killed
+//! mover at each step.
+//!
+//! `TENANT_DB_PLACEMENT_SOAK=1` moves a tenant of 100,000 rows instead of 3,000.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tenant_db::placement::{
+    ByTier, Directory, LeastLoaded, Placement, PlacementError, Router, SiloPerTenant,
+};
+use tenant_db::{Error, Tenant, TenantId};
+use tenant_db_tests::placement::schema::{docs, lines};
+use tenant_db_tests::placement::{Cluster, NewDoc, NewLine};
+
+fn p(text: &str) -> Placement {
+    text.parse().unwrap()
+}
+
+fn tenant() -> Tenant {
+    Tenant::assume_verified(TenantId::new_random())
+}
+
+async fn insert_docs(router: &Router, t: Tenant, label: &str, ids: std::ops::RangeInclusive<i64>) {
+    router
+        .transaction(t, async |mut tx| {
+            let s = tx.scope();
+            let rows: Vec<NewDoc> = ids
+                .clone()
+                .map(|id| NewDoc {
+                    id,
+                    body: format!("{label} doc {id}"),
+                })
+                .collect();
+            s.insert(docs::table).values(rows).execute(&mut tx).await?;
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap();
+}
+
+async fn bodies(router: &Router, t: Tenant) -> Result<Vec<String>, Error> {
+    router
+        .transaction(t, async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(
+                s.query(docs::table)
+                    .select(docs::body)
+                    .order(docs::id)
+                    .load(&mut tx)
+                    .await?,
+            )
+        })
+        .await
+}
+
+#[derive(QueryableByName, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct PerTenant {
+    #[diesel(sql_type = Text)]
+    tenant: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// The rows of `table` per tenant, read as the superuser (no RLS) from `url`.
+async fn physical(url: &str, table: &str) -> BTreeMap<String, i64> {
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    let rows: Vec<PerTenant> = diesel::sql_query(format!(
+        "SELECT tenant_id::text AS tenant, count(*)::int8 AS n FROM {table} GROUP BY 1"
+    ))
+    .load(&mut conn)
+    .await
+    .unwrap();
+    rows.into_iter().map(|r| (r.tenant, r.n)).collect()
+}
+
+#[derive(QueryableByName)]
+struct Port {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    port: i32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_runs_on_its_placement_across_three_servers() {
+    let c = Cluster::start(2).await.unwrap();
+    // Three servers, not one: each answers on its own port.
+    let mut ports = Vec::new();
+    for s in &c.servers {
+        let mut conn = AsyncPgConnection::establish(&s.app_url).await.unwrap();
+        let port: Port = diesel::sql_query("SELECT inet_server_port() AS port")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(port.port as u16, s.port, "{}", s.name);
+        ports.push(port.port);
+    }
+    ports.dedup();
+    assert_eq!(ports.len(), 3);
+
+    let silo = format!("{}_silo", c.database);
+    c.prepare_bridge("b", "t_bridge").await.unwrap();
+    c.prepare_silo("c", &silo).await.unwrap();
+    let directory = Directory::connect(&c.control_owner_url, 1).unwrap();
+    let (pa, pb, br, si) = (tenant(), tenant(), tenant(), tenant());
+    let placed = [
+        (pa, "pool:a".to_string(), "pa"),
+        (pb, "pool:b".to_string(), "pb"),
+        (br, "bridge:b/t_bridge".to_string(), "br"),
+        (si, format!("silo:c/{silo}"), "si"),
+    ];
+    for (t, placement, _) in &placed {
+        directory.set(&t.id(), &p(placement)).await.unwrap();
+    }
+    let router = c.router().build().unwrap();
+    assert!(router.pools().is_empty(), "pools open lazily");
+
+    // The same ids for every tenant, each on its own placement.
+    for (t, _, label) in &placed {
+        insert_docs(&router, *t, label, 1..=3).await;
+    }
+    for (t, _, label) in &placed {
+        let seen = bodies(&router, *t).await.unwrap();
+        assert_eq!(
+            seen,
+            (1..=3)
+                .map(|i| format!("{label} doc {i}"))
+                .collect::<Vec<_>>()
+        );
+    }
+    // Where the rows are, read past RLS as the superuser.
+    let only = |t: &Tenant, n: i64| BTreeMap::from([(t.id().to_string(), n)]);
+    let a = c.server("a");
+    let b = c.server("b");
+    let cs = c.server("c");
+    assert_eq!(
+        physical(&a.admin_url_for(&c.database), "docs").await,
+        only(&pa, 3)
+    );
+    assert_eq!(
+        physical(&b.admin_url_for(&c.database), "docs").await,
+        only(&pb, 3)
+    );
+    assert_eq!(
+        physical(&b.admin_url_for(&c.database), "t_bridge.docs").await,
+        only(&br, 3)
+    );
+    assert_eq!(
+        physical(&cs.admin_url_for(&c.database), "docs").await,
+        BTreeMap::new()
+    );
+    assert_eq!(
+        physical(&cs.admin_url_for(&silo), "docs").await,
+        only(&si, 3)
+    );
+
+    // One pool per server and database: the pooled and the bridged tenant of b share one.
+    assert_eq!(
+        router.pools(),
+        vec![
+            ("a".to_string(), None),
+            ("b".to_string(), None),
+            ("c".to_string(), Some(silo.clone())),
+        ]
+    );
+
+    // A tenant without an entry, and one on a server the router does not know.
+    let nowhere = tenant();
+    let err = bodies(&router, nowhere).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Placement(PlacementError::NotPlaced(_))),
+        "{err}"
+    );
+    let lost = tenant();
+    directory.set(&lost.id(), &p("pool:zz")).await.unwrap();
+    let err = bodies(&router, lost).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Placement(PlacementError::UnknownServer(_))),
+        "{err}"
+    );
+
+    // Silo pools are bounded and close when idle; shared ones stay.
+    let silo2 = format!("{}_silo2", c.database);
+    c.prepare_silo("c", &silo2).await.unwrap();
+    let si2 = tenant();
+    directory
+        .set(&si2.id(), &p(&format!("silo:c/{silo2}")))
+        .await
+        .unwrap();
+    let router = c
+        .router()
+        .max_silo_pools(1)
+        .silo_idle(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    bodies(&router, si).await.unwrap();
+    assert_eq!(router.pools(), vec![("c".to_string(), Some(silo.clone()))]);
+    insert_docs(&router, si2, "si2", 1..=1).await;
+    assert_eq!(router.pools(), vec![("c".to_string(), Some(silo2.clone()))]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    bodies(&router, pa).await.unwrap();
+    assert_eq!(router.pools(), vec![("a".to_string(), None)]);
+    assert_eq!(bodies(&router, si).await.unwrap().len(), 3);
+
+    // The doctor and the red-team check cover every database in use: each server's shared
+    // database with its bridge schema, and each silo; a server they were not given is an
+    // error, not a database left out.
+    let out = cli(
+        &c,
+        &["doctor", "--app-user", tenant_db_tests::placement::APP],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server `zz`"));
+    directory.set(&lost.id(), &p("pool:a")).await.unwrap();
+    let out = cli(
+        &c,
+        &["doctor", "--app-user", tenant_db_tests::placement::APP],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for site in ["== a (public)", "== b (public, t_bridge)", "== c (public)"] {
+        assert!(text.contains(site), "{site}: {text}");
+    }
+    assert!(text.contains(&format!("== c/{silo} (public)")), "{text}");
+    assert!(text.contains(&format!("== c/{silo2} (public)")), "{text}");
+    let out = cli(
+        &c,
+        &["redteam", "--app-user", tenant_db_tests::placement::APP],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Two tables in each of b's two schemas.
+    assert!(
+        text.contains("== b (public, t_bridge)\n64 of 64 attempts held"),
+        "{text}"
+    );
+    assert_eq!(text.matches("== ").count(), 5, "{text}");
+}
+
+const CLASS: i32 = tenant_db::placement::fence::LOCK_CLASS;
+
+/// Whether the application role may enter `t` at `url` (in a `modes` transaction).
+async fn enters(url: &str, t: &TenantId, modes: &str) -> Result<(), String> {
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    let outcome = conn
+        .batch_execute(&format!(
+            "BEGIN {modes}; SELECT tenant_db.enter('{t}', 'uuid')"
+        ))
+        .await
+        .map_err(|e| e.to_string());
+    let _ = conn.batch_execute("ROLLBACK").await;
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_refuses_a_tenant_it_does_not_hold_and_freezes_one_tenant_only() {
+    let c = Cluster::start(0).await.unwrap();
+    let a = c.server("a");
+    let directory = Directory::connect(&c.control_owner_url, 1).unwrap();
+    let (t, other) = (tenant(), tenant());
+    for x in [t, other] {
+        directory.set(&x.id(), &p("pool:a")).await.unwrap();
+    }
+    let router = c.router().build().unwrap();
+    insert_docs(&router, t, "t", 1..=2).await;
+    insert_docs(&router, other, "other", 1..=2).await;
+    let mut owner = AsyncPgConnection::establish(&a.owner_url).await.unwrap();
+
+    // The application role can neither fence nor pass a fence.
+    let mut app = AsyncPgConnection::establish(&a.app_url).await.unwrap();
+    for sql in [
+        format!("SELECT tenant_db.set_fence('{}', 'uuid', NULL)", t.id()),
+        format!(
+            "BEGIN; SELECT tenant_db.enter_for_move('{}', 'uuid')",
+            t.id()
+        ),
+        format!("BEGIN; SELECT tenant_db.set_tenant('{}', 'uuid')", t.id()),
+        "SELECT * FROM tenant_db.fences".to_string(),
+        "SELECT * FROM tenant_db.captured".to_string(),
+        "SELECT pg_catalog.setval('tenant_db.fence_version', 0)".to_string(),
+    ] {
+        let err = app.batch_execute(&sql).await.unwrap_err().to_string();
+        assert!(err.contains("permission denied"), "{sql}: {err}");
+        let _ = app.batch_execute("ROLLBACK").await;
+    }
+
+    // Fenced: every transaction of the tenant is refused there, reads and writes alike,
+    // before anything runs; the other tenant is not affected.
+    owner
+        .batch_execute(&format!(
+            "SELECT tenant_db.set_fence('{}', 'uuid', 'moved')",
+            t.id()
+        ))
+        .await
+        .unwrap();
+    let err = bodies(&router, t).await.unwrap_err();
+    assert!(matches!(err, Error::Moved(_)), "{err}");
+    let err = router
+        .transaction(t, async |mut tx| {
+            let s = tx.scope();
+            s.insert(docs::table)
+                .values(NewDoc {
+                    id: 9,
+                    body: "lost".into(),
+                })
+                .execute(&mut tx)
+                .await?;
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Moved(_)), "{err}");
+    assert_eq!(
+        physical(&a.admin_url_for(&c.database), "docs").await[&t.id().to_string()],
+        2,
+        "the refused write did not land"
+    );
+    assert!(
+        enters(&a.app_url, &t.id(), "")
+            .await
+            .unwrap_err()
+            .contains("not placed")
+    );
+    assert!(enters(&a.app_url, &t.id(), "READ ONLY").await.is_err());
+    assert_eq!(bodies(&router, other).await.unwrap().len(), 2);
+    owner
+        .batch_execute(&format!(
+            "SELECT tenant_db.set_fence('{}', 'uuid', NULL)",
+            t.id()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(bodies(&router, t).await.unwrap().len(), 2);
+
+    // Frozen: the tenant's lock held exclusively holds its new transactions (and only its
+    // own); when the freeze ends they are refused, to be retried where the tenant is.
+    let key = format!("hashtext('uuid:' || '{}')", t.id());
+    owner
+        .batch_execute(&format!("SELECT pg_advisory_lock({CLASS}, {key})"))
+        .await
+        .unwrap();
+    let held = {
+        let router = router.clone();
+        tokio::spawn(async move { bodies(&router, t).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "the frozen tenant's transaction waits");
+    assert_eq!(bodies(&router, other).await.unwrap().len(), 2);
+    owner
+        .batch_execute(&format!("SELECT pg_advisory_unlock({CLASS}, {key})"))
+        .await
+        .unwrap();
+    let err = held.await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::Moved(_)), "{err}");
+    assert_eq!(bodies(&router, t).await.unwrap().len(), 2);
+
+    // A fence change not yet committed (or never: its mover died) is seen by every snapshot:
+    // read-write transactions at REPEATABLE READ or SERIALIZABLE, whose snapshot may predate
+    // it, are refused until it commits or is repaired. READ COMMITTED ones and read-only ones
+    // are not.
+    let mut mover = AsyncPgConnection::establish(&a.owner_url).await.unwrap();
+    mover
+        .batch_execute(&format!(
+            "BEGIN; SELECT tenant_db.set_fence('{}', 'uuid', 'moved')",
+            TenantId::new_random()
+        ))
+        .await
+        .unwrap();
+    let o = other.id();
+    for modes in [
+        "ISOLATION LEVEL REPEATABLE READ",
+        "ISOLATION LEVEL SERIALIZABLE",
+    ] {
+        let err = enters(&a.app_url, &o, modes).await.unwrap_err();
+        assert!(err.contains("placement changed"), "{modes}: {err}");
+    }
+    enters(&a.app_url, &o, "").await.unwrap();
+    enters(&a.app_url, &o, "ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .unwrap();
+    mover.batch_execute("ROLLBACK").await.unwrap();
+    assert!(
+        enters(&a.app_url, &o, "ISOLATION LEVEL REPEATABLE READ")
+            .await
+            .is_err()
+    );
+    owner
+        .batch_execute(tenant_db::placement::fence::repair_sql())
+        .await
+        .unwrap();
+    enters(&a.app_url, &o, "ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .unwrap();
+
+    // New tenants are placed by a policy: the least loaded server (a holds two tenants
+    // here), the first listed on a tie, or by tier; a tenant already placed keeps its place.
+    let policy =
+        ByTier::new(LeastLoaded::new(["a", "b"])).tier("enterprise", SiloPerTenant::new("c"));
+    let new: Vec<TenantId> = (0..4).map(|_| TenantId::new_random()).collect();
+    assert_eq!(
+        directory.place(&new[0], None, &policy).await.unwrap(),
+        p("pool:b")
+    );
+    assert_eq!(
+        directory
+            .place(&new[1], Some("free"), &policy)
+            .await
+            .unwrap(),
+        p("pool:b")
+    );
+    assert_eq!(
+        directory.place(&new[2], None, &policy).await.unwrap(),
+        p("pool:a")
+    );
+    let silo = directory
+        .place(&new[3], Some("enterprise"), &policy)
+        .await
+        .unwrap();
+    assert!(silo.to_string().starts_with("silo:c/t_"), "{silo}");
+    assert_eq!(
+        directory
+            .place(&new[0], Some("enterprise"), &policy)
+            .await
+            .unwrap(),
+        p("pool:b")
+    );
+    let placed = directory.get(&new[1]).await.unwrap().unwrap();
+    assert_eq!(placed.tier.as_deref(), Some("free"));
+}
+
+/// What a writer's acknowledged writes left: id → body.
+type Expected = BTreeMap<i64, String>;
+
+/// Writes to `t` until `stop`: inserts (ids from `base`), and every few rows an update and a
+/// delete of earlier rows; a write refused because the tenant moved is retried (nothing ran),
+/// any other error fails the test. Returns what the acknowledged writes left, and the slowest
+/// acknowledged transaction.
+async fn writer(
+    router: Router,
+    t: Tenant,
+    base: i64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (Expected, Duration, u64) {
+    let mut expected = Expected::new();
+    let mut slowest = Duration::ZERO;
+    let mut refusals = 0u64;
+    let mut k = 0i64;
+    while !std::sync::atomic::AtomicBool::load(&stop, std::sync::atomic::Ordering::Relaxed) {
+        k += 1;
+        let id = base + k;
+        let body = format!("w{base}-{k}");
+        // Each write: insert the new row; every 5th also updates the row 3 before it, every
+        // 7th deletes the row 6 before it (both this writer's, both acknowledged before).
+        let update = (k % 5 == 0)
+            .then(|| base + k - 3)
+            .filter(|i| expected.contains_key(i));
+        let delete = (k % 7 == 0)
+            .then(|| base + k - 6)
+            .filter(|i| expected.contains_key(i));
+        loop {
+            let started = std::time::Instant::now();
+            let outcome = router
+                .transaction(t, async |mut tx| {
+                    let s = tx.scope();
+                    s.insert(docs::table)
+                        .values(NewDoc {
+                            id,
+                            body: body.clone(),
+                        })
+                        .execute(&mut tx)
+                        .await?;
+                    if let Some(u) = update {
+                        s.update(docs::table)
+                            .filter(docs::id.eq(u))
+                            .set(tenant_db::values!(
+                                docs::table,
+                                docs::body = format!("updated {u}")
+                            ))
+                            .execute(&mut tx)
+                            .await?;
+                    }
+                    if let Some(d) = delete {
+                        s.delete(docs::table)
+                            .filter(docs::id.eq(d))
+                            .execute(&mut tx)
+                            .await?;
+                    }
+                    Ok::<_, Error>(())
+                })
+                .await;
+            match outcome {
+                Ok(()) => {
+                    slowest = slowest.max(started.elapsed());
+                    expected.insert(id, body.clone());
+                    if let Some(u) = update {
+                        expected.insert(u, format!("updated {u}"));
+                    }
+                    if let Some(d) = delete {
+                        expected.remove(&d);
+                    }
+                    break;
+                }
+                Err(Error::Moved(_)) => {
+                    refusals += 1;
+                    continue;
+                }
+                Err(e) => panic!("writer {base}: {e}"),
+            }
+        }
+    }
+    (expected, slowest, refusals)
+}
+
+async fn all_docs(router: &Router, t: Tenant) -> Expected {
+    let rows: Vec<(i64, String)> = router
+        .transaction(t, async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(
+                s.query(docs::table)
+                    .select((docs::id, docs::body))
+                    .order(docs::id)
+                    .load(&mut tx)
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    let n = rows.len();
+    let map: Expected = rows.into_iter().collect();
+    assert_eq!(map.len(), n, "no id twice");
+    map
+}
+
+async fn seed(router: &Router, t: Tenant, rows: i64) -> Expected {
+    let mut expected = Expected::new();
+    for start in (1..=rows).step_by(1000) {
+        let end = (start + 999).min(rows);
+        insert_docs(router, t, "seed", start..=end).await;
+        router
+            .transaction(t, async |mut tx| {
+                let s = tx.scope();
+                let lines: Vec<NewLine> = (start..=end)
+                    .step_by(10)
+                    .map(|d| NewLine {
+                        id: d,
+                        doc_id: d,
+                        n: 1,
+                    })
+                    .collect();
+                s.insert(lines::table)
+                    .values(lines)
+                    .execute(&mut tx)
+                    .await?;
+                Ok::<_, Error>(())
+            })
+            .await
+            .unwrap();
+        for id in start..=end {
+            expected.insert(id, format!("seed doc {id}"));
+        }
+    }
+    expected
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_moves_online_under_concurrent_writers_without_losing_a_row() {
+    let rows: i64 = if std::env::var_os("TENANT_DB_PLACEMENT_SOAK").is_some() {
+        100_000
+    } else {
+        3_000
+    };
+    let c = Cluster::start(2).await.unwrap();
+    let silo = format!("{}_silo", c.database);
+    c.prepare_silo("c", &silo).await.unwrap();
+    let directory = Directory::connect(&c.control_owner_url, 1).unwrap();
+    let (m, neighbour) = (tenant(), tenant());
+    for x in [m, neighbour] {
+        directory.set(&x.id(), &p("pool:a")).await.unwrap();
+    }
+    let router = c.router().pool_size(8).build().unwrap();
+    let mut seeded = seed(&router, m, rows).await;
+    insert_docs(&router, neighbour, "n", 1..=10).await;
+
+    for (round, target) in [format!("silo:c/{silo}"), "pool:b".to_string()]
+        .into_iter()
+        .enumerate()
+    {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for (i, t) in [m, m, neighbour].into_iter().enumerate() {
+            let base = 1_000_000 * (1 + i as i64 + 10 * round as i64);
+            writers.push(tokio::spawn(writer(router.clone(), t, base, stop.clone())));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut steps = Vec::new();
+        let report = c
+            .mover()
+            .move_to(&m.id(), &p(&target), &mut |pr| steps.push(pr.step))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut expected = std::mem::take(&mut seeded);
+        let mut neighbour_expected = Expected::new();
+        let mut neighbour_slowest = Duration::ZERO;
+        let mut refusals = 0;
+        for (i, w) in writers.into_iter().enumerate() {
+            let (written, slowest, refused) = w.await.unwrap();
+            refusals += refused;
+            if i == 2 {
+                neighbour_expected = written;
+                neighbour_slowest = slowest;
+            } else {
+                assert!(written.len() > 10, "the writer wrote during the move");
+                expected.extend(written);
+            }
+        }
+        println!(
+            "move {round} to {target}: {} rows copied, {} keys replayed ({} while frozen), \
+             write pause {:.1} ms, {refusals} refused writes retried, the neighbour's slowest \
+             write {:.1} ms",
+            report.copied.iter().map(|t| t.rows).sum::<u64>(),
+            report.replayed,
+            report.replayed_frozen,
+            report.pause.as_secs_f64() * 1000.0,
+            neighbour_slowest.as_secs_f64() * 1000.0
+        );
+        assert!(
+            report.replayed > 0,
+            "writes made during the copy were caught up"
+        );
+        assert_eq!(
+            steps,
+            tenant_db::placement::MoveStep::ALL.to_vec(),
+            "every step reported"
+        );
+        // Every acknowledged write is there, once; nothing else is.
+        let found = all_docs(&router, m).await;
+        assert_eq!(found.len(), expected.len());
+        assert!(
+            found == expected,
+            "the moved tenant's rows are exactly the acknowledged ones"
+        );
+        let neighbour_found = all_docs(&router, neighbour).await;
+        for (id, body) in &neighbour_expected {
+            assert_eq!(neighbour_found.get(id), Some(body));
+        }
+        // The rows live at the target only; the source keeps none.
+        let (target_url, source_url) = if round == 0 {
+            (
+                c.server("c").admin_url_for(&silo),
+                c.server("a").admin_url_for(&c.database),
+            )
+        } else {
+            (
+                c.server("b").admin_url_for(&c.database),
+                c.server("c").admin_url_for(&silo),
+            )
+        };
+        let key = m.id().to_string();
+        assert_eq!(
+            physical(&target_url, "docs").await.get(&key).copied(),
+            Some(expected.len() as i64)
+        );
+        assert_eq!(physical(&source_url, "docs").await.get(&key), None);
+        assert_eq!(
+            physical(&source_url, "lines").await.get(&key),
+            None,
+            "children cleaned up too"
+        );
+        assert_eq!(
+            directory.get(&m.id()).await.unwrap().unwrap().placement,
+            p(&target)
+        );
+        seeded = expected;
+    }
+}
+
+/// Runs `placement-cli placement <cluster args> <args>` to the end; returns its output.
+fn cli(c: &Cluster, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_placement-cli"))
+        .arg("placement")
+        .args(c.cli_args())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Starts `promote … --hold-after step` and kills it (SIGKILL) once it holds there.
+fn promote_and_kill(c: &Cluster, t: &TenantId, to: &str, step: &str) -> Vec<String> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_placement-cli"))
+        .arg("placement")
+        .args(c.cli_args())
+        .args(["promote", &t.to_string(), "--to", to, "--hold-after", step])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let holding = format!("holding after {step}");
+    while !lines.contains(&holding) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "the mover never held after {step}: {lines:?} {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    lines
+}
+
+/// The placements (of `candidates`) where the application role may enter `t`.
+async fn serving(c: &Cluster, t: &TenantId, candidates: &[&str]) -> Vec<String> {
+    let mut serving = Vec::new();
+    for placement in candidates {
+        let server = c.server(p(placement).server());
+        // The server drops a killed client's session (and its locks) when it notices.
+        let mut outcome = enters(&server.app_url, t, "").await;
+        for _ in 0..50 {
+            match &outcome {
+                Err(e) if e.contains("frozen") => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    outcome = enters(&server.app_url, t, "").await;
+                }
+                _ => break,
+            }
+        }
+        if outcome.is_ok() {
+            serving.push(placement.to_string());
+        }
+    }
+    serving
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_mover_leaves_the_tenant_at_one_placement_and_the_move_resumes_or_rolls_back() {
+    let c = Cluster::start(1).await.unwrap();
+    let directory = Directory::connect(&c.control_owner_url, 1).unwrap();
+    let m = tenant();
+    directory.set(&m.id(), &p("pool:a")).await.unwrap();
+    let router = c
+        .router()
+        .freeze_wait(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let mut expected = seed(&router, m, 300).await;
+    let mut at = "pool:a";
+    let mut next_id = 10_000;
+    for (i, step) in ["prepared", "copied", "caught_up", "frozen", "switched"]
+        .into_iter()
+        .enumerate()
+    {
+        let to = if at == "pool:a" { "pool:b" } else { "pool:a" };
+        let lines = promote_and_kill(&c, &m.id(), to, step);
+        assert!(
+            lines.iter().any(|l| l.starts_with(&format!("{step}: "))),
+            "{lines:?}"
+        );
+
+        // Killed: the tenant is served at exactly one placement, the source until the commit
+        // point, the target after it; writes through the router land there.
+        let expected_at = if step == "switched" { to } else { at };
+        assert_eq!(
+            serving(&c, &m.id(), &["pool:a", "pool:b"]).await,
+            vec![expected_at.to_string()],
+            "killed after {step}"
+        );
+        next_id += 1;
+        let mut written = false;
+        for _ in 0..20 {
+            match router
+                .transaction(m, async |mut tx| {
+                    let s = tx.scope();
+                    s.insert(docs::table)
+                        .values(NewDoc {
+                            id: next_id,
+                            body: format!("after {step}"),
+                        })
+                        .execute(&mut tx)
+                        .await?;
+                    Ok::<_, Error>(())
+                })
+                .await
+            {
+                Ok(()) => {
+                    written = true;
+                    break;
+                }
+                Err(Error::Moved(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => panic!("after {step}: {e}"),
+            }
+        }
+        assert!(written, "writable after a kill at {step}");
+        expected.insert(next_id, format!("after {step}"));
+
+        // Then resumed, or rolled back (before the commit point only).
+        let resume = step == "switched" || i % 2 == 1;
+        if step == "switched" {
+            let out = cli(&c, &["rollback", &m.id().to_string()]);
+            assert_eq!(out.status.code(), Some(1));
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("commit point"),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let action = if resume { "resume" } else { "rollback" };
+        let out = cli(&c, &[action, &m.id().to_string()]);
+        assert!(
+            out.status.success(),
+            "{action} after {step}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if resume {
+            at = to;
+        }
+        assert_eq!(
+            serving(&c, &m.id(), &["pool:a", "pool:b"]).await,
+            vec![at.to_string()],
+            "{action} after {step}"
+        );
+        assert_eq!(
+            directory.get(&m.id()).await.unwrap().unwrap().placement,
+            p(at)
+        );
+        let found = all_docs(&router, m).await;
+        assert!(found == expected, "{action} after {step}: every row, once");
+        let other = if at == "pool:a" { "b" } else { "a" };
+        assert_eq!(
+            physical(&c.server(other).admin_url_for(&c.database), "docs")
+                .await
+                .get(&m.id().to_string()),
+            None,
+            "{action} after {step}: nothing left at the other placement"
+        );
+    }
+    // No move is left under way.
+    let out = cli(&c, &["resume", &m.id().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = cli(&c, &["show", &m.id().to_string()]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("{}\t{at}\tactive", m.id())),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // --keep-source: the source keeps the rows, fenced, until `cleanup` deletes them.
+    let to = if at == "pool:a" { "pool:b" } else { "pool:a" };
+    let source = c.server(p(at).server()).admin_url_for(&c.database);
+    let out = cli(
+        &c,
+        &["promote", &m.id().to_string(), "--to", to, "--keep-source"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        physical(&source, "docs").await.get(&m.id().to_string()),
+        Some(&(expected.len() as i64))
+    );
+    assert_eq!(
+        serving(&c, &m.id(), &["pool:a", "pool:b"]).await,
+        vec![to.to_string()]
+    );
+    let out = cli(&c, &["cleanup", &m.id().to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        physical(&source, "docs").await.get(&m.id().to_string()),
+        None
+    );
+    assert!(all_docs(&router, m).await == expected);
+}
