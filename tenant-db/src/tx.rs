@@ -205,16 +205,18 @@ impl TenantDb {
         E: From<Error> + Send + 'a,
         R: Send + 'a,
     {
-        self.transaction_in(tenant, None, None, f)
+        self.transaction_in(tenant, "", None, None, f)
     }
 
-    /// [`transaction`](TenantDb::transaction) in bridge schema `schema` (if any); sets `moved`
-    /// when the database refused the tenant ([`Error::Moved`]).
+    /// [`transaction`](TenantDb::transaction) with transaction `modes` (`READ ONLY`, or
+    /// empty), in bridge schema `schema` (if any); sets `moved` when the database refused the
+    /// tenant ([`Error::Moved`]).
     // Not an `async fn`: the returned future must be declared `Send`.
     #[allow(clippy::manual_async_fn)]
     pub(crate) fn transaction_in<'a, V, R, E, F>(
         &'a self,
         tenant: V,
+        modes: &'a str,
         schema: Option<&'a str>,
         moved: Option<&'a AtomicBool>,
         f: F,
@@ -259,7 +261,10 @@ impl TenantDb {
                 let unscoped = AtomicBool::new(false);
                 let (begun, outcome) = {
                     let shared: &AsyncPgConnection = conn;
-                    let sql = crate::seal::Begin::new(&tenant).schema(schema).sql();
+                    let sql = crate::seal::Begin::new(&tenant)
+                        .modes(modes)
+                        .schema(schema)
+                        .sql();
                     let mut begin_conn = shared;
                     let mut begin =
                         pin!(SimpleAsyncConnection::batch_execute(&mut begin_conn, &sql));

@@ -128,6 +128,7 @@ pub struct Cluster {
     pub control_owner_url: String,
     pub control_app_url: String,
     silos: std::sync::Mutex<Vec<(usize, String)>>,
+    replicas: Vec<Throwaway>,
 }
 
 fn step<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, SetupError> {
@@ -169,6 +170,7 @@ impl Cluster {
             control_owner_url: String::new(),
             control_app_url: String::new(),
             silos: std::sync::Mutex::new(Vec::new()),
+            replicas: Vec::new(),
         };
         let mut admins = vec![("a".to_string(), crate::admin_url(), None)];
         for i in 0..extra {
@@ -254,6 +256,27 @@ impl Cluster {
         tables(&self.server(server).owner_url, Some(schema)).await
     }
 
+    /// Starts a streaming replica of throwaway server `of`; returns its superuser URL and the
+    /// application role's URL to the shared database on it.
+    pub fn start_replica(&mut self, of: &str) -> Result<(String, String), SetupError> {
+        let (port, app_url) = {
+            let s = self.server(of);
+            (s.port, s.app_url.clone())
+        };
+        let dir = self
+            .servers
+            .iter()
+            .find_map(|s| s.throwaway.as_ref().filter(|_| s.name == of))
+            .map(|t| t.dir().with_extension("replica"))
+            .ok_or_else(|| SetupError(format!("{of} is not a throwaway server")))?;
+        let replica = Throwaway::in_dir(dir);
+        let running = replica.start_replica_of(port);
+        self.replicas.push(replica);
+        let running = running?;
+        let app_url = app_url.replace(&format!(":{port}/"), &format!(":{}/", running.port));
+        Ok((running.url, app_url))
+    }
+
     /// A router over every server, reading the directory as the application role.
     pub fn router(&self) -> RouterBuilder {
         let mut builder = tenant_db::placement::Router::builder(&self.control_app_url);
@@ -324,6 +347,10 @@ impl Drop for Cluster {
             });
         })
         .join();
+        for t in &self.replicas {
+            let _ = t.stop();
+            let _ = std::fs::remove_dir_all(t.dir());
+        }
         for s in &self.servers {
             if let Some(t) = &s.throwaway {
                 let _ = t.stop();

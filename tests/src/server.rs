@@ -208,14 +208,47 @@ impl Throwaway {
         if !self.data_dir().join("PG_VERSION").exists() {
             self.initdb(&bin, &user)?;
         }
-        // Running on a port that was not recorded (it is ours: it runs from our directory).
-        if self.status(&bin, &user)? {
-            self.pg_ctl(
-                &bin,
-                &user,
-                "stop the unrecorded throwaway server",
-                &["stop"],
+        self.start(&bin, &user)
+    }
+
+    /// Starts a streaming replica of `primary` in this directory (made, the first time, by
+    /// `pg_basebackup -R` from it), on a free port. Stop it with [`stop`](Throwaway::stop).
+    pub fn start_replica_of(&self, primary_port: u16) -> Result<Running, SetupError> {
+        let user = ServiceUser::get()?;
+        let _lock = self.lock(&user)?;
+        let bin = bindir(None)?;
+        if let Some(port) = self.recorded_port()
+            && self.serves(&bin, port)
+        {
+            return Ok(self.running(&bin, &user, port, false));
+        }
+        if !self.data_dir().join("PG_VERSION").exists() {
+            let staging = self.dir.join("data.new");
+            if staging.exists() {
+                std::fs::remove_dir_all(&staging)
+                    .map_err(|e| SetupError(format!("remove {}: {e}", staging.display())))?;
+            }
+            os::run(
+                "pg_basebackup the replica",
+                user.command(&bin.join("pg_basebackup"))
+                    .current_dir(&self.dir)
+                    .args(["-h", "127.0.0.1", "-U", "postgres", "-R", "-X", "stream"])
+                    .args(["--no-sync", "--checkpoint=fast", "-p"])
+                    .arg(primary_port.to_string())
+                    .arg("-D")
+                    .arg(&staging),
             )?;
+            std::fs::rename(&staging, self.data_dir())
+                .map_err(|e| SetupError(format!("place the replica's data: {e}")))?;
+        }
+        self.start(&bin, &user)
+    }
+
+    /// Starts the cluster in the data directory on a free port, and records the port.
+    fn start(&self, bin: &Path, user: &ServiceUser) -> Result<Running, SetupError> {
+        // Running on a port that was not recorded (it is ours: it runs from our directory).
+        if self.status(bin, user)? {
+            self.pg_ctl(bin, user, "stop the unrecorded throwaway server", &["stop"])?;
         }
         let mut tries = 0;
         let port = loop {
@@ -223,8 +256,8 @@ impl Throwaway {
             let port = os::free_port()?;
             let options = format!("-p {port}");
             match self.pg_ctl(
-                &bin,
-                &user,
+                bin,
+                user,
                 "start the throwaway server",
                 &["start", "-t", "60", "-o", &options],
             ) {
@@ -239,13 +272,13 @@ impl Throwaway {
             }
         };
         self.record_port(port)?;
-        if !self.serves(&bin, port) {
+        if !self.serves(bin, port) {
             return Err(SetupError(format!(
                 "the throwaway server started, but 127.0.0.1:{port} does not serve {}",
                 self.data_dir().display()
             )));
         }
-        Ok(self.running(&bin, &user, port, true))
+        Ok(self.running(bin, user, port, true))
     }
 
     /// Stops the server if it is running; returns whether it was.

@@ -183,6 +183,44 @@ async fn each_tenant_runs_on_its_placement_across_three_servers() {
         "{err}"
     );
 
+    // Moves that cannot be done are refused before anything changes: two schemas of one
+    // database, an unknown server, and a target that holds rows of the tenant without a fence
+    // (they may be live: never overwritten).
+    let mover = c.mover();
+    let mut progress = |_: &tenant_db::placement::Progress| {};
+    let err = mover
+        .move_to(&pb.id(), &p("bridge:b/t_bridge"), &mut progress)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("one database"), "{err}");
+    let err = mover
+        .move_to(&pb.id(), &p("pool:zz"), &mut progress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Placement(PlacementError::UnknownServer(_))),
+        "{err}"
+    );
+    directory.set(&pa.id(), &p("pool:b")).await.unwrap();
+    router.forget(&pa.id());
+    insert_docs(&router, pa, "stray", 7..=7).await;
+    directory.set(&pa.id(), &p("pool:a")).await.unwrap();
+    router.forget(&pa.id());
+    let err = mover
+        .move_to(&pa.id(), &p("pool:b"), &mut progress)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("may be live"), "{err}");
+    assert_eq!(
+        physical(&b.admin_url_for(&c.database), "docs")
+            .await
+            .get(&pa.id().to_string()),
+        Some(&1),
+        "the stray row is untouched"
+    );
+    let err = mover.rollback(&pa.id()).await.unwrap_err();
+    assert!(err.to_string().contains("no move"), "{err}");
+
     // Silo pools are bounded and close when idle; shared ones stay.
     let silo2 = format!("{}_silo2", c.database);
     c.prepare_silo("c", &silo2).await.unwrap();
@@ -365,6 +403,41 @@ async fn a_database_refuses_a_tenant_it_does_not_hold_and_freezes_one_tenant_onl
     let err = held.await.unwrap().unwrap_err();
     assert!(matches!(err, Error::Moved(_)), "{err}");
     assert_eq!(bodies(&router, t).await.unwrap().len(), 2);
+
+    // Frozen in the directory: the router holds the tenant's new transactions until the move
+    // ends (or its freeze wait runs out), and only that tenant's.
+    let frozen = |state: &str| {
+        format!(
+            "UPDATE tenant_db_placement.directory SET state = '{state}' WHERE tenant_key = '{}'",
+            t.id()
+        )
+    };
+    let mut control = AsyncPgConnection::establish(&c.control_owner_url)
+        .await
+        .unwrap();
+    control.batch_execute(&frozen("frozen")).await.unwrap();
+    router.forget(&t.id());
+    let held = {
+        let router = router.clone();
+        tokio::spawn(async move { bodies(&router, t).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "a frozen tenant's transaction is held");
+    assert_eq!(bodies(&router, other).await.unwrap().len(), 2);
+    control.batch_execute(&frozen("active")).await.unwrap();
+    assert_eq!(held.await.unwrap().unwrap().len(), 2);
+    control.batch_execute(&frozen("frozen")).await.unwrap();
+    let impatient = c
+        .router()
+        .freeze_wait(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    assert_eq!(
+        bodies(&impatient, t).await.unwrap().len(),
+        2,
+        "past the wait, it goes ahead"
+    );
+    control.batch_execute(&frozen("active")).await.unwrap();
 
     // A fence change not yet committed (or never: its mover died) is seen by every snapshot:
     // read-write transactions at REPEATABLE READ or SERIALIZABLE, whose snapshot may predate
@@ -604,6 +677,12 @@ async fn a_tenant_moves_online_under_concurrent_writers_without_losing_a_row() {
             writers.push(tokio::spawn(writer(router.clone(), t, base, stop.clone())));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
+        // A router that hears nothing (no LISTEN) keeps the old entry: the old database
+        // refuses it once, it forgets the entry, and its retry goes to the new placement.
+        let deaf = c.router().listen(false).build().unwrap();
+        assert!(!deaf.listening());
+        let before = bodies(&deaf, m).await.unwrap().len();
+        assert!(before > 0);
         let mut steps = Vec::new();
         let report = c
             .mover()
@@ -646,6 +725,10 @@ async fn a_tenant_moves_online_under_concurrent_writers_without_losing_a_row() {
             tenant_db::placement::MoveStep::ALL.to_vec(),
             "every step reported"
         );
+        let err = bodies(&deaf, m).await.unwrap_err();
+        assert!(matches!(err, Error::Moved(_)), "{err}");
+        assert!(bodies(&deaf, m).await.is_ok());
+        assert!(router.listening());
         // Every acknowledged write is there, once; nothing else is.
         let found = all_docs(&router, m).await;
         assert_eq!(found.len(), expected.len());
@@ -907,5 +990,196 @@ async fn a_killed_mover_leaves_the_tenant_at_one_placement_and_the_move_resumes_
         physical(&source, "docs").await.get(&m.id().to_string()),
         None
     );
+    assert!(all_docs(&router, m).await == expected);
+}
+
+#[derive(QueryableByName)]
+struct Recovery {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    recovering: bool,
+}
+
+/// Whether `router`'s transaction (`read`: its read-only one) for `t` ran on a replica.
+async fn on_replica(router: &Router, t: Tenant, read: bool) -> bool {
+    let probe = async |mut tx: tenant_db::TenantTx<'_>| {
+        let r: Vec<Recovery> = tx
+            .unscoped_load(diesel::sql_query(
+                "SELECT pg_is_in_recovery() AS recovering",
+            ))
+            .await?;
+        Ok::<_, Error>(r[0].recovering)
+    };
+    if read {
+        router.read_transaction(t, probe).await.unwrap()
+    } else {
+        router.transaction(t, probe).await.unwrap()
+    }
+}
+
+/// Waits until `check` holds (the replica replays what the server committed).
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_transactions_go_to_the_replica_when_asked_and_rls_and_fences_hold_there() {
+    let mut c = Cluster::start(1).await.unwrap();
+    let (replica_admin, replica_app) = c.start_replica("b").unwrap();
+    let directory = Directory::connect(&c.control_owner_url, 1).unwrap();
+    let (x, y, on_a) = (tenant(), tenant(), tenant());
+    for t in [x, y] {
+        directory.set(&t.id(), &p("pool:b")).await.unwrap();
+    }
+    directory.set(&on_a.id(), &p("pool:a")).await.unwrap();
+    let router = c.router().replica("b", &replica_app).build().unwrap();
+    for (t, label) in [(x, "x"), (y, "y"), (on_a, "on_a")] {
+        insert_docs(&router, t, label, 1..=3).await;
+    }
+    let replica_docs = format!(
+        "{}/{}",
+        replica_admin.rsplit_once('/').unwrap().0,
+        c.database
+    );
+    eventually("the replica has both tenants' rows", async || {
+        physical(&replica_docs, "docs").await.len() == 2
+    })
+    .await;
+
+    // Asked for, reads go to the replica; writes, and servers without one, to the server.
+    assert!(on_replica(&router, x, true).await);
+    assert!(!on_replica(&router, x, false).await);
+    assert!(!on_replica(&router, on_a, true).await);
+    assert_eq!(router.replica_pools(), vec![("b".to_string(), None)]);
+    // RLS holds there: the same ids, each tenant its own rows.
+    for (t, label) in [(x, "x"), (y, "y")] {
+        let seen: Vec<String> = router
+            .read_transaction(t, async |mut tx| {
+                let s = tx.scope();
+                Ok::<_, Error>(
+                    s.query(docs::table)
+                        .select(docs::body)
+                        .order(docs::id)
+                        .load(&mut tx)
+                        .await?,
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            seen,
+            (1..=3)
+                .map(|i| format!("{label} doc {i}"))
+                .collect::<Vec<_>>()
+        );
+    }
+    // Read only, on the replica and on a server without one.
+    for t in [x, on_a] {
+        let err = router
+            .read_transaction(t, async |mut tx| {
+                let s = tx.scope();
+                s.insert(docs::table)
+                    .values(NewDoc {
+                        id: 7,
+                        body: "no".into(),
+                    })
+                    .execute(&mut tx)
+                    .await?;
+                Ok::<_, Error>(())
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("read-only transaction"), "{err}");
+    }
+    // A fence set on the server reaches the replica, which then refuses the tenant too.
+    let mut owner = AsyncPgConnection::establish(&c.server("b").owner_url)
+        .await
+        .unwrap();
+    owner
+        .batch_execute(&format!(
+            "SELECT tenant_db.set_fence('{}', 'uuid', 'moved')",
+            x.id()
+        ))
+        .await
+        .unwrap();
+    eventually("the replica refuses the fenced tenant", async || {
+        matches!(bodies_on_replica(&router, x).await, Err(Error::Moved(_)))
+    })
+    .await;
+    assert!(bodies_on_replica(&router, y).await.is_ok());
+}
+
+async fn bodies_on_replica(router: &Router, t: Tenant) -> Result<Vec<String>, Error> {
+    router
+        .read_transaction(t, async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(
+                s.query(docs::table)
+                    .select(docs::body)
+                    .load(&mut tx)
+                    .await?,
+            )
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_committed_after_later_ones_were_caught_up_is_moved_too() {
+    let c = Cluster::start(1).await.unwrap();
+    let directory = Directory::connect(&c.control_owner_url, 1).unwrap();
+    let m = tenant();
+    directory.set(&m.id(), &p("pool:a")).await.unwrap();
+    let router = c.router().build().unwrap();
+    let mut expected = seed(&router, m, 100).await;
+    // Once the capture is on: a slow transaction writes first (its change drawn first) and
+    // commits last, after a quick one whose change the catch-up replays before the freeze.
+    let (start_tx, mut start_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (written_tx, written_rx) = std::sync::mpsc::channel::<()>();
+    let slow = {
+        let router = router.clone();
+        tokio::spawn(async move {
+            start_rx.recv().await.unwrap();
+            router
+                .transaction(m, async |mut tx| {
+                    let s = tx.scope();
+                    s.insert(docs::table)
+                        .values(NewDoc {
+                            id: 5001,
+                            body: "slow".into(),
+                        })
+                        .execute(&mut tx)
+                        .await?;
+                    insert_docs(&router, m, "quick", 5002..=5002).await;
+                    written_tx.send(()).unwrap();
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    Ok::<_, Error>(())
+                })
+                .await
+        })
+    };
+    let mut progress = move |pr: &tenant_db::placement::Progress| {
+        if pr.step == tenant_db::placement::MoveStep::Prepared {
+            start_tx.send(()).unwrap();
+            // The mover goes on once both are written (this blocks the test's own thread only).
+            written_rx.recv().unwrap();
+        }
+    };
+    let report = c
+        .mover()
+        .move_to(&m.id(), &p("pool:b"), &mut progress)
+        .await
+        .unwrap();
+    slow.await.unwrap().unwrap();
+    assert!(
+        report.replayed_frozen >= 1,
+        "the slow change was replayed while frozen"
+    );
+    expected.insert(5001, "slow".to_string());
+    expected.insert(5002, "quick doc 5002".to_string());
     assert!(all_docs(&router, m).await == expected);
 }

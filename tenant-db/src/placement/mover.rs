@@ -167,6 +167,8 @@ struct FenceRow {
 
 #[derive(diesel::QueryableByName)]
 struct CapturedRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
     #[diesel(sql_type = Text)]
     table_name: String,
     #[diesel(sql_type = Text)]
@@ -268,6 +270,13 @@ impl Mover {
                  (another server, or a silo)"
             )));
         }
+        // Refused before anything is recorded or changed.
+        {
+            let mut src = self.connect(&source).await?;
+            let mut dst = self.connect(target).await?;
+            let infos = self.tables(&mut src, &mut dst).await?;
+            check_target(&mut dst, &infos, tenant, target).await?;
+        }
         let mut control = self.control().await?;
         let inserted = diesel::sql_query(
             "INSERT INTO tenant_db_placement.moves (tenant_key, key_kind, source, target, step)
@@ -320,8 +329,11 @@ impl Mover {
         src.batch_execute(repair_sql()).await?;
         let mut dst = self.connect(&target).await?;
         dst.batch_execute(repair_sql()).await?;
-        lifecycle::delete_in(&mut dst, &self.registry, tenant, Some(1000), true).await?;
-        set_fence(&mut dst, tenant, Some("moved")).await?;
+        // Rows at an unfenced target were not copied there by this move (it fences first).
+        if fence_of(&mut dst, tenant).await?.is_some() {
+            lifecycle::delete_in(&mut dst, &self.registry, tenant, Some(1000), true).await?;
+            set_fence(&mut dst, tenant, Some("moved")).await?;
+        }
         self.stop_capture(&mut src, tenant).await?;
         diesel::sql_query(
             "UPDATE tenant_db_placement.directory SET state = 'active', updated_at = now()
@@ -426,14 +438,7 @@ impl Mover {
             let infos = self.tables(&mut src, &mut dst).await?;
 
             // Prepared.
-            let left = count_rows(&mut dst, &infos, tenant).await?;
-            let fence = fence_of(&mut dst, tenant).await?;
-            if left > 0 && fence.is_none() {
-                return Err(failed(format!(
-                    "tenant {tenant} has {left} rows at {target}, where it is not fenced: \
-                     they may be live; refusing to overwrite them"
-                )));
-            }
+            let left = check_target(&mut dst, &infos, tenant, target).await?;
             set_fence(&mut dst, tenant, Some("incoming")).await?;
             if left > 0 {
                 lifecycle::delete_in(&mut dst, &self.registry, tenant, Some(1000), true).await?;
@@ -449,8 +454,6 @@ impl Mover {
             .await?;
 
             // Copied.
-            // Keys captured before the copy's snapshot are replayed too, harmlessly.
-            let mut cursor = 0;
             let mut exported = Vec::new();
             let manifest =
                 lifecycle::export_in(&mut src, &self.registry, tenant, &mut exported, true).await?;
@@ -470,8 +473,7 @@ impl Mover {
 
             // Caught up.
             for round in 1..=self.max_rounds {
-                let (n, next) = replay(&mut src, &mut dst, &infos, tenant, cursor).await?;
-                cursor = next;
+                let n = replay(&mut src, &mut dst, &infos, tenant).await?;
                 report.replayed += n;
                 if (n as usize) < self.freeze_below || round == self.max_rounds {
                     break;
@@ -489,9 +491,7 @@ impl Mover {
             // Frozen.
             set_state(control, tenant, "frozen").await?;
             let frozen_at = Instant::now();
-            let frozen = self
-                .freeze(&mut src, &mut dst, &infos, tenant, cursor)
-                .await;
+            let frozen = self.freeze(&mut src, &mut dst, &infos, tenant).await;
             let n = match frozen {
                 Ok(n) => n,
                 Err(e) => {
@@ -573,7 +573,6 @@ impl Mover {
         dst: &mut AsyncPgConnection,
         infos: &[TableInfo],
         tenant: &TenantId,
-        cursor: i64,
     ) -> Result<u64, Error> {
         src.batch_execute(&format!(
             "SET lock_timeout = {}",
@@ -596,7 +595,16 @@ impl Mover {
                 self.freeze_timeout
             ))
         })?;
-        let (n, _) = replay(src, dst, infos, tenant, cursor).await?;
+        // No transaction of the tenant is open at the source now: every change it made is
+        // captured and visible. Round by round until none is left.
+        let mut n = 0;
+        loop {
+            let round = replay(src, dst, infos, tenant).await?;
+            n += round;
+            if round == 0 {
+                break;
+            }
+        }
         for info in infos {
             let (a, b) = (
                 checksum(src, info, tenant).await?,
@@ -785,6 +793,24 @@ impl Mover {
     }
 }
 
+/// The tenant's rows at the target, which must be none unless the target is fenced (rows a
+/// stopped move copied): rows at an unfenced target may be live, and are never overwritten.
+async fn check_target(
+    dst: &mut AsyncPgConnection,
+    infos: &[TableInfo],
+    tenant: &TenantId,
+    target: &Placement,
+) -> Result<i64, Error> {
+    let left = count_rows(dst, infos, tenant).await?;
+    if left > 0 && fence_of(dst, tenant).await?.is_none() {
+        return Err(failed(format!(
+            "tenant {tenant} has {left} rows at {target}, where it is not fenced: they may be \
+             live; refusing to overwrite them"
+        )));
+    }
+    Ok(left)
+}
+
 async fn set_state(
     control: &mut AsyncPgConnection,
     tenant: &TenantId,
@@ -918,46 +944,32 @@ fn key_of(info: &TableInfo) -> String {
 /// At most this many captured changes per replay.
 const ROUND: i64 = 20_000;
 
-#[derive(diesel::QueryableByName)]
-struct Upto {
-    #[diesel(sql_type = Nullable<BigInt>)]
-    id: Option<i64>,
-}
-
-/// Replays the keys captured at the source after `cursor` (at most [`ROUND`] changes): each
-/// key's current row is upserted at the target (parents first), or deleted there when the
-/// source has none (children first), one statement per table. Returns how many keys, and
-/// the new cursor.
+/// Replays the captured changes visible now (at most [`ROUND`]): each key's current row is
+/// upserted at the target (parents first), or deleted there when the source has none
+/// (children first), one statement per table; then those changes are removed from the
+/// capture. Returns how many keys.
+///
+/// Changes are taken by what is visible, not after a position: a change's id is drawn when
+/// its transaction writes, and a transaction that drew a lower id may commit after one that
+/// drew a higher (a position would skip it for good). A change replayed twice is harmless.
 async fn replay(
     src: &mut AsyncPgConnection,
     dst: &mut AsyncPgConnection,
     infos: &[TableInfo],
     tenant: &TenantId,
-    cursor: i64,
-) -> Result<(u64, i64), Error> {
-    let upto: Upto = diesel::sql_query(
-        "SELECT max(id) AS id FROM (SELECT id FROM tenant_db.captured
-         WHERE tenant_key = $1 AND key_kind = $2 AND id > $3 ORDER BY id LIMIT $4) c",
-    )
-    .bind::<Text, _>(tenant.to_string())
-    .bind::<Text, _>(tenant.kind().name())
-    .bind::<BigInt, _>(cursor)
-    .bind::<BigInt, _>(ROUND)
-    .get_result(src)
-    .await?;
-    let Some(next) = upto.id else {
-        return Ok((0, cursor));
-    };
+) -> Result<u64, Error> {
     let captured: Vec<CapturedRow> = diesel::sql_query(
-        "SELECT DISTINCT table_name, key::text AS key FROM tenant_db.captured
-         WHERE tenant_key = $1 AND key_kind = $2 AND id > $3 AND id <= $4",
+        "SELECT id, table_name, key::text AS key FROM tenant_db.captured
+         WHERE tenant_key = $1 AND key_kind = $2 ORDER BY id LIMIT $3",
     )
     .bind::<Text, _>(tenant.to_string())
     .bind::<Text, _>(tenant.kind().name())
-    .bind::<BigInt, _>(cursor)
-    .bind::<BigInt, _>(next)
+    .bind::<BigInt, _>(ROUND)
     .load(src)
     .await?;
+    if captured.is_empty() {
+        return Ok(0);
+    }
     let mut keys: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for c in &captured {
         keys.entry(&c.table_name).or_default().insert(&c.key);
@@ -1035,7 +1047,12 @@ async fn replay(
         Ok(())
     })
     .await?;
-    Ok((n as u64, next))
+    let ids: Vec<i64> = captured.iter().map(|c| c.id).collect();
+    diesel::sql_query("DELETE FROM tenant_db.captured WHERE id = ANY($1)")
+        .bind::<diesel::sql_types::Array<BigInt>, _>(ids)
+        .execute(src)
+        .await?;
+    Ok(n as u64)
 }
 
 /// Upserts the rows of the JSON array `rows` into `info`'s table.

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 pub struct RouterBuilder {
     directory_url: String,
     servers: BTreeMap<String, String>,
+    replicas: BTreeMap<String, String>,
     pool_size: usize,
     silo_pool_size: usize,
     max_silo_pools: usize,
@@ -30,6 +31,14 @@ impl RouterBuilder {
     /// use the same URL with their database.
     pub fn server(mut self, name: &str, app_url: &str) -> Self {
         self.servers.insert(name.to_string(), app_url.to_string());
+        self
+    }
+
+    /// A streaming replica of server `name`, reached as the application role by `app_url` (to
+    /// the shared database; silos on it use the same URL with their database), for
+    /// [`read_transaction`](Router::read_transaction).
+    pub fn replica(mut self, name: &str, app_url: &str) -> Self {
+        self.replicas.insert(name.to_string(), app_url.to_string());
         self
     }
 
@@ -83,13 +92,23 @@ impl RouterBuilder {
 
     /// Builds the router; connections are opened when first needed.
     pub fn build(self) -> Result<Router, Error> {
-        for url in self.servers.values() {
+        for url in self.servers.values().chain(self.replicas.values()) {
             url_with_database(url, "check")?;
+        }
+        if let Some(unknown) = self
+            .replicas
+            .keys()
+            .find(|r| !self.servers.contains_key(*r))
+        {
+            return Err(
+                PlacementError::UnknownServer(format!("{unknown} (a replica's server)")).into(),
+            );
         }
         let directory = Directory::connect(&self.directory_url, 2)?;
         let inner = Arc::new(Inner {
             directory,
             servers: self.servers,
+            replicas: self.replicas,
             cache: Mutex::new(HashMap::new()),
             pools: Mutex::new(HashMap::new()),
             pool_size: self.pool_size,
@@ -154,6 +173,7 @@ impl std::fmt::Debug for Router {
 struct Inner {
     directory: Directory,
     servers: BTreeMap<String, String>,
+    replicas: BTreeMap<String, String>,
     cache: Mutex<HashMap<TenantId, (Placed, Instant)>>,
     pools: Mutex<HashMap<PoolKey, PoolEntry>>,
     pool_size: usize,
@@ -165,8 +185,8 @@ struct Inner {
     listening: AtomicBool,
 }
 
-/// A server and, for a silo, its database.
-type PoolKey = (String, Option<String>);
+/// A server, for a silo its database, and whether it is the server's replica.
+type PoolKey = (String, Option<String>, bool);
 
 struct PoolEntry {
     db: TenantDb,
@@ -185,6 +205,7 @@ impl Router {
         RouterBuilder {
             directory_url: directory_url.to_string(),
             servers: BTreeMap::new(),
+            replicas: BTreeMap::new(),
             pool_size: 10,
             silo_pool_size: 2,
             max_silo_pools: 32,
@@ -217,14 +238,63 @@ impl Router {
         E: From<Error> + Send + 'a,
         R: Send + 'a,
     {
+        self.run(tenant, false, f)
+    }
+
+    /// Runs `f` in one `READ ONLY` transaction for `tenant` on the streaming replica of the
+    /// tenant's server (given with [`RouterBuilder::replica`]), or on the server itself when
+    /// it has none. RLS applies there as on the server, and so do the fences: a replica that
+    /// has not yet replayed a move's end refuses the tenant at the target ([`Error::Moved`])
+    /// rather than show it without its rows, and serves the source's rows as they were until
+    /// it replays the fence there.
+    ///
+    /// A replica lags its server: a transaction here may not see what a transaction on the
+    /// server committed just before (typically milliseconds on a local network; as long as
+    /// the replica is behind, after a burst of writes or a pause in replay). Read your own
+    /// writes with [`transaction`](Router::transaction).
+    pub fn read_transaction<'a, V, R, E, F>(
+        &'a self,
+        tenant: V,
+        f: F,
+    ) -> impl Future<Output = Result<R, E>> + Send + 'a
+    where
+        V: crate::Verified,
+        for<'t> F: AsyncFnOnce(TenantTx<'t>) -> Result<R, E>
+            + TxFn<TenantTx<'t>, Result<R, E>, Fut: Send>
+            + Send
+            + 'a,
+        E: From<Error> + Send + 'a,
+        R: Send + 'a,
+    {
+        self.run(tenant, true, f)
+    }
+
+    fn run<'a, V, R, E, F>(
+        &'a self,
+        tenant: V,
+        read_only: bool,
+        f: F,
+    ) -> impl Future<Output = Result<R, E>> + Send + 'a
+    where
+        V: crate::Verified,
+        for<'t> F: AsyncFnOnce(TenantTx<'t>) -> Result<R, E>
+            + TxFn<TenantTx<'t>, Result<R, E>, Fut: Send>
+            + Send
+            + 'a,
+        E: From<Error> + Send + 'a,
+        R: Send + 'a,
+    {
         let verified = tenant.tenant();
         async move {
             let id = verified.id();
             let placed = self.resolve(&id).await.map_err(E::from)?;
-            let db = self.db_for(&placed.placement).map_err(E::from)?;
+            let db = self
+                .pool_for(&placed.placement, read_only)
+                .map_err(E::from)?;
             let moved = AtomicBool::new(false);
+            let modes = if read_only { "READ ONLY" } else { "" };
             let outcome = db
-                .transaction_in(verified, placed.placement.schema(), Some(&moved), f)
+                .transaction_in(verified, modes, placed.placement.schema(), Some(&moved), f)
                 .await;
             if moved.load(Ordering::Relaxed) {
                 self.forget(&id);
@@ -273,20 +343,30 @@ impl Router {
         self.inner.listening.load(Ordering::Relaxed)
     }
 
-    /// The pool of `placement`'s server and database, opened if needed.
-    pub fn db_for(&self, placement: &Placement) -> Result<TenantDb, Error> {
+    /// The pool of `placement`'s server (or its replica, when `replica` and it has one) and
+    /// database, opened if needed.
+    fn pool_for(&self, placement: &Placement, replica: bool) -> Result<TenantDb, Error> {
         let inner = &self.inner;
         let server = placement.server();
-        let base = inner
-            .servers
-            .get(server)
-            .ok_or_else(|| PlacementError::UnknownServer(server.to_string()))?;
-        let key: PoolKey = (server.to_string(), placement.database().map(str::to_string));
+        let replica_url = inner.replicas.get(server).filter(|_| replica);
+        let base = match replica_url {
+            Some(url) => url,
+            None => inner
+                .servers
+                .get(server)
+                .ok_or_else(|| PlacementError::UnknownServer(server.to_string()))?,
+        };
+        let key: PoolKey = (
+            server.to_string(),
+            placement.database().map(str::to_string),
+            replica_url.is_some(),
+        );
         let mut pools = locked(&inner.pools);
         let now = Instant::now();
         // Idle silo pools close (their open transactions keep their own handle).
-        pools
-            .retain(|(_, db), e| db.is_none() || now.duration_since(e.last_used) < inner.silo_idle);
+        pools.retain(|(_, db, _), e| {
+            db.is_none() || now.duration_since(e.last_used) < inner.silo_idle
+        });
         if let Some(entry) = pools.get_mut(&key) {
             entry.last_used = now;
             return Ok(entry.db.clone());
@@ -294,11 +374,11 @@ impl Router {
         let db = match &key.1 {
             None => TenantDb::connect(base, inner.pool_size)?,
             Some(database) => {
-                let silos = pools.keys().filter(|(_, d)| d.is_some()).count();
+                let silos = pools.keys().filter(|(_, d, _)| d.is_some()).count();
                 if silos >= inner.max_silo_pools
                     && let Some(oldest) = pools
                         .iter()
-                        .filter(|((_, d), _)| d.is_some())
+                        .filter(|((_, d, _), _)| d.is_some())
                         .min_by_key(|(_, e)| e.last_used)
                         .map(|(k, _)| k.clone())
                 {
@@ -317,9 +397,22 @@ impl Router {
         Ok(db)
     }
 
-    /// The open pools: server and, for a silo, database.
+    /// The open pools of the servers: server and, for a silo, database.
     pub fn pools(&self) -> Vec<(String, Option<String>)> {
-        let mut keys: Vec<_> = locked(&self.inner.pools).keys().cloned().collect();
+        self.open(false)
+    }
+
+    /// The open pools of the replicas: server and, for a silo, database.
+    pub fn replica_pools(&self) -> Vec<(String, Option<String>)> {
+        self.open(true)
+    }
+
+    fn open(&self, replicas: bool) -> Vec<(String, Option<String>)> {
+        let mut keys: Vec<_> = locked(&self.inner.pools)
+            .keys()
+            .filter(|(_, _, r)| *r == replicas)
+            .map(|(s, d, _)| (s.clone(), d.clone()))
+            .collect();
         keys.sort();
         keys
     }
