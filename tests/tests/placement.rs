@@ -443,6 +443,10 @@ async fn a_database_refuses_a_tenant_it_does_not_hold_and_freezes_one_tenant_onl
     // read-write transactions at REPEATABLE READ or SERIALIZABLE, whose snapshot may predate
     // it, are refused until it commits or is repaired. READ COMMITTED ones and read-only ones
     // are not.
+    // Fences changed and committed above: the counter agrees, such transactions go ahead.
+    enters(&a.app_url, &other.id(), "ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .unwrap();
     let mut mover = AsyncPgConnection::establish(&a.owner_url).await.unwrap();
     mover
         .batch_execute(&format!(
@@ -859,6 +863,33 @@ async fn a_killed_mover_leaves_the_tenant_at_one_placement_and_the_move_resumes_
         .build()
         .unwrap();
     let mut expected = seed(&router, m, 300).await;
+    // Killed right after recording the move, before touching the target: the rollback
+    // leaves the target as it was, without a fence.
+    promote_and_kill(&c, &m.id(), "pool:b", "started");
+    let out = cli(&c, &["rollback", &m.id().to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let mut b_admin = AsyncPgConnection::establish(&c.server("b").admin_url_for(&c.database))
+        .await
+        .unwrap();
+    let fences: N = diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM tenant_db.fences WHERE tenant_key = '{}'",
+        m.id()
+    ))
+    .get_result(&mut b_admin)
+    .await
+    .unwrap();
+    assert_eq!(fences.n, 0);
+    assert!(all_docs(&router, m).await == expected);
+
     let mut at = "pool:a";
     let mut next_id = 10_000;
     for (i, step) in ["prepared", "copied", "caught_up", "frozen", "switched"]
@@ -1181,5 +1212,57 @@ async fn a_write_committed_after_later_ones_were_caught_up_is_moved_too() {
     );
     expected.insert(5001, "slow".to_string());
     expected.insert(5002, "quick doc 5002".to_string());
+    assert!(all_docs(&router, m).await == expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_whose_two_sides_differ_is_not_switched() {
+    let c = Cluster::start(1).await.unwrap();
+    let directory = Directory::connect(&c.control_owner_url, 1).unwrap();
+    let m = tenant();
+    directory.set(&m.id(), &p("pool:a")).await.unwrap();
+    let router = c.router().build().unwrap();
+    let expected = seed(&router, m, 50).await;
+    // Something no capture sees (here a row the superuser writes at the target) makes the two
+    // sides differ: the freeze's comparison refuses to switch.
+    let target_admin = c.server("b").admin_url_for(&c.database);
+    let stray = format!(
+        "INSERT INTO docs (tenant_id, id, body) VALUES ('{}', 999999, 'stray')",
+        m.id()
+    );
+    let mut progress = move |pr: &tenant_db::placement::Progress| {
+        if pr.step == tenant_db::placement::MoveStep::CaughtUp {
+            let out = std::process::Command::new("psql")
+                .args([target_admin.as_str(), "-c", stray.as_str()])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
+    let err = c
+        .mover()
+        .move_to(&m.id(), &p("pool:b"), &mut progress)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("nothing switched"), "{err}");
+    assert_eq!(
+        directory.get(&m.id()).await.unwrap().unwrap().placement,
+        p("pool:a")
+    );
+    assert!(
+        all_docs(&router, m).await == expected,
+        "still served, unchanged, by the source"
+    );
+    c.mover().rollback(&m.id()).await.unwrap();
+    assert_eq!(
+        physical(&c.server("b").admin_url_for(&c.database), "docs")
+            .await
+            .get(&m.id().to_string()),
+        None
+    );
     assert!(all_docs(&router, m).await == expected);
 }
