@@ -299,6 +299,9 @@ pub(crate) async fn import_in<R: BufRead + Send>(
             let mut hash = Sha256::new();
             let mut counts: Vec<TableCount> = Vec::new();
             let mut manifest = None;
+            // Rows go in by batches of one table (the file's order is kept).
+            let mut batch: Vec<serde_json::Value> = Vec::new();
+            let mut batch_table: Option<&TableInfo> = None;
             for (number, line) in input.lines().enumerate() {
                 let line = line.map_err(|e| bad(format!("line {}: {e}", number + 1)))?;
                 if manifest.is_some() {
@@ -321,7 +324,13 @@ pub(crate) async fn import_in<R: BufRead + Send>(
                         row.table
                     )));
                 };
-                insert_row(conn, info, &id, row.row).await?;
+                if let Some(table) = batch_table
+                    && (table.name != info.name || batch.len() >= BATCH)
+                {
+                    insert_rows(conn, table, std::mem::take(&mut batch)).await?;
+                }
+                batch_table = Some(info);
+                batch.push(retarget(info, &id, row.row)?);
                 match counts.last_mut() {
                     Some(last) if last.table == info.name => last.rows += 1,
                     _ => counts.push(TableCount {
@@ -329,6 +338,11 @@ pub(crate) async fn import_in<R: BufRead + Send>(
                         rows: 1,
                     }),
                 }
+            }
+            if let Some(table) = batch_table
+                && !batch.is_empty()
+            {
+                insert_rows(conn, table, batch).await?;
             }
             let Some(manifest) = manifest else {
                 return Err(bad("no manifest: the export is incomplete".to_string()));
@@ -360,23 +374,33 @@ pub(crate) async fn import_in<R: BufRead + Send>(
     .await
 }
 
-/// Inserts one exported row into `info`'s table for `tenant`.
-async fn insert_row(
-    conn: &mut AsyncPgConnection,
+/// Rows per `INSERT` of an import.
+const BATCH: usize = 500;
+
+/// An exported row of `info`'s table, made `tenant`'s whatever the file says.
+fn retarget(
     info: &TableInfo,
     tenant: &TenantId,
     row: serde_json::Value,
-) -> Result<(), Error> {
+) -> Result<serde_json::Value, Error> {
     let serde_json::Value::Object(mut row) = row else {
         return Err(Error::Lifecycle(
             "not a valid export: a row is not an object".to_string(),
         ));
     };
-    // The row is the target tenant's, whatever the file says.
     row.insert(
         info.column.clone(),
         serde_json::Value::String(tenant.to_string()),
     );
+    Ok(serde_json::Value::Object(row))
+}
+
+/// Inserts `rows` (retargeted) into `info`'s table, in one statement.
+async fn insert_rows(
+    conn: &mut AsyncPgConnection,
+    info: &TableInfo,
+    rows: Vec<serde_json::Value>,
+) -> Result<(), Error> {
     let columns: Vec<String> = info
         .columns
         .iter()
@@ -386,10 +410,10 @@ async fn insert_row(
     let list = columns.join(", ");
     diesel::sql_query(format!(
         "INSERT INTO {table} ({list}) OVERRIDING SYSTEM VALUE
-         SELECT {list} FROM jsonb_populate_record(NULL::{table}, $1::jsonb)",
+         SELECT {list} FROM jsonb_populate_recordset(NULL::{table}, $1::jsonb)",
         table = info.name
     ))
-    .bind::<Text, _>(serde_json::Value::Object(row).to_string())
+    .bind::<Text, _>(serde_json::Value::Array(rows).to_string())
     .execute(conn)
     .await?;
     Ok(())

@@ -683,7 +683,12 @@ async fn a_tenant_moves_online_under_concurrent_writers_without_losing_a_row() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         // A router that hears nothing (no LISTEN) keeps the old entry: the old database
         // refuses it once, it forgets the entry, and its retry goes to the new placement.
-        let deaf = c.router().listen(false).build().unwrap();
+        let deaf = c
+            .router()
+            .listen(false)
+            .cache_ttl(Duration::from_secs(3600))
+            .build()
+            .unwrap();
         assert!(!deaf.listening());
         let before = bodies(&deaf, m).await.unwrap().len();
         assert!(before > 0);
@@ -729,8 +734,8 @@ async fn a_tenant_moves_online_under_concurrent_writers_without_losing_a_row() {
             tenant_db::placement::MoveStep::ALL.to_vec(),
             "every step reported"
         );
-        let err = bodies(&deaf, m).await.unwrap_err();
-        assert!(matches!(err, Error::Moved(_)), "{err}");
+        let refused = bodies(&deaf, m).await.map(|rows| rows.len());
+        assert!(matches!(refused, Err(Error::Moved(_))), "{refused:?}");
         assert!(bodies(&deaf, m).await.is_ok());
         assert!(router.listening());
         // Every acknowledged write is there, once; nothing else is.
@@ -1257,6 +1262,22 @@ async fn a_move_whose_two_sides_differ_is_not_switched() {
         all_docs(&router, m).await == expected,
         "still served, unchanged, by the source"
     );
+    c.mover().rollback(&m.id()).await.unwrap();
+
+    // A catch-up that does not get small enough is not frozen: the move fails, the tenant stays.
+    let err = c
+        .mover()
+        .freeze_below(0)
+        .max_rounds(2)
+        .move_to(&m.id(), &p("pool:b"), &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("outpace the catch-up"), "{err}");
+    assert_eq!(
+        directory.get(&m.id()).await.unwrap().unwrap().placement,
+        p("pool:a")
+    );
+    assert!(all_docs(&router, m).await == expected);
     c.mover().rollback(&m.id()).await.unwrap();
     assert_eq!(
         physical(&c.server("b").admin_url_for(&c.database), "docs")

@@ -207,7 +207,7 @@ impl Mover {
             servers: BTreeMap::new(),
             registry,
             freeze_below: 200,
-            max_rounds: 20,
+            max_rounds: 100,
             freeze_timeout: Duration::from_secs(5),
             keep_source: false,
         })
@@ -220,14 +220,15 @@ impl Mover {
         self
     }
 
-    /// Freeze once a catch-up round replays fewer keys than this (default 200), or after
-    /// [`max_rounds`](Mover::max_rounds).
+    /// Freeze once a catch-up round replays fewer keys than this (default 200); a move whose
+    /// rounds stay larger for [`max_rounds`](Mover::max_rounds) fails before freezing (the
+    /// tenant stays where it is; resume it later).
     pub fn freeze_below(mut self, keys: usize) -> Self {
         self.freeze_below = keys;
         self
     }
 
-    /// At most this many catch-up rounds before the freeze (default 20).
+    /// At most this many catch-up rounds before the freeze (default 100).
     pub fn max_rounds(mut self, rounds: usize) -> Self {
         self.max_rounds = rounds.max(1);
         self
@@ -472,12 +473,21 @@ impl Mover {
             .await?;
 
             // Caught up.
-            for round in 1..=self.max_rounds {
-                let n = replay(&mut src, &mut dst, &infos, tenant).await?;
-                report.replayed += n;
-                if (n as usize) < self.freeze_below || round == self.max_rounds {
+            // The freeze waits until a round is small: its length is what is left then.
+            let mut last = u64::MAX;
+            for _ in 0..self.max_rounds {
+                last = replay(&mut src, &mut dst, &infos, tenant).await?;
+                report.replayed += last;
+                if (last as usize) < self.freeze_below {
                     break;
                 }
+            }
+            if (last as usize) >= self.freeze_below {
+                return Err(failed(format!(
+                    "tenant {tenant}'s writes outpace the catch-up ({last} keys in the last of \
+                     {} rounds): not frozen, still served by {source}; resume later",
+                    self.max_rounds
+                )));
             }
             self.step(
                 control,
@@ -606,13 +616,16 @@ impl Mover {
             }
         }
         for info in infos {
-            let (a, b) = (
-                checksum(src, info, tenant).await?,
-                checksum(dst, info, tenant).await?,
-            );
+            // Both sides at once: this is inside the tenant's write pause.
+            let (a, b) = futures_util::future::join(
+                checksum(src, info, tenant),
+                checksum(dst, info, tenant),
+            )
+            .await;
+            let (a, b) = (a?, b?);
             if a != b {
                 return Err(failed(format!(
-                    "{}: the source has {} rows (md5 {}), the target {} (md5 {}); released, \
+                    "{}: the source has {} rows (checksum {}), the target {} (checksum {}); released, \
                      nothing switched",
                     info.name, a.n, a.sum, b.n, b.sum
                 )));
@@ -888,7 +901,9 @@ async fn count_rows(
     .await
 }
 
-/// The row count and an MD5 of the tenant's rows of `info`'s table, in key order of their JSON.
+/// The row count of the tenant's rows of `info`'s table and the sum of a 60-bit hash (MD5) of
+/// each row's JSON: equal multisets of rows give equal sums, in any order, without sorting
+/// (the comparison runs inside the tenant's write pause).
 async fn checksum(
     conn: &mut AsyncPgConnection,
     info: &TableInfo,
@@ -896,7 +911,8 @@ async fn checksum(
 ) -> Result<Sum, Error> {
     let sql = format!(
         "SELECT count(*)::int8 AS n,
-                md5(coalesce(string_agg(to_jsonb(t)::text, E'\\n' ORDER BY to_jsonb(t)::text COLLATE \"C\"), '')) AS sum
+                coalesce(sum(('x' || substr(md5(to_jsonb(t)::text), 1, 15))::bit(60)::int8::numeric), 0)::text
+                  AS sum
          FROM {} t WHERE {}",
         info.name,
         info.is_tenant(tenant)
