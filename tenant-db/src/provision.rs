@@ -51,6 +51,12 @@ pub struct Provisioned {
     pub owner_url: String,
     /// The application role's URL: serve with it.
     pub app_url: String,
+    /// Whether the two-key advisory-lock functions, with which any role could freeze a tenant
+    /// or hold up its move, are now the owner's alone in the database
+    /// ([`placement::fence::lock_guard_sql`](crate::placement::fence::lock_guard_sql)). Only a
+    /// superuser can change them; provisioned by another role, this is `false`: run that SQL as
+    /// a superuser.
+    pub tenant_locks_guarded: bool,
 }
 
 impl Provision {
@@ -179,7 +185,9 @@ impl Provision {
                 self.app_password.as_deref(),
                 &self.database,
             )?,
+            tenant_locks_guarded: false,
         };
+        let in_database = crate::placement::url_with_database(admin_url, &self.database)?;
         let mut admin = AsyncPgConnection::establish(admin_url).await?;
         admin
             .batch_execute(&format!("SELECT pg_advisory_lock({PROVISION_LOCK})"))
@@ -190,7 +198,16 @@ impl Provision {
             .await;
         created?;
         unlocked?;
-        Ok(provisioned)
+        // In the database itself (function privileges are per database); idempotent.
+        let mut inside = AsyncPgConnection::establish(&in_database).await?;
+        let guarded = inside
+            .batch_execute(&crate::placement::fence::lock_guard_sql(&self.owner))
+            .await
+            .is_ok();
+        Ok(Provisioned {
+            tenant_locks_guarded: guarded,
+            ..provisioned
+        })
     }
 
     async fn create(&self, admin: &mut AsyncPgConnection) -> Result<(), Error> {

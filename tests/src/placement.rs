@@ -359,3 +359,83 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// What the placement tests share: placements, tenants, rows through a router, rows as the
+/// superuser sees them.
+#[allow(clippy::unwrap_used)]
+pub mod helpers {
+    use super::NewDoc;
+    use super::schema::docs;
+    use diesel::prelude::*;
+    use diesel::sql_types::{BigInt, Text};
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    use std::collections::BTreeMap;
+    use tenant_db::placement::{Placement, Router};
+    use tenant_db::{Error, Tenant, TenantId};
+
+    pub fn p(text: &str) -> Placement {
+        text.parse().unwrap()
+    }
+
+    pub fn tenant() -> Tenant {
+        Tenant::assume_verified(TenantId::new_random())
+    }
+
+    pub async fn insert_docs(
+        router: &Router,
+        t: Tenant,
+        label: &str,
+        ids: std::ops::RangeInclusive<i64>,
+    ) {
+        router
+            .transaction(t, async |mut tx| {
+                let s = tx.scope();
+                let rows: Vec<NewDoc> = ids
+                    .clone()
+                    .map(|id| NewDoc {
+                        id,
+                        body: format!("{label} doc {id}"),
+                    })
+                    .collect();
+                s.insert(docs::table).values(rows).execute(&mut tx).await?;
+                Ok::<_, Error>(())
+            })
+            .await
+            .unwrap();
+    }
+
+    pub async fn bodies(router: &Router, t: Tenant) -> Result<Vec<String>, Error> {
+        router
+            .transaction(t, async |mut tx| {
+                let s = tx.scope();
+                Ok::<_, Error>(
+                    s.query(docs::table)
+                        .select(docs::body)
+                        .order(docs::id)
+                        .load(&mut tx)
+                        .await?,
+                )
+            })
+            .await
+    }
+
+    #[derive(QueryableByName, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    pub struct PerTenant {
+        #[diesel(sql_type = Text)]
+        pub tenant: String,
+        #[diesel(sql_type = BigInt)]
+        pub n: i64,
+    }
+
+    /// The rows of `table` per tenant, read as the superuser (no RLS) from `url`.
+    pub async fn physical(url: &str, table: &str) -> BTreeMap<String, i64> {
+        let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+        let rows: Vec<PerTenant> = diesel::sql_query(format!(
+            "SELECT tenant_id::text AS tenant, count(*)::int8 AS n FROM {table} GROUP BY 1"
+        ))
+        .load(&mut conn)
+        .await
+        .unwrap();
+        rows.into_iter().map(|r| (r.tenant, r.n)).collect()
+    }
+}

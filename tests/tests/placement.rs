@@ -7,77 +7,15 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tenant_db::placement::{
-    ByTier, Directory, LeastLoaded, Placement, PlacementError, Router, SiloPerTenant,
-};
+use tenant_db::placement::{ByTier, Directory, LeastLoaded, PlacementError, Router, SiloPerTenant};
 use tenant_db::{Error, Tenant, TenantId};
+use tenant_db_tests::placement::helpers::{bodies, insert_docs, p, physical, tenant};
 use tenant_db_tests::placement::schema::{docs, lines};
 use tenant_db_tests::placement::{Cluster, NewDoc, NewLine};
-
-fn p(text: &str) -> Placement {
-    text.parse().unwrap()
-}
-
-fn tenant() -> Tenant {
-    Tenant::assume_verified(TenantId::new_random())
-}
-
-async fn insert_docs(router: &Router, t: Tenant, label: &str, ids: std::ops::RangeInclusive<i64>) {
-    router
-        .transaction(t, async |mut tx| {
-            let s = tx.scope();
-            let rows: Vec<NewDoc> = ids
-                .clone()
-                .map(|id| NewDoc {
-                    id,
-                    body: format!("{label} doc {id}"),
-                })
-                .collect();
-            s.insert(docs::table).values(rows).execute(&mut tx).await?;
-            Ok::<_, Error>(())
-        })
-        .await
-        .unwrap();
-}
-
-async fn bodies(router: &Router, t: Tenant) -> Result<Vec<String>, Error> {
-    router
-        .transaction(t, async |mut tx| {
-            let s = tx.scope();
-            Ok::<_, Error>(
-                s.query(docs::table)
-                    .select(docs::body)
-                    .order(docs::id)
-                    .load(&mut tx)
-                    .await?,
-            )
-        })
-        .await
-}
-
-#[derive(QueryableByName, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct PerTenant {
-    #[diesel(sql_type = Text)]
-    tenant: String,
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-/// The rows of `table` per tenant, read as the superuser (no RLS) from `url`.
-async fn physical(url: &str, table: &str) -> BTreeMap<String, i64> {
-    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
-    let rows: Vec<PerTenant> = diesel::sql_query(format!(
-        "SELECT tenant_id::text AS tenant, count(*)::int8 AS n FROM {table} GROUP BY 1"
-    ))
-    .load(&mut conn)
-    .await
-    .unwrap();
-    rows.into_iter().map(|r| (r.tenant, r.n)).collect()
-}
 
 #[derive(QueryableByName)]
 struct Port {
@@ -440,9 +378,8 @@ async fn a_database_refuses_a_tenant_it_does_not_hold_and_freezes_one_tenant_onl
     control.batch_execute(&frozen("active")).await.unwrap();
 
     // A fence change not yet committed (or never: its mover died) is seen by every snapshot:
-    // read-write transactions at REPEATABLE READ or SERIALIZABLE, whose snapshot may predate
-    // it, are refused until it commits or is repaired. READ COMMITTED ones and read-only ones
-    // are not.
+    // transactions at REPEATABLE READ or SERIALIZABLE, read-only too, whose snapshot may
+    // predate it, are refused until it commits or is repaired. READ COMMITTED ones are not.
     // Fences changed and committed above: the counter agrees, such transactions go ahead.
     enters(&a.app_url, &other.id(), "ISOLATION LEVEL REPEATABLE READ")
         .await
@@ -459,14 +396,13 @@ async fn a_database_refuses_a_tenant_it_does_not_hold_and_freezes_one_tenant_onl
     for modes in [
         "ISOLATION LEVEL REPEATABLE READ",
         "ISOLATION LEVEL SERIALIZABLE",
+        "ISOLATION LEVEL REPEATABLE READ READ ONLY",
     ] {
         let err = enters(&a.app_url, &o, modes).await.unwrap_err();
         assert!(err.contains("placement changed"), "{modes}: {err}");
     }
     enters(&a.app_url, &o, "").await.unwrap();
-    enters(&a.app_url, &o, "ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await
-        .unwrap();
+    enters(&a.app_url, &o, "READ ONLY").await.unwrap();
     mover.batch_execute("ROLLBACK").await.unwrap();
     assert!(
         enters(&a.app_url, &o, "ISOLATION LEVEL REPEATABLE READ")

@@ -15,7 +15,9 @@
 //! exclusively: it waits for the tenant's open transactions there to end, and every
 //! transaction that starts meanwhile waits for the freeze to end and is then refused as above
 //! (its `BEGIN` ran before the fence it must not miss). Other tenants are not affected (a hash
-//! collision between two tenants' keys makes the other one retry too).
+//! collision between two tenants' keys makes the other one retry too). No other role may take
+//! two-key advisory locks in the database ([`lock_guard_sql`], run by provisioning): otherwise
+//! any session could freeze a tenant, or hold up its move, by taking its lock.
 //!
 //! Only the owner may change the fences (`tenant_db.set_fence`) or enter a fenced tenant
 //! (`tenant_db.enter_for_move`, what a [`Mover`](super::Mover) copies and cleans up with); the
@@ -27,18 +29,49 @@
 //!
 //! A `READ COMMITTED` transaction checks the fences after it holds the lock, with a snapshot
 //! taken then, so it sees a fence committed during a freeze. A `REPEATABLE READ` or
-//! `SERIALIZABLE` transaction reads with the snapshot its first statement (the `enter` call)
-//! took, which may predate a fence committed while `enter` ran. Such a transaction, when it
-//! can write, compares a counter no snapshot hides (the sequence `tenant_db.fence_version`,
-//! advanced before every fence change commits) with the version its snapshot shows, and is
-//! refused when they differ. A fence change that never commits (its mover was killed) leaves
-//! them differing until [`repair_sql`] runs (the mover's resume and rollback run it): until
-//! then, read-write transactions at those isolation levels are refused, `READ COMMITTED`
-//! ones are not.
+//! `SERIALIZABLE` transaction reads with the snapshot its first statement took: one that may
+//! predate a fence committed while `enter` ran, or any older one, imported in the same first
+//! message with `SET TRANSACTION SNAPSHOT`. Such a transaction, read-only or not, compares a
+//! counter no snapshot hides (the sequence `tenant_db.fence_version`, advanced before every
+//! fence change commits) with the version its snapshot shows, and is refused when they
+//! differ. A fence change that never commits (its mover was killed) leaves them differing
+//! until [`repair_sql`] runs (the mover's resume and rollback run it): until then,
+//! transactions at those isolation levels are refused, `READ COMMITTED` ones are not.
 
 /// The advisory-lock class of tenant-db's tenant locks (`pg_advisory_lock(class, key)`):
 /// `0x74646270`, "tdbp". Keep your own two-key advisory locks out of it.
 pub const LOCK_CLASS: i32 = 0x7464_6270;
+
+/// The advisory-lock functions that take a two-key lock (`(class, key)`, tenant-db's form).
+const TWO_KEY_LOCKS: [&str; 8] = [
+    "pg_advisory_lock",
+    "pg_advisory_lock_shared",
+    "pg_advisory_xact_lock",
+    "pg_advisory_xact_lock_shared",
+    "pg_try_advisory_lock",
+    "pg_try_advisory_lock_shared",
+    "pg_try_advisory_xact_lock",
+    "pg_try_advisory_xact_lock_shared",
+];
+
+/// SQL, run as a superuser in a database, that leaves the two-key advisory-lock functions to
+/// `owner` (and superusers) alone: any role could otherwise take a tenant's lock
+/// exclusively (freezing that tenant's transactions for as long as it likes) or shared (holding
+/// up its move). `tenant_db.enter` and the mover run as the owner. The one-key forms
+/// (`pg_advisory_lock(bigint)`, …), a separate lock space, stay open to every role.
+/// [`Provision`](crate::provision::Provision) runs it.
+pub fn lock_guard_sql(owner: &str) -> String {
+    let functions: Vec<String> = TWO_KEY_LOCKS
+        .iter()
+        .map(|f| format!("pg_catalog.{f}(integer, integer)"))
+        .collect();
+    let functions = functions.join(", ");
+    format!(
+        "REVOKE EXECUTE ON FUNCTION {functions} FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION {functions} TO {};",
+        crate::rls::quote_ident(owner)
+    )
+}
 
 /// SQL for the second key of `tenant`'s lock, from SQL expressions for the tenant (`text`) and
 /// its key kind (`text`).
@@ -162,7 +195,6 @@ pub(crate) fn placed_check() -> String {
             USING ERRCODE = 'serialization_failure';
     END IF;
     IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed'
-       AND pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.=) 'off'
        AND COALESCE(pg_catalog.pg_sequence_last_value('tenant_db.fence_version'::pg_catalog.regclass), 0)
            IS DISTINCT FROM (SELECT e.version FROM tenant_db.fence_epoch e) THEN
         RAISE EXCEPTION '{REFUSAL} a placement changed after this transaction''s snapshot; retry the transaction'

@@ -227,6 +227,23 @@ mod tests {
     }
 
     #[test]
+    fn names_of_63_bytes_are_allowed() {
+        let name = "x".repeat(63);
+        for text in [
+            format!("pool:{name}"),
+            format!("silo:{name}/{name}"),
+            format!("bridge:a/{name}"),
+        ] {
+            assert_eq!(text.parse::<Placement>().unwrap().to_string(), text);
+        }
+        assert!(
+            format!("silo:a/{}", "x".repeat(64))
+                .parse::<Placement>()
+                .is_err()
+        );
+    }
+
+    #[test]
     fn bad_placements_are_refused_with_a_reason() {
         let long = "x".repeat(64);
         for (text, why) in [

@@ -205,5 +205,9 @@ mod tests {
         let other = TenantId::parse_text("acme-corp.eu").unwrap();
         assert_ne!(name_for(&t), name_for(&other));
         assert!(name_for(&TenantId::parse_text(&"x".repeat(63)).unwrap()).len() <= 63);
+        assert_eq!(
+            format!("{policy:?}"),
+            r#"ByTier { tiers: ["enterprise"], .. }"#
+        );
     }
 }
