@@ -201,6 +201,13 @@ impl Cluster {
                 throwaway,
             });
             let urls = step("provision", urls)?;
+            // Provisioned by a superuser: the tenant locks are the owner's alone.
+            if !urls.tenant_locks_guarded {
+                return Err(SetupError(format!(
+                    "provisioning left the tenant locks open on server {}",
+                    cluster.servers.len()
+                )));
+            }
             tables(&urls.owner_url, None).await?;
             if let Some(server) = cluster.servers.last_mut() {
                 server.owner_url = urls.owner_url;
