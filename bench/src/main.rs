@@ -11,6 +11,7 @@
 //! (default: the local one); the benchmark provisions its own database there.
 
 mod compile_time;
+mod pgbench_reference;
 mod rls_cost;
 mod routing;
 mod schema;
@@ -572,6 +573,25 @@ async fn run(args: Args) -> Result<(), Failure> {
     }
     println!("(latencies in ms; ratio = tenant-db / raw)");
     let mut json = serde_json::Map::new();
+    match pgbench_reference::measure(args.quick)? {
+        Some(r) => {
+            println!(
+                "pgbench reference (the limit, same database): the tenant transaction as one \
+                 pipelined flight vs the raw read: latency {:.2}x at 1 client, throughput \
+                 {:.2}x at 8",
+                r.latency_1_ratio, r.throughput_8_ratio
+            );
+            json.insert(
+                "pgbench_flight_latency_1_ratio".into(),
+                r.latency_1_ratio.into(),
+            );
+            json.insert(
+                "pgbench_flight_throughput_8_ratio".into(),
+                r.throughput_8_ratio.into(),
+            );
+        }
+        None => println!("pgbench reference: skipped (pgbench is not installed)"),
+    }
     for r in &rows {
         if r.clients == 1 {
             json.insert(
