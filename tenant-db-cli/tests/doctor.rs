@@ -459,6 +459,33 @@ async fn app_role_superuser() {
 }
 
 #[tokio::test]
+async fn app_role_that_may_take_tenant_locks() {
+    let config = DoctorConfig {
+        app_role: Some("doc_locks_app".into()),
+        ..DoctorConfig::default()
+    };
+    let m = format!(
+        "{}{}GRANT EXECUTE ON FUNCTION pg_catalog.pg_try_advisory_lock_shared(integer, integer) \
+         TO doc_locks_app;",
+        attribute_role("doc_locks_app", "NOBYPASSRLS"),
+        tenant_db::roles::grants_sql(OWNER_ROLE, "doc_locks_app", "doc_tenant_locks")
+    );
+    let report = audit_with("doc_tenant_locks", &m, config.clone()).await;
+    assert_eq!(
+        found(&report),
+        vec![(Rule::AppRoleTenantLocks, String::new())]
+    );
+    assert!(
+        report.findings[0]
+            .fix
+            .contains("REVOKE EXECUTE ON FUNCTION pg_catalog.pg_advisory_lock(integer, integer)"),
+        "{}",
+        report.findings[0].fix
+    );
+    fixes_converge(DATABASE, "doc_tenant_locks", &report, config).await;
+}
+
+#[tokio::test]
 async fn app_role_bypassrls() {
     let config = DoctorConfig {
         app_role: Some("doc_bypass_attr_app".into()),

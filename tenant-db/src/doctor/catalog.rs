@@ -193,6 +193,9 @@ pub(crate) struct Role {
     pub(crate) superuser: bool,
     #[diesel(sql_type = Bool)]
     pub(crate) bypass_rls: bool,
+    /// May execute a two-key advisory-lock function (the form of tenant-db's tenant locks).
+    #[diesel(sql_type = Bool)]
+    pub(crate) tenant_locks: bool,
 }
 
 /// A role the application role is a member of, directly or through other roles, with the
@@ -253,8 +256,13 @@ struct SchemaName {
     name: String,
 }
 
-const ROLE: &str = "SELECT rolname::text AS name, rolsuper AS superuser, rolbypassrls AS bypass_rls
-     FROM pg_roles WHERE rolname = coalesce($1, current_user)";
+const ROLE: &str =
+    "SELECT r.rolname::text AS name, r.rolsuper AS superuser, r.rolbypassrls AS bypass_rls,
+       coalesce((SELECT bool_or(has_function_privilege(r.oid, p.oid, 'EXECUTE')) FROM pg_proc p
+                 WHERE p.pronamespace = 'pg_catalog'::regnamespace
+                   AND p.proname LIKE 'pg%advisory%lock%' AND p.proname NOT LIKE '%unlock%'
+                   AND p.proargtypes = '23 23'::oidvector), false) AS tenant_locks
+     FROM pg_roles r WHERE r.rolname = coalesce($1, current_user)";
 
 const TABLES: &str = "
 SELECT c.oid::int8 AS oid, n.nspname::text AS schema, c.relname::text AS name,

@@ -84,6 +84,9 @@ pub enum Rule {
     AppRoleSuperuser,
     /// The application role has `BYPASSRLS`.
     AppRoleBypassRls,
+    /// The application role may take two-key advisory locks, the form tenant-db's tenant locks
+    /// take (see [`crate::placement::fence`]).
+    AppRoleTenantLocks,
     /// The application role owns a tenant table, or is a member of the owner of a table or
     /// of a `SECURITY DEFINER` function it can call.
     AppRoleOwnsTable,
@@ -113,7 +116,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in report order.
-    pub const ALL: [Rule; 25] = [
+    pub const ALL: [Rule; 26] = [
         Rule::RlsDisabled,
         Rule::RlsNotForced,
         Rule::OwnerBypassesRls,
@@ -131,6 +134,7 @@ impl Rule {
         Rule::ForeignKeyWithoutTenant,
         Rule::AppRoleSuperuser,
         Rule::AppRoleBypassRls,
+        Rule::AppRoleTenantLocks,
         Rule::AppRoleOwnsTable,
         Rule::AppRolePrivilege,
         Rule::ViewWithoutSecurityInvoker,
@@ -160,6 +164,7 @@ impl Rule {
             Rule::ForeignKeyWithoutTenant => "foreign-key-without-tenant",
             Rule::AppRoleSuperuser => "app-role-superuser",
             Rule::AppRoleBypassRls => "app-role-bypassrls",
+            Rule::AppRoleTenantLocks => "app-role-tenant-locks",
             Rule::AppRoleOwnsTable => "app-role-owns-table",
             Rule::AppRolePrivilege => "app-role-privilege",
             Rule::ViewWithoutSecurityInvoker => "view-without-security-invoker",
@@ -217,6 +222,9 @@ impl Rule {
             }
             Rule::AppRoleSuperuser => "a superuser bypasses RLS and every grant",
             Rule::AppRoleBypassRls => "BYPASSRLS turns every policy off for the application",
+            Rule::AppRoleTenantLocks => {
+                "with two-key advisory locks, any session can take a tenant's lock: exclusively, freezing that tenant's transactions for as long as it likes; shared, holding up its move"
+            }
             Rule::AppRoleOwnsTable => {
                 "an owner can disable RLS, drop policies, and bypasses unforced RLS"
             }

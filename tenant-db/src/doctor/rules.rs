@@ -681,6 +681,27 @@ fn role_rules(
             format!("ALTER ROLE {r} NOBYPASSRLS;"),
         ));
     }
+    // Through membership in the owner, the owner's finding says it (and its fix ends both).
+    let owner_member = snap
+        .migration_owner
+        .as_ref()
+        .is_some_and(|o| snap.memberships.iter().any(|m| &m.name == o));
+    if role.tenant_locks && !owner_member {
+        let owner = snap.migration_owner.as_deref().unwrap_or("<owner>");
+        out.push(finding(
+            Rule::AppRoleTenantLocks,
+            String::new(),
+            format!(
+                "the application role `{}` may take two-key advisory locks, tenant-db's tenant locks",
+                role.name
+            ),
+            format!(
+                "{}\n{}",
+                crate::placement::fence::lock_guard_sql(owner),
+                crate::placement::fence::lock_revoke_sql(&role.name)
+            ),
+        ));
+    }
     // Through membership: `SET ROLE` (or inheritance) gives the app role what the other role
     // has. One finding per privileged role, naming the chain; the fix revokes its first link.
     let chain = |m: &crate::doctor::catalog::Membership| {

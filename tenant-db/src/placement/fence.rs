@@ -73,6 +73,20 @@ GRANT EXECUTE ON FUNCTION {functions} TO {};",
     )
 }
 
+/// SQL, run as a superuser, that revokes the two-key advisory-lock functions from `role`
+/// itself (a grant [`lock_guard_sql`]'s revoke from PUBLIC leaves in place).
+pub fn lock_revoke_sql(role: &str) -> String {
+    let functions: Vec<String> = TWO_KEY_LOCKS
+        .iter()
+        .map(|f| format!("pg_catalog.{f}(integer, integer)"))
+        .collect();
+    format!(
+        "REVOKE EXECUTE ON FUNCTION {} FROM {};",
+        functions.join(", "),
+        crate::rls::quote_ident(role)
+    )
+}
+
 /// SQL for the second key of `tenant`'s lock, from SQL expressions for the tenant (`text`) and
 /// its key kind (`text`).
 pub(crate) fn lock_key_sql(tenant: &str, kind: &str) -> String {
