@@ -33,6 +33,9 @@ use tenant_db::registry::Registry;
 
 use diesel_migrations::MigrationHarness;
 
+/// The advisory lock (one-key form) a run holds on its database while it migrates.
+const MIGRATION_LOCK: i64 = 0x7465_6e61_6e74_0002;
+
 /// What went wrong in [`run`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -106,6 +109,16 @@ where
     ) {
         return Err(MigrateError::Runtime);
     }
+    // One migration of a database at a time (two instances starting together, say): the
+    // DDL of two concurrent runs collides ("tuple concurrently updated", duplicate types).
+    // Held by this connection's session, released when the run ends and the connection closes.
+    let mut conn = conn;
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut conn,
+        &format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"),
+    )
+    .await
+    .map_err(tenant_db::Error::from)?;
     let mut harness = AsyncMigrationHarness::new(conn);
     let applied = harness
         .run_pending_migrations(migrations)

@@ -193,21 +193,34 @@ impl Provision {
             .batch_execute(&format!("SELECT pg_advisory_lock({PROVISION_LOCK})"))
             .await?;
         let created = self.create(&mut admin).await;
+        // In the database itself (function privileges are per database), still under the
+        // lock: concurrent grants on one function collide ("tuple concurrently updated").
+        let guarded = match created {
+            Ok(()) => Ok(self.guard_locks(&in_database).await),
+            Err(e) => Err(e),
+        };
         let unlocked = admin
             .batch_execute(&format!("SELECT pg_advisory_unlock({PROVISION_LOCK})"))
             .await;
-        created?;
+        let guarded = guarded?;
         unlocked?;
-        // In the database itself (function privileges are per database); idempotent.
-        let mut inside = AsyncPgConnection::establish(&in_database).await?;
-        let guarded = inside
-            .batch_execute(&crate::placement::fence::lock_guard_sql(&self.owner))
-            .await
-            .is_ok();
         Ok(Provisioned {
             tenant_locks_guarded: guarded,
             ..provisioned
         })
+    }
+
+    /// Leaves the two-key advisory-lock functions to the owner in the database at `url` (see
+    /// [`lock_guard_sql`](crate::placement::fence::lock_guard_sql)); whether it could (only a
+    /// superuser can).
+    async fn guard_locks(&self, url: &str) -> bool {
+        match AsyncPgConnection::establish(url).await {
+            Ok(mut inside) => inside
+                .batch_execute(&crate::placement::fence::lock_guard_sql(&self.owner))
+                .await
+                .is_ok(),
+            Err(_) => false,
+        }
     }
 
     async fn create(&self, admin: &mut AsyncPgConnection) -> Result<(), Error> {
