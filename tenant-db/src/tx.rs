@@ -189,8 +189,6 @@ impl TenantDb {
     /// # Ok(()) }
     /// # fn main() {}
     /// ```
-    // Not an `async fn`: the returned future must be declared `Send`.
-    #[allow(clippy::manual_async_fn)]
     pub fn transaction<'a, V, R, E, F>(
         &'a self,
         tenant: V,

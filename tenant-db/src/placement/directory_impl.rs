@@ -121,6 +121,12 @@ pub(crate) fn tenant_of(kind: &str, key: &str) -> Result<TenantId, Error> {
 }
 
 #[derive(diesel::QueryableByName)]
+struct Moving {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    moving: bool,
+}
+
+#[derive(diesel::QueryableByName)]
 struct Load {
     #[diesel(sql_type = Text)]
     placement: String,
@@ -239,15 +245,15 @@ impl Directory {
     /// [`Mover`](super::Mover), which refuses while a move of the tenant is under way.
     pub async fn set(&self, tenant: &TenantId, placement: &Placement) -> Result<(), Error> {
         let mut conn = self.conn().await?;
-        let moving: Vec<Row> = diesel::sql_query(
-            "SELECT tenant_key, key_kind, target AS placement, step AS state, NULL::text AS tier
-             FROM tenant_db_placement.moves WHERE tenant_key = $1 AND key_kind = $2",
+        let moving: Moving = diesel::sql_query(
+            "SELECT EXISTS (SELECT FROM tenant_db_placement.moves
+                            WHERE tenant_key = $1 AND key_kind = $2) AS moving",
         )
         .bind::<Text, _>(tenant.to_string())
         .bind::<Text, _>(tenant.kind().name())
-        .load(&mut *conn)
+        .get_result(&mut *conn)
         .await?;
-        if !moving.is_empty() {
+        if moving.moving {
             return Err(PlacementError::Move(format!(
                 "tenant {tenant} is being moved: resume or roll the move back first"
             ))

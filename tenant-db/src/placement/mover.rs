@@ -271,13 +271,12 @@ impl Mover {
                  (another server, or a silo)"
             )));
         }
-        // Refused before anything is recorded or changed.
-        {
-            let mut src = self.connect(&source).await?;
-            let mut dst = self.connect(target).await?;
-            let infos = self.tables(&mut src, &mut dst).await?;
-            check_target(&mut dst, &infos, tenant, target).await?;
-        }
+        // Refused before anything is recorded or changed; the move then goes on on the same
+        // connections.
+        let mut src = self.connect(&source).await?;
+        let mut dst = self.connect(target).await?;
+        let infos = self.tables(&mut src, &mut dst).await?;
+        check_target(&mut dst, &infos, tenant, target).await?;
         let mut control = self.control().await?;
         let inserted = diesel::sql_query(
             "INSERT INTO tenant_db_placement.moves (tenant_key, key_kind, source, target, step)
@@ -298,8 +297,14 @@ impl Mover {
             step: MoveStep::Started,
             detail: format!("{source} -> {target}"),
         });
-        self.run(tenant, &source, target, &mut control, progress)
-            .await
+        self.run(
+            tenant,
+            (&source, src),
+            (target, dst),
+            &mut control,
+            progress,
+        )
+        .await
     }
 
     /// Finishes the move of `tenant` that stopped (see the [module docs](self)).
@@ -310,8 +315,16 @@ impl Mover {
     ) -> Result<MoveReport, Error> {
         let mut control = self.control().await?;
         let (source, target) = self.recorded(&mut control, tenant).await?;
-        self.run(tenant, &source, &target, &mut control, progress)
-            .await
+        let src = self.connect(&source).await?;
+        let dst = self.connect(&target).await?;
+        self.run(
+            tenant,
+            (&source, src),
+            (&target, dst),
+            &mut control,
+            progress,
+        )
+        .await
     }
 
     /// Undoes the move of `tenant` that stopped before its commit point: the tenant stays at
@@ -424,14 +437,12 @@ impl Mover {
     async fn run(
         &self,
         tenant: &TenantId,
-        source: &Placement,
-        target: &Placement,
+        (source, mut src): (&Placement, AsyncPgConnection),
+        (target, mut dst): (&Placement, AsyncPgConnection),
         control: &mut AsyncPgConnection,
         progress: &mut Report<'_>,
     ) -> Result<MoveReport, Error> {
         let mut report = MoveReport::default();
-        let mut src = self.connect(source).await?;
-        let mut dst = self.connect(target).await?;
         if fence_of(&mut src, tenant).await?.as_deref() != Some("moved") {
             src.batch_execute(repair_sql()).await?;
             dst.batch_execute(repair_sql()).await?;

@@ -110,7 +110,10 @@ impl RouterBuilder {
             servers: self.servers,
             replicas: self.replicas,
             cache: Mutex::new(HashMap::new()),
-            pools: Mutex::new(HashMap::new()),
+            pools: Mutex::new(Pools {
+                open: HashMap::new(),
+                swept: Instant::now(),
+            }),
             pool_size: self.pool_size,
             silo_pool_size: self.silo_pool_size,
             max_silo_pools: self.max_silo_pools,
@@ -175,7 +178,7 @@ struct Inner {
     servers: BTreeMap<String, String>,
     replicas: BTreeMap<String, String>,
     cache: Mutex<HashMap<TenantId, (Placed, Instant)>>,
-    pools: Mutex<HashMap<PoolKey, PoolEntry>>,
+    pools: Mutex<Pools>,
     pool_size: usize,
     silo_pool_size: usize,
     max_silo_pools: usize,
@@ -187,6 +190,12 @@ struct Inner {
 
 /// A server, for a silo its database, and whether it is the server's replica.
 type PoolKey = (String, Option<String>, bool);
+
+/// The open pools, and when idle silo pools were last looked for.
+struct Pools {
+    open: HashMap<PoolKey, PoolEntry>,
+    swept: Instant,
+}
 
 struct PoolEntry {
     db: TenantDb,
@@ -361,12 +370,17 @@ impl Router {
             placement.database().map(str::to_string),
             replica_url.is_some(),
         );
-        let mut pools = locked(&inner.pools);
+        let mut guard = locked(&inner.pools);
         let now = Instant::now();
-        // Idle silo pools close (their open transactions keep their own handle).
-        pools.retain(|(_, db, _), e| {
-            db.is_none() || now.duration_since(e.last_used) < inner.silo_idle
-        });
+        // Idle silo pools close (their open transactions keep their own handle); looked for
+        // at most twice per idle period, not on every transaction.
+        if now.duration_since(guard.swept) >= inner.silo_idle / 2 {
+            guard.swept = now;
+            guard.open.retain(|(_, db, _), e| {
+                db.is_none() || now.duration_since(e.last_used) < inner.silo_idle
+            });
+        }
+        let pools = &mut guard.open;
         if let Some(entry) = pools.get_mut(&key) {
             entry.last_used = now;
             return Ok(entry.db.clone());
@@ -409,6 +423,7 @@ impl Router {
 
     fn open(&self, replicas: bool) -> Vec<(String, Option<String>)> {
         let mut keys: Vec<_> = locked(&self.inner.pools)
+            .open
             .keys()
             .filter(|(_, _, r)| *r == replicas)
             .map(|(s, d, _)| (s.clone(), d.clone()))
