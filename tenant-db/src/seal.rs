@@ -189,6 +189,36 @@ END",
     )
 }
 
+/// The statements (PL/pgSQL, in a function with parameters `tenant` and `kind`) that check
+/// that this is the first message of the transaction and that `tenant` is a key of `kind`,
+/// then set the secret setting of that kind to it: the body of `tenant_db.set_tenant`, and
+/// written out in `tenant_db.enter` too (a nested call costs a few microseconds a transaction).
+fn set_tenant_body() -> String {
+    format!(
+        "    IF pg_catalog.statement_timestamp() OPERATOR(pg_catalog.<>) pg_catalog.transaction_timestamp() THEN
+        RAISE EXCEPTION 'tenant_db.enter runs only in the first statement of a transaction'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF tenant IS NULL OR tenant OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION 'tenant_db.enter needs a tenant' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF kind OPERATOR(pg_catalog.=) 'uuid' THEN
+        PERFORM tenant::pg_catalog.uuid;
+    ELSIF kind OPERATOR(pg_catalog.=) 'int' THEN
+        IF tenant::pg_catalog.int8 OPERATOR(pg_catalog.<=) 0 THEN
+            RAISE EXCEPTION 'tenant_db.enter: integer tenants are positive'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    ELSIF kind IS DISTINCT FROM 'text' THEN
+        RAISE EXCEPTION 'tenant_db.enter: unknown key kind' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pg_catalog.set_config({enter_name}, tenant, true);
+    PERFORM pg_catalog.set_config('{TENANT_SETTING}', tenant, true);
+",
+        enter_name = secret_name("kind"),
+    )
+}
+
 /// A new random value for the secret name's sequence: 60 bits, from two random UUIDs.
 const RANDOM_NAME: &str = "('x' OPERATOR(pg_catalog.||) pg_catalog.substr(pg_catalog.md5(
         pg_catalog.gen_random_uuid()::text OPERATOR(pg_catalog.||) pg_catalog.gen_random_uuid()::text),
@@ -217,34 +247,14 @@ CREATE OR REPLACE FUNCTION tenant_db.set_tenant(tenant text, kind text) RETURNS 
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 AS $tenant_db$
 BEGIN
-    IF pg_catalog.statement_timestamp() OPERATOR(pg_catalog.<>) pg_catalog.transaction_timestamp() THEN
-        RAISE EXCEPTION 'tenant_db.enter runs only in the first statement of a transaction'
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    IF tenant IS NULL OR tenant OPERATOR(pg_catalog.=) '' THEN
-        RAISE EXCEPTION 'tenant_db.enter needs a tenant' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF kind OPERATOR(pg_catalog.=) 'uuid' THEN
-        PERFORM tenant::pg_catalog.uuid;
-    ELSIF kind OPERATOR(pg_catalog.=) 'int' THEN
-        IF tenant::pg_catalog.int8 OPERATOR(pg_catalog.<=) 0 THEN
-            RAISE EXCEPTION 'tenant_db.enter: integer tenants are positive'
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-    ELSIF kind IS DISTINCT FROM 'text' THEN
-        RAISE EXCEPTION 'tenant_db.enter: unknown key kind' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM pg_catalog.set_config({enter_name}, tenant, true);
-    PERFORM pg_catalog.set_config('{TENANT_SETTING}', tenant, true);
-END
+{set_tenant}END
 $tenant_db$;
 REVOKE ALL ON FUNCTION tenant_db.set_tenant(text, text) FROM PUBLIC;
 {fences}CREATE OR REPLACE FUNCTION tenant_db.enter(tenant text, kind text DEFAULT 'uuid') RETURNS void
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 AS $tenant_db$
 BEGIN
-{placed}    PERFORM tenant_db.set_tenant(tenant, kind);
-END
+{placed}{set_tenant}END
 $tenant_db$;
 REVOKE ALL ON FUNCTION tenant_db.enter(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant_db.enter(text, text) TO PUBLIC;
@@ -264,7 +274,7 @@ REVOKE ALL ON FUNCTION tenant_db.current_tenant(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant_db.current_tenant(text) TO PUBLIC;
 DROP TABLE IF EXISTS tenant_db.seal_key;
 "#,
-        enter_name = secret_name("kind"),
+        set_tenant = set_tenant_body(),
         fences = crate::placement::fence::setup_sql(),
         placed = crate::placement::fence::placed_check(),
         uuid_body = current_tenant_body("'uuid'"),
@@ -307,11 +317,12 @@ mod tests {
         let sql = super::setup_sql();
         assert!(sql.contains("IS NULL THEN"));
         assert!(sql.contains("REVOKE ALL ON SEQUENCE tenant_db.seal_name FROM PUBLIC"));
-        // `enter` and both readers name the setting alike, with one expression.
+        // `set_tenant`, `enter` (which writes `set_tenant`'s body out) and both readers name
+        // the setting alike, with one expression.
         assert_eq!(
             sql.matches("pg_sequence_last_value('tenant_db.seal_name'")
                 .count(),
-            4
+            5
         );
         assert!(sql.contains(&super::secret_name("kind")));
         assert!(sql.contains(&super::secret_name("'uuid'")));

@@ -202,17 +202,24 @@ pub(crate) fn placed_check() -> String {
         RAISE EXCEPTION '{REFUSAL} tenant % was frozen by a move; retry the transaction', tenant
             USING ERRCODE = 'serialization_failure';
     END IF;
-    IF EXISTS (SELECT FROM tenant_db.fences f
-               WHERE f.tenant_key OPERATOR(pg_catalog.=) tenant
-                 AND f.key_kind OPERATOR(pg_catalog.=) kind) THEN
-        RAISE EXCEPTION '{REFUSAL} tenant % is not placed in this database; retry the transaction', tenant
-            USING ERRCODE = 'serialization_failure';
+    -- `set_fence` gives the counter a value before it writes a fence: while it has none, no
+    -- fence was ever written here, and the lookup (a query) is skipped.
+    IF pg_catalog.pg_sequence_last_value('tenant_db.fence_version'::pg_catalog.regclass) IS NOT NULL THEN
+        IF EXISTS (SELECT FROM tenant_db.fences f
+                   WHERE f.tenant_key OPERATOR(pg_catalog.=) tenant
+                     AND f.key_kind OPERATOR(pg_catalog.=) kind) THEN
+            RAISE EXCEPTION '{REFUSAL} tenant % is not placed in this database; retry the transaction', tenant
+                USING ERRCODE = 'serialization_failure';
+        END IF;
     END IF;
-    IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed'
-       AND COALESCE(pg_catalog.pg_sequence_last_value('tenant_db.fence_version'::pg_catalog.regclass), 0)
-           IS DISTINCT FROM (SELECT e.version FROM tenant_db.fence_epoch e) THEN
-        RAISE EXCEPTION '{REFUSAL} a placement changed after this transaction''s snapshot; retry the transaction'
-            USING ERRCODE = 'serialization_failure';
+    -- Two IFs: the first is a simple expression (no query), all a READ COMMITTED transaction
+    -- evaluates.
+    IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
+        IF COALESCE(pg_catalog.pg_sequence_last_value('tenant_db.fence_version'::pg_catalog.regclass), 0)
+               IS DISTINCT FROM (SELECT e.version FROM tenant_db.fence_epoch e) THEN
+            RAISE EXCEPTION '{REFUSAL} a placement changed after this transaction''s snapshot; retry the transaction'
+                USING ERRCODE = 'serialization_failure';
+        END IF;
     END IF;
 "
     )
