@@ -600,6 +600,8 @@ impl TenantDb {
                     let before = touched(conn).await?;
                     record(conn, access, "opened", grant, None).await?;
                     savepoint(conn, "SAVEPOINT tenant_db_admin").await?;
+                    // The record below must be part of this transaction.
+                    tx.hold_commit();
                     let result = f(tx).await;
                     let outcome = match &result {
                         Ok(_) => None,

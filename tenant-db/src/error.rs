@@ -54,6 +54,13 @@ pub enum Error {
     /// [`crate::placement`]).
     #[error(transparent)]
     Placement(#[from] crate::placement::PlacementError),
+    /// The transaction did not commit although its closure returned `Ok`: its last statement,
+    /// sent with `COMMIT` ([`TenantTx::last`](crate::TenantTx::last),
+    /// [`TenantDb::single`](crate::TenantDb::single)), failed and the closure went on, or
+    /// `COMMIT` failed, or the statement's future was dropped in flight (then whether it
+    /// committed is not known, and the connection is closed).
+    #[error("the transaction did not commit: {0}")]
+    NotCommitted(&'static str),
 }
 
 impl From<diesel::result::Error> for Error {

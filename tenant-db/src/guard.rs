@@ -32,7 +32,6 @@ use crate::scope::TenantScope;
 use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{QueryBuilder, QueryFragment};
-use futures_util::future::{Either, Ready, ready};
 use std::future::Future;
 
 /// Functions a scoped statement may not call: their effects outlive the transaction (a
@@ -152,27 +151,28 @@ pub struct RefusedStatement {
     pub reason: Refusal,
 }
 
-/// The future of a scoped statement: the statement running, or tenant-db's refusal to send it.
-pub type Guarded<F> = Either<Ready<<F as Future>::Output>, F>;
+pub use crate::flight::Guarded;
 
 /// The error a refused statement fails with.
 pub(crate) fn refused(reason: Refusal) -> diesel::result::Error {
     diesel::result::Error::QueryBuilderError(Box::new(RefusedStatement { reason }))
 }
 
-/// Runs `query` (as a [`SqlKeyed`] statement) with `run` unless a part of it was refused (the
-/// verdict is in `scope`).
-pub(crate) fn guarded<Q, F, T>(
+/// Runs `query` (as a [`SqlKeyed`] statement) in `tx` with `run` unless a part of it was
+/// refused (the verdict is in `scope`).
+pub(crate) fn guarded<'t, 'conn, Q, F, T>(
+    tx: &'conn mut crate::TenantTx<'t>,
     scope: TenantScope<'_>,
     query: Q,
-    run: impl FnOnce(SqlKeyed<Q>) -> F,
-) -> Guarded<F>
+    run: impl FnOnce(SqlKeyed<Q>, &'conn mut &'t diesel_async::AsyncPgConnection) -> F,
+) -> Guarded<'t, F>
 where
     F: Future<Output = QueryResult<T>>,
+    SqlKeyed<Q>: QueryFragment<Pg>,
 {
     match scope.refusal() {
-        None => Either::Right(run(SqlKeyed(query))),
-        Some(reason) => Either::Left(ready(Err(refused(reason)))),
+        None => tx.statement(SqlKeyed(query), run),
+        Some(reason) => Guarded::refused(refused(reason)),
     }
 }
 

@@ -28,6 +28,7 @@ extern crate self as tenant_db;
 pub mod admin;
 pub mod doctor;
 mod error;
+pub mod flight;
 pub mod guard;
 mod hint;
 pub mod identity;

@@ -390,10 +390,11 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     where
         U: Send,
         T::Kind: ApplyScope<T, Q>,
-        SqlKeyed<Applied<T, Q>>: LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + 'q,
+        SqlKeyed<Applied<T, Q>>:
+            LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + QueryFragment<Pg> + 'q,
     {
         let scope = self.scope;
-        guarded(scope, self.finish(), |q| RunQueryDsl::load(q, tx.conn()))
+        guarded(tx, scope, self.finish(), RunQueryDsl::load)
     }
 
     /// Runs the query and returns exactly one row ([`diesel::result::Error::NotFound`] if none;
@@ -405,12 +406,11 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     where
         U: Send + 'conn,
         T::Kind: ApplyScope<T, Q>,
-        SqlKeyed<Applied<T, Q>>: LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + 'q,
+        SqlKeyed<Applied<T, Q>>:
+            LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + QueryFragment<Pg> + 'q,
     {
         let scope = self.scope;
-        guarded(scope, self.finish(), |q| {
-            RunQueryDsl::get_result(q, tx.conn())
-        })
+        guarded(tx, scope, self.finish(), RunQueryDsl::get_result)
     }
 
     /// Runs the query with `LIMIT 1` and returns the row.
@@ -423,7 +423,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         Q: LimitDsl,
         T::Kind: ApplyScope<T, dsl::Limit<Q>>,
         SqlKeyed<Applied<T, dsl::Limit<Q>>>:
-            LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + 'q,
+            LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + QueryFragment<Pg> + 'q,
     {
         self.limit(1).get_result(tx)
     }
@@ -435,12 +435,10 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         ScopedExists<'t, Applied<T, Q>>: diesel::expression::SelectableExpression<NoFromClause>
             + diesel::expression::ValidGrouping<()>,
         SqlKeyed<ExistsQuery<'t, T, Q>>:
-            LoadQuery<'q, &'t AsyncPgConnection, bool> + Loads<'q, bool> + 'q,
+            LoadQuery<'q, &'t AsyncPgConnection, bool> + Loads<'q, bool> + QueryFragment<Pg> + 'q,
     {
         let scope = self.scope;
         let exists = crate::probe::exists(self.into_subquery());
-        guarded(scope, diesel::select(exists), |q| {
-            RunQueryDsl::get_result(q, tx.conn())
-        })
+        guarded(tx, scope, diesel::select(exists), RunQueryDsl::get_result)
     }
 }

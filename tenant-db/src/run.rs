@@ -52,11 +52,11 @@ impl<Q: Query> Query for SqlKeyed<Q> {
 
 /// The future of a scoped query that loads every row `U` of `Q` (or tenant-db's refusal).
 pub type LoadRows<'t, 'conn, 'q, Q, U> =
-    Guarded<LoadFuture<'conn, 'q, SqlKeyed<Q>, &'t AsyncPgConnection, U>>;
+    Guarded<'t, LoadFuture<'conn, 'q, SqlKeyed<Q>, &'t AsyncPgConnection, U>>;
 
 /// The future of a scoped query that loads one row `U` of `Q` (or tenant-db's refusal).
 pub type LoadOne<'t, 'conn, 'q, Q, U> =
-    Guarded<GetResult<'conn, 'q, SqlKeyed<Q>, &'t AsyncPgConnection, U>>;
+    Guarded<'t, GetResult<'conn, 'q, SqlKeyed<Q>, &'t AsyncPgConnection, U>>;
 
 /// A query whose rows of type `U` diesel-async loads through its blanket `LoadQuery`
 /// implementation: exactly that implementation's conditions (see the module docs). Implemented

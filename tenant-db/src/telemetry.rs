@@ -22,6 +22,23 @@ pub const MIXED_TENANT_COUNTER: &str = "tenant_db_mixed_tenant_requests_total";
 
 static MIXED: AtomicU64 = AtomicU64::new(0);
 
+/// The name of the counter of transactions whose last statement went out with `COMMIT`.
+pub const COMMITS_IN_FLIGHT_COUNTER: &str = "tenant_db_commits_in_flight_total";
+
+static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+
+/// How many transactions, in this process, committed with their last statement in one flight
+/// (see [`crate::flight`]).
+pub fn commits_in_flight() -> u64 {
+    IN_FLIGHT.load(Ordering::Relaxed)
+}
+
+/// Counts a transaction that committed in its last statement's flight.
+pub(crate) fn committed_in_flight() {
+    IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!(COMMITS_IN_FLIGHT_COUNTER).increment(1);
+}
+
 /// How many times, in this process, a request scope saw a second tenant.
 pub fn mixed_tenant_requests() -> u64 {
     MIXED.load(Ordering::Relaxed)

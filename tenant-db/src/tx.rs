@@ -1,6 +1,7 @@
 //! [`TenantDb`] (the pool) and [`TenantTx`] (one tenant transaction).
 
-use crate::run::{Loads, SqlKeyed};
+use crate::flight::{End, Guarded, TxState};
+use crate::run::{LoadRows, Loads, SqlKeyed};
 use crate::scope::TenantScope;
 use crate::{Error, TenantId};
 use deadpool::managed::Object;
@@ -116,15 +117,22 @@ impl TenantDbBuilder {
         } else {
             RecyclingMethod::Fast
         };
-        if !self.statement_cache {
-            config.custom_setup = Box::new(|url| {
-                Box::pin(async move {
-                    let mut conn = <AsyncPgConnection as AsyncConnection>::establish(url).await?;
+        let statement_cache = self.statement_cache;
+        config.custom_setup = Box::new(move |url| {
+            Box::pin(async move {
+                let mut conn = <AsyncPgConnection as AsyncConnection>::establish(url).await?;
+                if statement_cache {
+                    // `COMMIT` prepared now, so that a transaction's last statement can take it
+                    // along without waiting for its preparation (see `crate::flight`).
+                    crate::flight::prepare_commit(&mut conn)
+                        .await
+                        .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                } else {
                     conn.set_prepared_statement_cache_size(CacheSize::Disabled);
-                    Ok(conn)
-                })
-            });
-        }
+                }
+                Ok(conn)
+            })
+        });
         let manager =
             AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(self.url, config);
         Pool::builder(manager)
@@ -203,20 +211,68 @@ impl TenantDb {
         E: From<Error> + Send + 'a,
         R: Send + 'a,
     {
-        self.transaction_in(tenant, "", None, None, f)
+        self.transaction_in(tenant, TxOptions::default(), f)
     }
 
-    /// [`transaction`](TenantDb::transaction) with transaction `modes` (`READ ONLY`, or
-    /// empty), in bridge schema `schema` (if any); sets `moved` when the database refused the
-    /// tenant ([`Error::Moved`]).
+    /// A transaction of one statement, sent in one flight: `BEGIN` and the tenant, the
+    /// statement, and `COMMIT` go out together, without waiting for a reply in between (see
+    /// [`crate::flight`]). `f` is a transaction closure like [`transaction`]'s whose first
+    /// statement is also its last: a second statement fails with a refusal and sends nothing.
+    ///
+    /// The statement commits with its flight: an `Err` the closure returns after it succeeded
+    /// does not roll it back. When `COMMIT` cannot go with it (a statement that binds a custom
+    /// type, say), it is sent after the reply, as in [`transaction`].
+    ///
+    /// ```no_run
+    /// # include!("../doctest_schema.rs");
+    /// # #[derive(diesel::Queryable, diesel::Selectable, tenant_db::TenantTable)]
+    /// # #[diesel(table_name = notes)]
+    /// # struct Note { id: i64, tenant_id: uuid::Uuid, body: String }
+    /// # async fn demo(db: tenant_db::TenantDb, tenant: tenant_db::Tenant) -> Result<(), tenant_db::Error> {
+    /// use diesel::prelude::*;
+    /// let body: String = db
+    ///     .single(tenant, async |mut tx| {
+    ///         let scope = tx.scope();
+    ///         let body = scope.query(notes::table).filter(notes::id.eq(7)).select(notes::body);
+    ///         Ok::<_, tenant_db::Error>(body.first(&mut tx).await?)
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// # fn main() {}
+    /// ```
+    ///
+    /// [`transaction`]: TenantDb::transaction
+    pub fn single<'a, V, R, E, F>(
+        &'a self,
+        tenant: V,
+        f: F,
+    ) -> impl Future<Output = Result<R, E>> + Send + 'a
+    where
+        V: crate::Verified,
+        for<'t> F: AsyncFnOnce(TenantTx<'t>) -> Result<R, E>
+            + TxFn<TenantTx<'t>, Result<R, E>, Fut: Send>
+            + Send
+            + 'a,
+        E: From<Error> + Send + 'a,
+        R: Send + 'a,
+    {
+        self.transaction_in(
+            tenant,
+            TxOptions {
+                single: true,
+                ..TxOptions::default()
+            },
+            f,
+        )
+    }
+
+    /// [`transaction`](TenantDb::transaction) with `options`.
     // Not an `async fn`: the returned future must be declared `Send`.
     #[allow(clippy::manual_async_fn)]
     pub(crate) fn transaction_in<'a, V, R, E, F>(
         &'a self,
         tenant: V,
-        modes: &'a str,
-        schema: Option<&'a str>,
-        moved: Option<&'a AtomicBool>,
+        options: TxOptions<'a>,
         f: F,
     ) -> impl Future<Output = Result<R, E>> + Send + 'a
     where
@@ -255,13 +311,16 @@ impl TenantDb {
                     .transaction_state()
                     .and_then(|s| s.change_transaction_depth(TransactionDepthChange::IncreaseDepth))
                     .map_err(|e| (E::from(Error::from(e)), "failed"))?;
-                // Set by the escape hatches: their statements may change the session.
-                let unscoped = AtomicBool::new(false);
+                let state = if options.single {
+                    TxState::single()
+                } else {
+                    TxState::default()
+                };
                 let (begun, outcome) = {
                     let shared: &AsyncPgConnection = conn;
                     let sql = crate::seal::Begin::new(&tenant)
-                        .modes(modes)
-                        .schema(schema)
+                        .modes(options.modes)
+                        .schema(options.schema)
                         .sql();
                     let mut begin_conn = shared;
                     let mut begin =
@@ -271,38 +330,64 @@ impl TenantDb {
                     // reply (one round trip saved). The server runs them in order, and if the
                     // begin fails the transaction is aborted, so that statement fails too.
                     let early = poll_fn(|cx| Poll::Ready(begin.as_mut().poll(cx))).await;
-                    let outcome = f(TenantTx::new(shared, verified, &unscoped)).await;
+                    let outcome = f(TenantTx::new(shared, verified, &state)).await;
                     let begun = match early {
                         Poll::Ready(begun) => begun,
                         Poll::Pending => begin.await,
                     };
                     (begun, outcome)
                 };
-                let result = match (begun, outcome) {
-                    (Ok(()), Ok(value)) => AnsiTransactionManager::commit_transaction(conn)
-                        .await
-                        .map(|()| value)
-                        .map_err(|e| (E::from(Error::from(e)), "failed")),
-                    (begun, outcome) => {
-                        // A failed rollback puts the transaction manager in error, and the pool
-                        // then discards the connection.
-                        let _ = AnsiTransactionManager::rollback_transaction(conn).await;
-                        // A failed begin is the cause of whatever the closure saw.
-                        match begun {
-                            Err(e) => {
-                                let e = Error::from(e);
-                                if let (Error::Moved(_), Some(moved)) = (&e, moved) {
-                                    moved.store(true, Ordering::Relaxed);
-                                }
-                                Err((E::from(e), "failed"))
-                            }
-                            Ok(()) => outcome.map_err(|e| (e, "rolled_back")),
+                let result = match state.end() {
+                    End::Open => match (begun, outcome) {
+                        (Ok(()), Ok(value)) => AnsiTransactionManager::commit_transaction(conn)
+                            .await
+                            .map(|()| value)
+                            .map_err(|e| (E::from(Error::from(e)), "failed")),
+                        (begun, outcome) => {
+                            // A failed rollback puts the transaction manager in error, and the
+                            // pool then discards the connection.
+                            let _ = AnsiTransactionManager::rollback_transaction(conn).await;
+                            ended(begun, outcome, options.moved)
+                        }
+                    },
+                    // The last statement went out with COMMIT.
+                    end => {
+                        let closed = AnsiTransactionManager::transaction_manager_status_mut(conn)
+                            .transaction_state()
+                            .and_then(|s| {
+                                s.change_transaction_depth(TransactionDepthChange::DecreaseDepth)
+                            });
+                        if end != End::Committed && end != End::RolledBack || closed.is_err() {
+                            // The outcome, or the connection's state, is not known.
+                            state.mark_unscoped();
+                        }
+                        if end == End::Committed {
+                            crate::telemetry::committed_in_flight();
+                        }
+                        match (end, begun, outcome) {
+                            (End::Committed, _, Ok(value)) => Ok(value),
+                            (End::Committed, _, Err(e)) => Err((e, "failed")),
+                            (_, begun @ Err(_), outcome) => ended(begun, outcome, options.moved),
+                            (End::RolledBack, Ok(()), Ok(_)) => Err((
+                                E::from(Error::NotCommitted(
+                                    "its last statement failed, and the closure returned Ok",
+                                )),
+                                "rolled_back",
+                            )),
+                            (_, Ok(()), Ok(_)) => Err((
+                                E::from(Error::NotCommitted(
+                                    "its last statement and COMMIT were dropped in flight, or COMMIT failed",
+                                )),
+                                "failed",
+                            )),
+                            (_, Ok(()), Err(e)) => Err((e, "rolled_back")),
                         }
                     }
                 };
-                // An escape hatch may have changed the session (see `crate::session`): the
-                // connection is closed instead of going back to the pool.
-                if AtomicBool::load(&unscoped, Ordering::Relaxed) {
+                // An escape hatch may have changed the session (see `crate::session`), or the
+                // end of the transaction is not known: the connection is closed instead of
+                // going back to the pool.
+                if state.unscoped() {
                     drop(Object::take(pooled));
                 }
                 result
@@ -327,6 +412,38 @@ impl TenantDb {
     }
 }
 
+/// How [`TenantDb::transaction_in`] opens a transaction.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TxOptions<'a> {
+    /// Transaction modes after `BEGIN` (`READ ONLY`, or empty).
+    pub(crate) modes: &'a str,
+    /// A bridge placement's schema.
+    pub(crate) schema: Option<&'a str>,
+    /// Set when the database refused the tenant ([`Error::Moved`]).
+    pub(crate) moved: Option<&'a AtomicBool>,
+    /// The first statement is the last ([`TenantDb::single`]).
+    pub(crate) single: bool,
+}
+
+/// The result of a transaction that did not commit: a failed begin is the cause of whatever
+/// the closure saw.
+fn ended<R, E: From<Error>>(
+    begun: Result<(), diesel::result::Error>,
+    outcome: Result<R, E>,
+    moved: Option<&AtomicBool>,
+) -> Result<R, (E, &'static str)> {
+    match begun {
+        Err(e) => {
+            let e = Error::from(e);
+            if let (Error::Moved(_), Some(moved)) = (&e, moved) {
+                moved.store(true, Ordering::Relaxed);
+            }
+            Err((E::from(e), "failed"))
+        }
+        Ok(()) => outcome.map_err(|e| (e, "rolled_back")),
+    }
+}
+
 /// One open tenant transaction, branded `'t`.
 ///
 /// Runs scoped queries (built from [`scope`](TenantTx::scope)) and nothing else; it implements
@@ -335,7 +452,7 @@ impl TenantDb {
 pub struct TenantTx<'t> {
     conn: &'t AsyncPgConnection,
     scope: TenantScope<'t>,
-    unscoped: &'t AtomicBool,
+    state: &'t TxState,
     hint: crate::hint::UseTxScope,
 }
 
@@ -348,11 +465,11 @@ impl std::fmt::Debug for TenantTx<'_> {
 }
 
 impl<'t> TenantTx<'t> {
-    fn new(conn: &'t AsyncPgConnection, tenant: crate::Tenant, unscoped: &'t AtomicBool) -> Self {
+    fn new(conn: &'t AsyncPgConnection, tenant: crate::Tenant, state: &'t TxState) -> Self {
         TenantTx {
             conn,
             scope: TenantScope::new(tenant.id(), tenant.provenance()),
-            unscoped,
+            state,
             hint: crate::hint::UseTxScope::default(),
         }
     }
@@ -383,10 +500,56 @@ impl<'t> TenantTx<'t> {
         self.conn
     }
 
-    /// The connection, shared: diesel-async pipelines statements sent through shared
-    /// references, in the order they are first polled.
-    pub(crate) fn conn(&mut self) -> &mut &'t AsyncPgConnection {
-        &mut self.conn
+    /// Marks the next statement as the transaction's last: `COMMIT` goes out right behind it,
+    /// without waiting for its reply (one round trip saved; see [`crate::flight`]). The
+    /// transaction commits with that statement: an `Err` the closure returns afterwards does
+    /// not roll it back, and a statement made after it fails with a refusal and sends nothing.
+    ///
+    /// ```no_run
+    /// # include!("../doctest_schema.rs");
+    /// # #[derive(diesel::Queryable, diesel::Selectable, tenant_db::TenantTable)]
+    /// # #[diesel(table_name = notes)]
+    /// # struct Note { id: i64, tenant_id: uuid::Uuid, body: String }
+    /// # async fn demo(db: tenant_db::TenantDb, tenant: tenant_db::Tenant) -> Result<(), tenant_db::Error> {
+    /// use diesel::prelude::*;
+    /// db.transaction(tenant, async |mut tx| {
+    ///     let scope = tx.scope();
+    ///     let body: String = scope.query(notes::table).filter(notes::id.eq(7)).select(notes::body).first(&mut tx).await?;
+    ///     scope
+    ///         .update(notes::table)
+    ///         .filter(notes::id.eq(8))
+    ///         .set(tenant_db::values!(notes::table, notes::body = body))
+    ///         .execute(tx.last())
+    ///         .await?;
+    ///     Ok::<_, tenant_db::Error>(())
+    /// })
+    /// .await?;
+    /// # Ok(()) }
+    /// # fn main() {}
+    /// ```
+    pub fn last(&mut self) -> &mut Self {
+        self.state.mark_last();
+        self
+    }
+
+    /// Keeps `COMMIT` to the end of the transaction whatever the closure marks as last: the
+    /// transaction's owner runs statements of its own after the closure.
+    pub(crate) fn hold_commit(&self) {
+        self.state.hold_commit();
+    }
+
+    /// Makes `run` run `query` on this transaction's connection (see [`crate::flight`]).
+    pub(crate) fn statement<'conn, Q, F, T>(
+        &'conn mut self,
+        query: Q,
+        run: impl FnOnce(Q, &'conn mut &'t AsyncPgConnection) -> F,
+    ) -> Guarded<'t, F>
+    where
+        Q: QueryFragment<Pg>,
+        F: Future<Output = diesel::QueryResult<T>>,
+    {
+        let (state, conn) = (self.state, self.conn);
+        Guarded::new(state, conn, query, |q| run(q, &mut self.conn))
     }
 
     /// **Escape hatch.** Executes any diesel statement (`diesel::sql_query`, a statement on an
@@ -401,12 +564,12 @@ impl<'t> TenantTx<'t> {
     pub fn unscoped_execute<'conn, 'q, Q>(
         &'conn mut self,
         query: Q,
-    ) -> crate::write::ExecuteFuture<'t, 'conn, 'q>
+    ) -> Guarded<'t, crate::write::ExecuteFuture<'t, 'conn, 'q>>
     where
         Q: QueryFragment<Pg> + Send + 'q,
     {
-        self.unscoped.store(true, Ordering::Relaxed);
-        RunQueryDsl::execute(SqlKeyed(query), &mut self.conn)
+        self.state.mark_unscoped();
+        self.statement(SqlKeyed(query), RunQueryDsl::execute)
     }
 
     /// **Escape hatch.** Loads rows of any diesel query without tenant-db's compile-time
@@ -415,20 +578,15 @@ impl<'t> TenantTx<'t> {
     pub fn unscoped_load<'conn, 'q, Q, U>(
         &'conn mut self,
         query: Q,
-    ) -> diesel_async::return_futures::LoadFuture<
-        'conn,
-        'q,
-        SqlKeyed<Q::Query>,
-        &'t AsyncPgConnection,
-        U,
-    >
+    ) -> LoadRows<'t, 'conn, 'q, Q::Query, U>
     where
         U: Send,
         Q: AsQuery,
-        SqlKeyed<Q::Query>: LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + 'q,
+        SqlKeyed<Q::Query>:
+            LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + QueryFragment<Pg> + 'q,
     {
-        self.unscoped.store(true, Ordering::Relaxed);
-        RunQueryDsl::load(SqlKeyed(query.as_query()), &mut self.conn)
+        self.state.mark_unscoped();
+        self.statement(SqlKeyed(query.as_query()), RunQueryDsl::load)
     }
 }
 

@@ -46,13 +46,11 @@ impl<'t, S> ScopedStatement<'t, S> {
     pub fn execute<'conn, 'q>(
         self,
         tx: &'conn mut TenantTx<'t>,
-    ) -> Guarded<ExecuteFuture<'t, 'conn, 'q>>
+    ) -> Guarded<'t, ExecuteFuture<'t, 'conn, 'q>>
     where
         S: QueryFragment<Pg> + Send + 'q,
     {
-        guarded(self.scope, self.statement, |s| {
-            RunQueryDsl::execute(s, tx.conn())
-        })
+        guarded(tx, self.scope, self.statement, RunQueryDsl::execute)
     }
 
     /// Runs a statement with `RETURNING`; returns the one row.
@@ -62,11 +60,10 @@ impl<'t, S> ScopedStatement<'t, S> {
     ) -> LoadOne<'t, 'conn, 'q, S, U>
     where
         U: Send + 'conn,
-        SqlKeyed<S>: LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + 'q,
+        SqlKeyed<S>:
+            LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + QueryFragment<Pg> + 'q,
     {
-        guarded(self.scope, self.statement, |s| {
-            RunQueryDsl::get_result(s, tx.conn())
-        })
+        guarded(tx, self.scope, self.statement, RunQueryDsl::get_result)
     }
 
     /// Runs a statement with `RETURNING`; returns every row.
@@ -76,11 +73,10 @@ impl<'t, S> ScopedStatement<'t, S> {
     ) -> LoadRows<'t, 'conn, 'q, S, U>
     where
         U: Send,
-        SqlKeyed<S>: LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + 'q,
+        SqlKeyed<S>:
+            LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + QueryFragment<Pg> + 'q,
     {
-        guarded(self.scope, self.statement, |s| {
-            RunQueryDsl::get_results(s, tx.conn())
-        })
+        guarded(tx, self.scope, self.statement, RunQueryDsl::get_results)
     }
 }
 
@@ -234,7 +230,7 @@ impl<'t, T: TenantTable, S> ScopedDelete<'t, T, S> {
     pub fn execute<'conn, 'q>(
         self,
         tx: &'conn mut TenantTx<'t>,
-    ) -> Guarded<ExecuteFuture<'t, 'conn, 'q>>
+    ) -> Guarded<'t, ExecuteFuture<'t, 'conn, 'q>>
     where
         S: IntoUpdateTarget<Table = T>,
         DeleteStatement<T, S::WhereClause>: QueryFragment<Pg> + Send + 'q,

@@ -102,6 +102,54 @@ async fn an_admin_transaction_acts_for_the_granted_tenant_and_is_audited() {
 }
 
 #[tokio::test]
+async fn a_last_statement_in_an_admin_transaction_does_not_commit_before_the_record() {
+    let db = common::db_with_rls(2).await;
+    let (_a, b) = common::two_tenants(&db).await;
+    let who = actor();
+    // The closure marks its update as the transaction's last, then fails: the admin scope
+    // still rolls the closure's work back and records the failure, in the same transaction.
+    let outcome: Result<(), Error> = db
+        .admin_transaction(&grant(&who, b.id()), async |mut tx| {
+            let s = tx.scope();
+            s.update(customers::table)
+                .filter(customers::id.eq(1))
+                .set(tenant_db::values!(
+                    customers::table,
+                    customers::name = "changed"
+                ))
+                .execute(tx.last())
+                .await?;
+            Err(Error::Doctor("changed my mind".into()))
+        })
+        .await;
+    assert!(outcome.is_err());
+    let names: Vec<String> = db
+        .transaction(b, async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(
+                s.query(customers::table)
+                    .filter(customers::id.eq(1))
+                    .select(customers::name)
+                    .load(&mut tx)
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(names, vec!["c1".to_string()]);
+    let rows = audit_of(&who).await;
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    assert_eq!(rows[2].event, "closed");
+    assert!(
+        rows[2]
+            .outcome
+            .as_deref()
+            .is_some_and(|o| o.contains("changed my mind")),
+        "{rows:#?}"
+    );
+}
+
+#[tokio::test]
 async fn a_failed_admin_transaction_rolls_its_work_back_and_stays_on_the_record() {
     let db = common::db_with_rls(2).await;
     let (a, _) = common::two_tenants(&db).await;

@@ -301,10 +301,13 @@ impl Router {
                 .pool_for(&placed.placement, read_only)
                 .map_err(E::from)?;
             let moved = AtomicBool::new(false);
-            let modes = if read_only { "READ ONLY" } else { "" };
-            let outcome = db
-                .transaction_in(verified, modes, placed.placement.schema(), Some(&moved), f)
-                .await;
+            let options = crate::tx::TxOptions {
+                modes: if read_only { "READ ONLY" } else { "" },
+                schema: placed.placement.schema(),
+                moved: Some(&moved),
+                single: false,
+            };
+            let outcome = db.transaction_in(verified, options, f).await;
             if moved.load(Ordering::Relaxed) {
                 self.forget(&id);
             }
