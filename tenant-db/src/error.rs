@@ -61,6 +61,9 @@ pub enum Error {
     /// committed is not known, and the connection is closed).
     #[error("the transaction did not commit: {0}")]
     NotCommitted(&'static str),
+    /// The tenant hit one of its tier's limits (see [`crate::limits`]): nothing ran.
+    #[error(transparent)]
+    Limited(Box<crate::limits::Limited>),
 }
 
 impl From<diesel::result::Error> for Error {

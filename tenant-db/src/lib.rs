@@ -35,6 +35,7 @@ pub mod identity;
 mod insert;
 mod key;
 pub mod lifecycle;
+pub mod limits;
 pub mod placement;
 mod predicate;
 mod probe;
@@ -54,6 +55,7 @@ mod tables;
 pub mod telemetry;
 mod tenant_id;
 mod tx;
+pub mod usage;
 pub mod values;
 mod write;
 

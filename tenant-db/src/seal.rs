@@ -105,6 +105,7 @@ pub(crate) struct Begin<'a> {
     modes: &'a str,
     schema: Option<&'a str>,
     for_move: bool,
+    statement_timeout_ms: Option<u64>,
 }
 
 impl<'a> Begin<'a> {
@@ -114,7 +115,15 @@ impl<'a> Begin<'a> {
             modes: "",
             schema: None,
             for_move: false,
+            statement_timeout_ms: None,
         }
+    }
+
+    /// `SET LOCAL statement_timeout` to `ms` milliseconds (a tier's limit), in the same
+    /// message.
+    pub(crate) fn statement_timeout(mut self, ms: Option<u64>) -> Self {
+        self.statement_timeout_ms = ms;
+        self
     }
 
     /// Transaction modes after `BEGIN`.
@@ -143,6 +152,9 @@ impl<'a> Begin<'a> {
         } else {
             format!("BEGIN {}", self.modes)
         };
+        if let Some(ms) = self.statement_timeout_ms {
+            sql.push_str(&format!("; SET LOCAL statement_timeout = {ms}"));
+        }
         if let Some(schema) = self.schema {
             sql.push_str(&format!(
                 "; SET LOCAL search_path TO {}, public",
@@ -310,6 +322,23 @@ mod tests {
             );
         }
         Ok(())
+    }
+
+    #[test]
+    fn a_statement_timeout_rides_in_the_first_message() {
+        let tenant = crate::TenantId::new_random();
+        let sql = super::Begin::new(&tenant)
+            .statement_timeout(Some(250))
+            .sql();
+        assert!(
+            sql.starts_with("BEGIN; SET LOCAL statement_timeout = 250; SELECT tenant_db.enter("),
+            "{sql}"
+        );
+        assert!(
+            !super::Begin::new(&tenant)
+                .sql()
+                .contains("statement_timeout")
+        );
     }
 
     #[test]

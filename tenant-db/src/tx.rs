@@ -1,8 +1,10 @@
 //! [`TenantDb`] (the pool) and [`TenantTx`] (one tenant transaction).
 
 use crate::flight::{End, Guarded, TxState};
+use crate::limits::{SharePolicy, Shares, Tiers};
 use crate::run::{LoadRows, Loads, SqlKeyed};
 use crate::scope::TenantScope;
+use crate::usage::{Finished, Usage};
 use crate::{Error, TenantId};
 use deadpool::managed::Object;
 use diesel::connection::CacheSize;
@@ -20,8 +22,10 @@ use diesel_async::{
 };
 use std::future::{Future, poll_fn};
 use std::pin::pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
+use std::time::Duration;
 use tracing::Instrument;
 
 /// The closure type [`TenantDb::transaction`] accepts: an async closure over a [`TenantTx`] whose
@@ -49,6 +53,9 @@ where
 #[derive(Clone)]
 pub struct TenantDb {
     pool: Pool<AsyncPgConnection>,
+    /// Each tenant's share of the pool, when tiers are configured.
+    shares: Option<Arc<Shares>>,
+    usage: Arc<Usage>,
 }
 
 impl std::fmt::Debug for TenantDb {
@@ -67,6 +74,10 @@ pub struct TenantDbBuilder {
     max_size: usize,
     statement_cache: bool,
     verify_on_checkout: bool,
+    tiers: Option<Tiers>,
+    share_policy: SharePolicy,
+    usage_window: Duration,
+    labelled_tenants: usize,
 }
 
 impl TenantDbBuilder {
@@ -93,9 +104,41 @@ impl TenantDbBuilder {
         self
     }
 
+    /// Per-tenant limits (see [`crate::limits`]): each tenant holds at most its tier's
+    /// `max_connections` of this pool at once, and its transactions run with its tier's
+    /// `statement_timeout`. Without tiers, a tenant may hold the whole pool.
+    pub fn tiers(mut self, tiers: Tiers) -> Self {
+        self.tiers = Some(tiers);
+        self
+    }
+
+    /// What a transaction does when its tenant holds its whole share (default: waits in the
+    /// tenant's own queue).
+    pub fn share_policy(mut self, policy: SharePolicy) -> Self {
+        self.share_policy = policy;
+        self
+    }
+
+    /// The window of usage metrics and noisy-neighbour events (default one minute), and how
+    /// many tenants metrics name (default 20; see [`crate::usage`]).
+    pub fn usage(mut self, window: Duration, labelled_tenants: usize) -> Self {
+        self.usage_window = window;
+        self.labelled_tenants = labelled_tenants;
+        self
+    }
+
     /// Builds the handle; connections are opened when first needed.
     pub fn build(self) -> Result<TenantDb, Error> {
-        self.pool().map(TenantDb::from_pool)
+        let shares = self
+            .tiers
+            .clone()
+            .map(|tiers| Arc::new(Shares::new(tiers, self.share_policy)));
+        let usage = Arc::new(Usage::new(self.usage_window, self.labelled_tenants));
+        self.pool().map(|pool| TenantDb {
+            pool,
+            shares,
+            usage,
+        })
     }
 
     /// **Escape hatch.** The pool of raw connections [`build`](TenantDbBuilder::build) would
@@ -151,6 +194,10 @@ impl TenantDb {
             max_size: 10,
             statement_cache: true,
             verify_on_checkout: false,
+            tiers: None,
+            share_policy: SharePolicy::Wait,
+            usage_window: Duration::from_secs(60),
+            labelled_tenants: 20,
         }
     }
 
@@ -162,7 +209,16 @@ impl TenantDb {
 
     /// A handle over an existing pool.
     pub fn from_pool(pool: Pool<AsyncPgConnection>) -> Self {
-        TenantDb { pool }
+        TenantDb {
+            pool,
+            shares: None,
+            usage: Arc::new(Usage::default()),
+        }
+    }
+
+    /// Per-tenant usage: metric labels and noisy-neighbour events (see [`crate::usage`]).
+    pub fn usage(&self) -> &Usage {
+        &self.usage
     }
 
     /// Runs `f` in one transaction for `tenant`.
@@ -296,13 +352,25 @@ impl TenantDb {
         let recorded = span.clone();
         async move {
             let started = std::time::Instant::now();
+            let mut pool_wait = Duration::ZERO;
+            let mut kind = None;
             let (result, outcome) = async {
                 crate::telemetry::observe(tenant).map_err(|e| (E::from(e), "refused"))?;
-                let mut pooled = self
-                    .pool
-                    .get()
-                    .await
-                    .map_err(|e| (E::from(Error::from(e)), "failed"))?;
+                let tier = self.shares.as_ref().map(|s| s.tiers().tier_of(&tenant));
+                let statement_timeout = tier.and_then(|t| t.limits().statement_timeout_ms);
+                let _share = match &self.shares {
+                    Some(shares) => Some(shares.take(&tenant).await.map_err(|limited| {
+                        kind = Some("limited");
+                        (E::from(Error::Limited(Box::new(limited))), "limited")
+                    })?),
+                    None => None,
+                };
+                let pooled = self.pool.get().await;
+                pool_wait = started.elapsed();
+                let mut pooled = pooled.map_err(|e| {
+                    kind = Some("pool");
+                    (E::from(Error::from(e)), "failed")
+                })?;
                 let conn: &mut AsyncPgConnection = &mut pooled;
                 // The transaction counts as open before anything is sent: if this future is
                 // dropped from here until COMMIT or ROLLBACK completes, the pool refuses the
@@ -321,6 +389,7 @@ impl TenantDb {
                     let sql = crate::seal::Begin::new(&tenant)
                         .modes(options.modes)
                         .schema(options.schema)
+                        .statement_timeout(statement_timeout)
                         .sql();
                     let mut begin_conn = shared;
                     let mut begin =
@@ -347,7 +416,7 @@ impl TenantDb {
                             // A failed rollback puts the transaction manager in error, and the
                             // pool then discards the connection.
                             let _ = AnsiTransactionManager::rollback_transaction(conn).await;
-                            ended(begun, outcome, options.moved)
+                            ended(begun, outcome, options.moved, &mut kind)
                         }
                     },
                     // The last statement went out with COMMIT.
@@ -367,17 +436,23 @@ impl TenantDb {
                         match (end, begun, outcome) {
                             (End::Committed, _, Ok(value)) => Ok(value),
                             (End::Committed, _, Err(e)) => Err((e, "failed")),
-                            (_, begun @ Err(_), outcome) => ended(begun, outcome, options.moved),
+                            (_, begun @ Err(_), outcome) => ended(begun, outcome, options.moved, &mut kind),
                             (End::RolledBack, Ok(()), Ok(_)) => Err((
-                                E::from(Error::NotCommitted(
-                                    "its last statement failed, and the closure returned Ok",
-                                )),
+                                {
+                                    kind = Some("not_committed");
+                                    E::from(Error::NotCommitted(
+                                        "its last statement failed, and the closure returned Ok",
+                                    ))
+                                },
                                 "rolled_back",
                             )),
                             (_, Ok(()), Ok(_)) => Err((
-                                E::from(Error::NotCommitted(
+                                {
+                                    kind = Some("not_committed");
+                                    E::from(Error::NotCommitted(
                                     "its last statement and COMMIT were dropped in flight, or COMMIT failed",
-                                )),
+                                ))
+                                },
                                 "failed",
                             )),
                             (_, Ok(()), Err(e)) => Err((e, "rolled_back")),
@@ -394,8 +469,24 @@ impl TenantDb {
             }
             .await
             .map_or_else(|(e, outcome)| (Err(e), outcome), |v| (Ok(v), "committed"));
+            let total = started.elapsed();
             recorded.record("outcome", outcome);
-            recorded.record("duration_ms", started.elapsed().as_secs_f64() * 1000.0);
+            recorded.record("duration_ms", total.as_secs_f64() * 1000.0);
+            let error = match (outcome, kind) {
+                ("committed", _) => None,
+                (_, Some(kind)) => Some(kind),
+                ("refused", None) => Some("refused"),
+                // The closure's own error.
+                ("rolled_back", None) => Some("other"),
+                _ => Some("database"),
+            };
+            self.usage.record(Finished {
+                tenant,
+                outcome,
+                error,
+                total,
+                pool_wait,
+            });
             result
         }
         .instrument(span)
@@ -431,12 +522,17 @@ fn ended<R, E: From<Error>>(
     begun: Result<(), diesel::result::Error>,
     outcome: Result<R, E>,
     moved: Option<&AtomicBool>,
+    kind: &mut Option<&'static str>,
 ) -> Result<R, (E, &'static str)> {
     match begun {
         Err(e) => {
             let e = Error::from(e);
-            if let (Error::Moved(_), Some(moved)) = (&e, moved) {
-                moved.store(true, Ordering::Relaxed);
+            *kind = Some("database");
+            if let Error::Moved(_) = &e {
+                *kind = Some("moved");
+                if let Some(moved) = moved {
+                    moved.store(true, Ordering::Relaxed);
+                }
             }
             Err((E::from(e), "failed"))
         }
