@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use tenant_db::identity::{TokenError, TokenVerifier, VerifiedToken};
+use tenant_db::limits::{LimitCheckError, Limited, RateLimit};
 use tenant_db::{Tenant, TenantId};
 
 /// The edge's configuration: the token verifier, and the tenant hint requests must agree with.
@@ -16,6 +17,7 @@ use tenant_db::{Tenant, TenantId};
 pub struct TenantAuth {
     verifier: Arc<TokenVerifier>,
     hint: TenantHint,
+    limiter: Option<Arc<dyn RateLimit>>,
 }
 
 impl TenantAuth {
@@ -24,7 +26,16 @@ impl TenantAuth {
         TenantAuth {
             verifier: Arc::new(verifier),
             hint: TenantHint::None,
+            limiter: None,
         }
+    }
+
+    /// Each authenticated request counts against its tenant's rate (`tenant_db_limits`'
+    /// `LocalLimiter` or `RedisLimiter`): over it, 429 with `Retry-After`; a limiter that
+    /// cannot answer, 503.
+    pub fn limit(mut self, limiter: Arc<dyn RateLimit>) -> Self {
+        self.limiter = Some(limiter);
+        self
     }
 
     /// Requests must also name their tenant this way, and agree with the token.
@@ -68,6 +79,12 @@ pub enum AuthRejection {
     /// The request's tenant hint is missing or names another tenant than the token: 403.
     #[error("the request's tenant hint does not name the token's tenant")]
     TenantMismatch,
+    /// The tenant is over its tier's request rate: 429 with `Retry-After`.
+    #[error(transparent)]
+    Limited(Limited),
+    /// The rate limiter could not answer: 503 with `Retry-After: 1`.
+    #[error("{0}")]
+    LimiterUnavailable(String),
 }
 
 impl AuthRejection {
@@ -78,6 +95,8 @@ impl AuthRejection {
                 StatusCode::UNAUTHORIZED
             }
             AuthRejection::NoTenant(_) | AuthRejection::TenantMismatch => StatusCode::FORBIDDEN,
+            AuthRejection::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
+            AuthRejection::LimiterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -86,9 +105,13 @@ impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
         let status = self.status();
         tracing::info!(rejection = ?self, status = status.as_u16(), "request not authenticated");
-        let body = serde_json::json!({
-            "error": if status == StatusCode::UNAUTHORIZED { "unauthorized" } else { "forbidden" }
-        });
+        let word = match status {
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::TOO_MANY_REQUESTS => "too many requests, retry",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable, retry",
+            _ => "forbidden",
+        };
+        let body = serde_json::json!({ "error": word });
         let mut response = (status, body.to_string()).into_response();
         let headers = response.headers_mut();
         headers.insert(
@@ -100,6 +123,18 @@ impl IntoResponse for AuthRejection {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer error=\"invalid_token\""),
             );
+        }
+        match &self {
+            AuthRejection::Limited(limited) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    crate::retry_after(limited.retry_after()),
+                );
+            }
+            AuthRejection::LimiterUnavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         response
     }
@@ -136,6 +171,12 @@ where
             if !agrees {
                 return Err(AuthRejection::TenantMismatch);
             }
+        }
+        if let Some(limiter) = &auth.limiter {
+            limiter.check(&tenant).await.map_err(|e| match e {
+                LimitCheckError::Limited(limited) => AuthRejection::Limited(limited),
+                other => AuthRejection::LimiterUnavailable(other.to_string()),
+            })?;
         }
         tracing::Span::current().record("tenant_id", tracing::field::display(tenant));
         Ok(Authenticated { token })

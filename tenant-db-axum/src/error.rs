@@ -13,6 +13,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 /// | no row (`NotFound`) | 404 |
 /// | serialization failure or deadlock | 409, `Retry-After: 1` |
 /// | no connection (pool exhausted, database down) | 503, `Retry-After: 1` |
+/// | a tenant limit (`Limited`: rate, pool share) | 429, `Retry-After` as the limit says |
 /// | anything else | 500 |
 #[derive(Debug)]
 pub struct HttpError(pub tenant_db::Error);
@@ -39,6 +40,7 @@ impl HttpError {
                 _,
             )) => (StatusCode::CONFLICT, true),
             tenant_db::Error::Pool(_) => (StatusCode::SERVICE_UNAVAILABLE, true),
+            tenant_db::Error::Limited(_) => (StatusCode::TOO_MANY_REQUESTS, true),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, false),
         }
     }
@@ -56,6 +58,7 @@ impl IntoResponse for HttpError {
             StatusCode::NOT_FOUND => "not found",
             StatusCode::CONFLICT => "conflict, retry",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable, retry",
+            StatusCode::TOO_MANY_REQUESTS => "too many requests, retry",
             _ => "internal error",
         };
         let mut response =
@@ -65,7 +68,12 @@ impl IntoResponse for HttpError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if retry {
+        if let tenant_db::Error::Limited(limited) = &self.0 {
+            headers.insert(
+                header::RETRY_AFTER,
+                crate::retry_after(limited.retry_after()),
+            );
+        } else if retry {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response

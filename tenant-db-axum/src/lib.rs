@@ -62,3 +62,9 @@ pub use auth::{AuthRejection, Authenticated, TenantAuth};
 pub use error::HttpError;
 pub use hint::TenantHint;
 pub use request::{request_scope, strict_request_scope};
+
+/// A `Retry-After` value: whole seconds, rounded up, at least 1.
+fn retry_after(wait: std::time::Duration) -> axum::http::HeaderValue {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    axum::http::HeaderValue::from(seconds.max(1))
+}

@@ -34,11 +34,18 @@ async fn whoami(auth: Authenticated) -> String {
 }
 
 fn router(hint: TenantHint) -> Router {
-    let verifier = TokenVerifier::builder(KeyKind::Uuid)
+    router_with(TenantAuth::new(verifier()).hint(hint))
+}
+
+fn verifier() -> TokenVerifier {
+    TokenVerifier::builder(KeyKind::Uuid)
         .key(VerifyingKey::per_tenant(MasterKey::new(&MASTER).unwrap()))
         .audience("api")
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn router_with(auth: TenantAuth) -> Router {
     Router::new()
         .route("/whoami", get(whoami))
         .route("/t/{tenant}/whoami", get(whoami))
@@ -61,10 +68,21 @@ fn router(hint: TenantHint) -> Router {
                 .into())
             }),
         )
+        .route(
+            "/share",
+            get(async || -> Result<(), HttpError> {
+                Err(
+                    tenant_db::Error::Limited(Box::new(tenant_db::limits::Limited::PoolShare {
+                        tenant: TenantId::new_random(),
+                        tier: "free".into(),
+                        max: 1,
+                    }))
+                    .into(),
+                )
+            }),
+        )
         .layer(axum::middleware::from_fn(tenant_db_axum::request_scope))
-        .with_state(App {
-            auth: TenantAuth::new(verifier).hint(hint),
-        })
+        .with_state(App { auth })
 }
 
 fn now() -> i64 {
@@ -368,4 +386,88 @@ async fn each_request_runs_in_a_span_that_carries_its_tenant() {
         .unwrap();
     assert_eq!(request.1["status"], "200");
     assert_eq!(request.1["path"], "/whoami");
+}
+
+#[derive(Debug)]
+struct Down;
+
+impl tenant_db::limits::RateLimit for Down {
+    fn check<'a>(
+        &'a self,
+        _tenant: &'a TenantId,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<(), tenant_db::limits::LimitCheckError>>
+                + Send
+                + 'a,
+        >,
+    > {
+        Box::pin(async {
+            Err(tenant_db::limits::LimitCheckError::Unavailable(
+                "connection refused".into(),
+            ))
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_over_its_rate_gets_429_with_retry_after() {
+    let tiers = tenant_db::limits::Tiers::from_json(&format!(
+        r#"{{"default_tier": "free", "tiers": {{
+            "free": {{"requests_per_second": 1, "burst": 2, "max_connections": 1}},
+            "pro": {{"requests_per_second": 100, "burst": 100, "max_connections": 1}}}},
+            "tenants": {{"{GLOBEX}": "pro"}}}}"#
+    ))
+    .unwrap();
+    let limiter = Arc::new(tenant_db_limits::LocalLimiter::new(tiers));
+    let r = router_with(TenantAuth::new(verifier()).limit(limiter));
+    let acme = bearer(&token(ACME));
+    for _ in 0..2 {
+        let (status, _, _) = call(&r, "/whoami", &[("authorization", &acme)]).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let response = r
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/whoami")
+                .header("authorization", &acme)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], br#"{"error":"too many requests, retry"}"#);
+    // Another tenant, in another tier, is not held back.
+    let globex = bearer(&token(GLOBEX));
+    for _ in 0..5 {
+        let (status, _, _) = call(&r, "/whoami", &[("authorization", &globex)]).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // A pool share hit in a handler is a 429 too.
+    let response = r
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/share")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    // A limiter that cannot answer refuses the request.
+    let r = router_with(TenantAuth::new(verifier()).limit(Arc::new(Down)));
+    let (status, body, _) = call(&r, "/whoami", &[("authorization", &acme)]).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"error":"unavailable, retry"}"#
+        )
+    );
 }
