@@ -151,6 +151,38 @@ pub fn verifier(
 
 /// The API.
 pub fn router(db: TenantDb, verifier: TokenVerifier, hint: TenantHint) -> Router {
+    router_with(db, TenantAuth::new(verifier).hint(hint))
+}
+
+/// The tiers the service runs with: requests per second, pool share and statement timeout
+/// per tier (see `tenant_db::limits`).
+pub const TIERS: &str = r#"{
+    "default_tier": "free",
+    "tiers": {
+        "free": {"requests_per_second": 10, "burst": 20, "max_connections": 2, "statement_timeout_ms": 2000},
+        "pro": {"requests_per_second": 100, "burst": 200, "max_connections": 4, "statement_timeout_ms": 10000},
+        "enterprise": {"requests_per_second": 1000, "burst": 2000, "max_connections": 8}
+    }
+}"#;
+
+/// The API with the edge `auth` (a rate limiter, a hint), and `/metrics` when `metrics` is
+/// given: the usage metrics, as Prometheus text.
+pub fn router_with_metrics(
+    db: TenantDb,
+    auth: TenantAuth,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> Router {
+    let api = router_with(db, auth);
+    match metrics {
+        Some(handle) => api.route(
+            "/metrics",
+            get(async move || handle.render()).with_state(()),
+        ),
+        None => api,
+    }
+}
+
+fn router_with(db: TenantDb, auth: TenantAuth) -> Router {
     Router::new()
         .route("/plans", get(list_plans))
         .route("/projects", get(list_projects).post(create_project))
@@ -161,10 +193,7 @@ pub fn router(db: TenantDb, verifier: TokenVerifier, hint: TenantHint) -> Router
         .route("/projects/{id}/tasks", get(list_tasks).post(create_task))
         .route("/stats", get(stats))
         .layer(axum::middleware::from_fn(tenant_db_axum::request_scope))
-        .with_state(App {
-            db,
-            auth: TenantAuth::new(verifier).hint(hint),
-        })
+        .with_state(App { db, auth })
 }
 
 type Reply<T> = Result<Json<T>, HttpError>;

@@ -6,12 +6,19 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 use tenant_db::identity::{KeyPurpose, MasterKey};
 use tenant_db::{TenantDb, TenantId};
-use tenant_db_example_service::{AUDIENCE, DATABASE, TENANT_TABLES, router, schema_sql, verifier};
+use tenant_db_example_service::{
+    AUDIENCE, DATABASE, TENANT_TABLES, TIERS, router_with_metrics, schema_sql, verifier,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = tenant_db_tests::provision(DATABASE, &schema_sql()?, TENANT_TABLES).await?;
-    let db = TenantDb::connect(&url, 8)?;
+    let tiers = tenant_db::limits::Tiers::from_json(TIERS)?;
+    let db = TenantDb::builder(url)
+        .max_size(8)
+        .tiers(tiers.clone())
+        .build()?;
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     let secret = match std::env::var("SERVICE_MASTER_KEY") {
         Ok(secret) => secret.into_bytes(),
         Err(_) => {
@@ -31,7 +38,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?;
         println!("{name}: curl -H 'Authorization: Bearer {token}' localhost:3000/projects");
     }
-    let app = router(db, verifier(master)?, tenant_db_axum::TenantHint::None);
+    println!("metrics: curl localhost:3000/metrics");
+    let auth = tenant_db_axum::TenantAuth::new(verifier(master)?).limit(std::sync::Arc::new(
+        tenant_db_limits::LocalLimiter::new(tiers),
+    ));
+    let app = router_with_metrics(db, auth, Some(metrics));
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     println!("listening on {}", listener.local_addr()?);
