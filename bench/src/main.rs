@@ -10,6 +10,7 @@
 //! Prints a table and, as its last line, one JSON object. `DATABASE_URL` names the server
 //! (default: the local one); the benchmark provisions its own database there.
 
+mod airgap;
 mod compile_time;
 mod pgbench_reference;
 mod rls_cost;
@@ -53,6 +54,10 @@ struct Args {
     /// `TenantDb::transaction` on the same database.
     #[arg(long)]
     routing: bool,
+    /// Measure only the airgap: a quiet tenant's point reads while a noisy tenant floods the
+    /// same pool, without and with per-tenant limits.
+    #[arg(long)]
+    airgap: bool,
 }
 
 const DATABASE: &str = "tenant_db_bench";
@@ -438,6 +443,22 @@ async fn measure(
     }
 }
 
+fn print_airgap(gap: &airgap::Airgap) {
+    println!(
+        "airgap (a quiet tenant's point reads while a noisy tenant floods the pool): p99 alone \
+         {} ms; with the flood {} ms ({:.2}x) without limits, {} ms ({:.2}x) with per-tenant limits",
+        ms(gap.alone_p99),
+        ms(gap.unfair_p99),
+        gap.unfair_ratio(),
+        ms(gap.fair_p99),
+        gap.fair_ratio()
+    );
+    println!(
+        "limits not hit (the quiet tenant alone, tiers and rate check in place vs none): p50 {:.2}x",
+        gap.limits_cost_p50_ratio
+    );
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1000.0)
 }
@@ -523,6 +544,16 @@ async fn run(args: Args) -> Result<(), Failure> {
         return Ok(());
     }
     let sides = setup(args.scoped_without_rls).await?;
+    let app_url = tenant_db_tests::url_for(tenant_db_tests::APP_ROLE, DATABASE);
+    if args.airgap {
+        let gap = airgap::measure(&app_url, args.quick).await?;
+        print_airgap(&gap);
+        println!(
+            "{}",
+            serde_json::json!({"airgap_p99_ratio": gap.fair_ratio(), "airgap_unfair_p99_ratio": gap.unfair_ratio(), "limits_cost_p50_ratio": gap.limits_cost_p50_ratio})
+        );
+        return Ok(());
+    }
     let (rounds, iters_1, iters_8) = if args.quick {
         (3, 300, 60)
     } else {
@@ -611,6 +642,14 @@ async fn run(args: Args) -> Result<(), Failure> {
     {
         json.insert("throughput_8_ratio".into(), r.throughput_ratio().into());
     }
+    let gap = airgap::measure(&app_url, args.quick).await?;
+    print_airgap(&gap);
+    json.insert("airgap_p99_ratio".into(), gap.fair_ratio().into());
+    json.insert("airgap_unfair_p99_ratio".into(), gap.unfair_ratio().into());
+    json.insert(
+        "limits_cost_p50_ratio".into(),
+        gap.limits_cost_p50_ratio.into(),
+    );
     if !args.skip_rls_cost {
         let cost = rls_cost::measure(args.quick).await?;
         json.insert("rls_policy_cost_ratio".into(), cost.policy_ratio.into());
