@@ -112,6 +112,7 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let limiter = LocalLimiter::new(tiers);
+        assert!(format!("{limiter:?}").contains("free"));
         let (a, b) = (TenantId::new_random(), TenantId::new_random());
         for _ in 0..3 {
             assert!(limiter.check_now(&a).is_ok());

@@ -19,7 +19,7 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(1);
 
 /// Counts the request in `KEYS[1]` (the tenant's key for this window), giving the key its
 /// expiry when it is new; returns -1 when the count is within `ARGV[1]`, else the
-/// milliseconds left in the window. One script, so that the count and the expiry are one
+/// milliseconds left in the window (at least 1). One script, so that the count and the expiry are one
 /// atomic step (a crash between an `INCR` and its `PEXPIRE` would leave a key that never
 /// expires).
 const COUNT: &str = r"
@@ -30,6 +30,8 @@ if n > tonumber(ARGV[1]) then
   if left < 0 then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
     left = tonumber(ARGV[2])
+  elseif left == 0 then
+    left = 1
   end
   return left
 end

@@ -304,6 +304,14 @@ impl Shares {
         &self.tiers
     }
 
+    #[cfg(test)]
+    fn held_len(&self) -> usize {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     /// Takes one connection of `tenant`'s share: waits for one, or fails fast.
     pub(crate) async fn take(&self, tenant: &TenantId) -> Result<Share, Limited> {
         let tier = self.tiers.tier_of(tenant);
@@ -415,6 +423,27 @@ mod tests {
         assert!(shares.take(&b).await.is_ok());
         drop(held);
         assert!(waiter.await.unwrap_or(false));
+    }
+
+    #[tokio::test]
+    async fn idle_tenants_are_forgotten_past_the_sweep_and_held_shares_are_kept() {
+        let tiers = Tiers::single("t", limits(1)).unwrap_or_else(|e| panic!("{e}"));
+        let shares = Shares::new(tiers, SharePolicy::FailFast);
+        let held_tenant = TenantId::new_random();
+        let held = shares.take(&held_tenant).await;
+        assert!(held.is_ok());
+        for _ in 0..SWEEP_ABOVE {
+            drop(shares.take(&TenantId::new_random()).await);
+        }
+        // Not swept until the map holds more than SWEEP_ABOVE tenants.
+        assert_eq!(shares.held_len(), SWEEP_ABOVE + 1);
+        drop(shares.take(&TenantId::new_random()).await);
+        // Swept: the idle ones are gone, the held one (and the new one) are not.
+        assert_eq!(shares.held_len(), 2);
+        // The held tenant's share still holds.
+        assert!(shares.take(&held_tenant).await.is_err());
+        drop(held);
+        assert!(shares.take(&held_tenant).await.is_ok());
     }
 
     #[test]

@@ -298,6 +298,22 @@ async fn a_database_refuses_a_tenant_it_does_not_hold_and_freezes_one_tenant_onl
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Moved(_)), "{err}");
+    // The same write in one flight (with COMMIT behind it) is refused the same way.
+    let err = router
+        .single(t, async |mut tx| {
+            let s = tx.scope();
+            s.insert(docs::table)
+                .values(NewDoc {
+                    id: 10,
+                    body: "lost in flight".into(),
+                })
+                .execute(&mut tx)
+                .await?;
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Moved(_)), "{err}");
     assert_eq!(
         physical(&a.admin_url_for(&c.database), "docs").await[&t.id().to_string()],
         2,

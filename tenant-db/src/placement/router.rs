@@ -247,7 +247,26 @@ impl Router {
         E: From<Error> + Send + 'a,
         R: Send + 'a,
     {
-        self.run(tenant, false, f)
+        self.run(tenant, false, false, f)
+    }
+
+    /// [`TenantDb::single`](crate::TenantDb::single) at the tenant's placement: a transaction
+    /// of one statement, sent with `COMMIT` in one flight.
+    pub fn single<'a, V, R, E, F>(
+        &'a self,
+        tenant: V,
+        f: F,
+    ) -> impl Future<Output = Result<R, E>> + Send + 'a
+    where
+        V: crate::Verified,
+        for<'t> F: AsyncFnOnce(TenantTx<'t>) -> Result<R, E>
+            + TxFn<TenantTx<'t>, Result<R, E>, Fut: Send>
+            + Send
+            + 'a,
+        E: From<Error> + Send + 'a,
+        R: Send + 'a,
+    {
+        self.run(tenant, false, true, f)
     }
 
     /// Runs `f` in one `READ ONLY` transaction for `tenant` on the streaming replica of the
@@ -275,13 +294,14 @@ impl Router {
         E: From<Error> + Send + 'a,
         R: Send + 'a,
     {
-        self.run(tenant, true, f)
+        self.run(tenant, true, false, f)
     }
 
     fn run<'a, V, R, E, F>(
         &'a self,
         tenant: V,
         read_only: bool,
+        single: bool,
         f: F,
     ) -> impl Future<Output = Result<R, E>> + Send + 'a
     where
@@ -305,7 +325,7 @@ impl Router {
                 modes: if read_only { "READ ONLY" } else { "" },
                 schema: placed.placement.schema(),
                 moved: Some(&moved),
-                single: false,
+                single,
             };
             let outcome = db.transaction_in(verified, options, f).await;
             if moved.load(Ordering::Relaxed) {
