@@ -91,8 +91,8 @@ pub use tenant_id::{KeyKind, MAX_TEXT_KEY_LEN, ParseTenantIdError, TenantId};
 pub use tx::{TenantDb, TenantDbBuilder, TenantTx, TxFn};
 pub use values::{Assign, AssignOf, TenantValues, Values, assign};
 pub use write::{
-    ChangesetOf, DeleteOp, ExecuteFuture, Narrowed, ScopedDelete, ScopedStatement, ScopedUpdate,
-    UpdateOp,
+    ChangesetOf, DeleteOp, ExactlyOne, ExecuteFuture, ManyRows, Narrowed, ScopedDelete,
+    ScopedStatement, ScopedUpdate, UpdateOp,
 };
 
 /// The usual imports: diesel's expression methods and `OptionalExtension`, tenant-db's types.
