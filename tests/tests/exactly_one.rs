@@ -37,7 +37,8 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for NotFoundEvents {
 async fn a_write_by_key_finds_exactly_one_row_of_the_tenant_or_says_so() {
     use tracing_subscriber::layer::SubscriberExt;
     let events = NotFoundEvents::default();
-    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(events.clone()));
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(events.clone()));
     let db = db_with_rls(2).await;
     let (a, b) = two_tenants(&db).await;
     // B has customer 3 with no orders; A has one too. A's write by key on its own id: Ok.
@@ -45,7 +46,10 @@ async fn a_write_by_key_finds_exactly_one_row_of_the_tenant_or_says_so() {
         let s = tx.scope();
         s.update(customers::table)
             .filter(customers::id.eq(1))
-            .set(tenant_db::values!(customers::table, customers::name = "one"))
+            .set(tenant_db::values!(
+                customers::table,
+                customers::name = "one"
+            ))
             .execute_one(&mut tx)
             .await?;
         s.delete(customers::table)
@@ -62,14 +66,20 @@ async fn a_write_by_key_finds_exactly_one_row_of_the_tenant_or_says_so() {
             let s = tx.scope();
             s.update(customers::table)
                 .filter(customers::id.eq(3))
-                .set(tenant_db::values!(customers::table, customers::name = "guessed"))
+                .set(tenant_db::values!(
+                    customers::table,
+                    customers::name = "guessed"
+                ))
                 .execute_one(&mut tx)
                 .await?;
             Ok::<_, Error>(())
         })
         .await
         .unwrap_err();
-    assert!(matches!(missing, Error::Query(diesel::result::Error::NotFound)), "{missing}");
+    assert!(
+        matches!(missing, Error::Query(diesel::result::Error::NotFound)),
+        "{missing}"
+    );
     let deleted = db
         .transaction(a, async |mut tx| {
             let s = tx.scope();
@@ -81,10 +91,16 @@ async fn a_write_by_key_finds_exactly_one_row_of_the_tenant_or_says_so() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(deleted, Error::Query(diesel::result::Error::NotFound)), "{deleted}");
+    assert!(
+        matches!(deleted, Error::Query(diesel::result::Error::NotFound)),
+        "{deleted}"
+    );
     let seen = events.0.lock().unwrap().clone();
     assert_eq!(seen.len(), 2, "{seen:?}");
-    assert!(seen.iter().all(|e| e.contains(&a.id().to_string())), "{seen:?}");
+    assert!(
+        seen.iter().all(|e| e.contains(&a.id().to_string())),
+        "{seen:?}"
+    );
     // B's row 3 is untouched.
     let name: String = db
         .transaction(b, async |mut tx| {
@@ -106,14 +122,20 @@ async fn a_write_by_key_finds_exactly_one_row_of_the_tenant_or_says_so() {
             let s = tx.scope();
             s.update(customers::table)
                 .filter(customers::id.le(2))
-                .set(tenant_db::values!(customers::table, customers::name = "many"))
+                .set(tenant_db::values!(
+                    customers::table,
+                    customers::name = "many"
+                ))
                 .execute_one(&mut tx)
                 .await?;
             Ok::<_, Error>(())
         })
         .await
         .unwrap_err();
-    assert!(many.to_string().contains(&ManyRows { rows: 2 }.to_string()), "{many}");
+    assert!(
+        many.to_string().contains(&ManyRows { rows: 2 }.to_string()),
+        "{many}"
+    );
     let names: Vec<String> = db
         .transaction(a, async |mut tx| {
             let s = tx.scope();

@@ -2,7 +2,12 @@
 //! scoped select, insert, update, delete, upsert and join on such tables, for two tenants with
 //! the same ids; RLS (written for `org_id` by `rls::migration_sql`) holds behind them.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    missing_docs
+)]
 
 use tenant_db_tests::schema as keyed;
 mod common;
@@ -32,7 +37,9 @@ diesel::table! {
 
 diesel::allow_tables_to_appear_in_same_query!(org_accounts, org_invoices);
 
-#[derive(Debug, Clone, PartialEq, diesel::Queryable, diesel::Selectable, tenant_db::TenantTable)]
+#[derive(
+    Debug, Clone, PartialEq, diesel::Queryable, diesel::Selectable, tenant_db::TenantTable,
+)]
 #[diesel(table_name = org_accounts)]
 #[tenant(column = org_id)]
 pub struct Account {
@@ -48,7 +55,9 @@ pub struct NewAccount {
     pub name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, diesel::Queryable, diesel::Selectable, tenant_db::TenantTable)]
+#[derive(
+    Debug, Clone, PartialEq, diesel::Queryable, diesel::Selectable, tenant_db::TenantTable,
+)]
 #[diesel(table_name = org_invoices)]
 #[tenant(column = org_id)]
 pub struct Invoice {
@@ -89,8 +98,14 @@ async fn db() -> TenantDb {
              SELECT pg_advisory_unlock(4242004);",
             tenant_db::rls::migration_sql::<org_accounts::table>().unwrap(),
             tenant_db::rls::migration_sql::<org_invoices::table>().unwrap(),
-            tenant_db::roles::tenant_table_write_sql_for(tenant_db_tests::APP_ROLE, "\"org_accounts\""),
-            tenant_db::roles::tenant_table_write_sql_for(tenant_db_tests::APP_ROLE, "\"org_invoices\""),
+            tenant_db::roles::tenant_table_write_sql_for(
+                tenant_db_tests::APP_ROLE,
+                "\"org_accounts\""
+            ),
+            tenant_db::roles::tenant_table_write_sql_for(
+                tenant_db_tests::APP_ROLE,
+                "\"org_invoices\""
+            ),
             app = tenant_db_tests::APP_ROLE,
         ))
         .await
@@ -118,8 +133,16 @@ async fn seed(db: &TenantDb, tenant: Tenant, tag: &str) {
             .await?;
         s.insert(org_invoices::table)
             .values(vec![
-                NewInvoice { id: 10, account_id: 1, cents: 100 },
-                NewInvoice { id: 11, account_id: 2, cents: 200 },
+                NewInvoice {
+                    id: 10,
+                    account_id: 1,
+                    cents: 100,
+                },
+                NewInvoice {
+                    id: 11,
+                    account_id: 2,
+                    cents: 200,
+                },
             ])
             .execute(&mut tx)
             .await?;
@@ -154,7 +177,11 @@ async fn every_scoped_form_stays_in_the_tenant_on_a_renamed_column() {
     // Select.
     let rows = accounts(&db, a).await;
     assert_eq!(rows.len(), 3);
-    assert!(rows.iter().all(|r| r.org_id == uuid_of(a) && r.name.starts_with('a')), "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r.org_id == uuid_of(a) && r.name.starts_with('a')),
+        "{rows:?}"
+    );
 
     // Update and delete touch only A's rows with the same ids.
     let (updated, deleted) = db
@@ -163,7 +190,10 @@ async fn every_scoped_form_stays_in_the_tenant_on_a_renamed_column() {
             let updated = s
                 .update(org_accounts::table)
                 .filter(org_accounts::id.eq(1))
-                .set(tenant_db::values!(org_accounts::table, org_accounts::name = "a1 renamed"))
+                .set(tenant_db::values!(
+                    org_accounts::table,
+                    org_accounts::name = "a1 renamed"
+                ))
                 .execute(&mut tx)
                 .await?;
             let deleted = s
@@ -181,20 +211,32 @@ async fn every_scoped_form_stays_in_the_tenant_on_a_renamed_column() {
     db.transaction(a, async |mut tx| {
         let s = tx.scope();
         s.insert(org_accounts::table)
-            .values(NewAccount { id: 2, name: "a2 upserted".into() })
+            .values(NewAccount {
+                id: 2,
+                name: "a2 upserted".into(),
+            })
             .on_conflict(org_accounts::id)
             .do_update()
-            .set(tenant_db::values!(org_accounts::table, org_accounts::name = "a2 upserted"))
+            .set(tenant_db::values!(
+                org_accounts::table,
+                org_accounts::name = "a2 upserted"
+            ))
             .execute(&mut tx)
             .await?;
         s.insert(org_accounts::table)
-            .values(NewAccount { id: 1, name: "ignored".into() })
+            .values(NewAccount {
+                id: 1,
+                name: "ignored".into(),
+            })
             .on_conflict(org_accounts::id)
             .do_nothing()
             .execute(&mut tx)
             .await?;
         s.insert(org_accounts::table)
-            .values(NewAccount { id: 4, name: "a4".into() })
+            .values(NewAccount {
+                id: 4,
+                name: "a4".into(),
+            })
             .on_conflict(org_accounts::id)
             .do_nothing()
             .execute(&mut tx)
