@@ -195,6 +195,10 @@ where
         out.push_sql(", ");
         out.push_identifier(C::NAME)
     }
+
+    fn names() -> Vec<&'static str> {
+        vec![C::NAME]
+    }
 }
 
 macro_rules! conflict_key_tuple {
@@ -209,6 +213,10 @@ macro_rules! conflict_key_tuple {
                     out.push_identifier($c::NAME)?;
                 )+
                 Ok(())
+            }
+
+            fn names() -> Vec<&'static str> {
+                vec![$($c::NAME),+]
             }
         }
     };

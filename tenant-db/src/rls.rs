@@ -132,6 +132,153 @@ where
     ))
 }
 
+/// Composite keys for tenant table `T`, tenant column first, for a migration: build them with
+/// [`primary_key`](CompositeKeys::primary_key), [`unique`](CompositeKeys::unique) and
+/// [`foreign_key`](CompositeKeys::foreign_key), naming the columns without the tenant column,
+/// then take the SQL with [`sql`](CompositeKeys::sql).
+///
+/// A foreign key that includes the tenant column can only point at a parent of the same tenant:
+/// inserting a child that names another tenant's parent fails as the application role and as
+/// a role that bypasses RLS alike, with the message a missing parent gets (it does not tell
+/// whether the other tenant's parent exists). A unique key that leads with the tenant column
+/// cannot reveal another tenant's values by a violation.
+///
+/// ```
+/// # include!("../doctest_schema.rs");
+/// # #[derive(diesel::Queryable, diesel::Selectable, tenant_db::TenantTable)]
+/// # #[diesel(table_name = notes)]
+/// # struct Note { id: i64, tenant_id: uuid::Uuid, body: String }
+/// # fn main() -> Result<(), diesel::result::Error> {
+/// let sql = tenant_db::rls::composite_keys::<notes::table>()
+///     .primary_key(notes::id)
+///     .unique((notes::body,))
+///     .sql()?;
+/// assert_eq!(
+///     sql,
+///     "ALTER TABLE \"notes\" ADD PRIMARY KEY (\"tenant_id\", \"id\");\n\
+///      ALTER TABLE \"notes\" ADD UNIQUE (\"tenant_id\", \"body\");\n"
+/// );
+/// # Ok(()) }
+/// ```
+pub fn composite_keys<T>() -> CompositeKeys<T>
+where
+    T: TenantTable,
+    T::FromClause: QueryFragment<Pg>,
+{
+    CompositeKeys {
+        keys: Vec::new(),
+        table: std::marker::PhantomData,
+    }
+}
+
+/// The keys [`composite_keys`] builds.
+#[derive(Debug)]
+#[must_use = "call `.sql()`"]
+pub struct CompositeKeys<T> {
+    keys: Vec<Key>,
+    table: std::marker::PhantomData<T>,
+}
+
+#[derive(Debug)]
+enum Key {
+    Primary(Vec<&'static str>),
+    Unique(Vec<&'static str>),
+    Foreign {
+        columns: Vec<&'static str>,
+        parent: Result<String, String>,
+        parent_tenant: &'static str,
+        parent_columns: Vec<&'static str>,
+    },
+}
+
+impl<T> CompositeKeys<T>
+where
+    T: TenantTable,
+    T::FromClause: QueryFragment<Pg>,
+{
+    /// `PRIMARY KEY (tenant_col, columns…)`.
+    pub fn primary_key<K: crate::ConflictKey<T>>(mut self, columns: K) -> Self {
+        let _ = columns;
+        self.keys.push(Key::Primary(K::names()));
+        self
+    }
+
+    /// `UNIQUE (tenant_col, columns…)`.
+    pub fn unique<K: crate::ConflictKey<T>>(mut self, columns: K) -> Self {
+        let _ = columns;
+        self.keys.push(Key::Unique(K::names()));
+        self
+    }
+
+    /// `FOREIGN KEY (tenant_col, columns…) REFERENCES parent (parent_tenant_col,
+    /// parent_columns…)`: `parent` is another tenant table, `parent_columns` its key without
+    /// its tenant column (the same number of columns as `columns`).
+    pub fn foreign_key<K, P, PK>(mut self, columns: K, parent: P, parent_columns: PK) -> Self
+    where
+        K: crate::ConflictKey<T>,
+        P: TenantTable,
+        P::FromClause: QueryFragment<Pg>,
+        PK: crate::ConflictKey<P>,
+    {
+        let _ = (columns, parent, parent_columns);
+        self.keys.push(Key::Foreign {
+            columns: K::names(),
+            parent: table_name::<P>().map_err(|e| e.to_string()),
+            parent_tenant: <P::TenantColumn as diesel::Column>::NAME,
+            parent_columns: PK::names(),
+        });
+        self
+    }
+
+    /// The SQL: one `ALTER TABLE … ADD …` per key. Run it once, in the migration that creates
+    /// the table (a table has one primary key).
+    pub fn sql(self) -> Result<String, diesel::result::Error> {
+        let table = table_name::<T>()?;
+        let tenant = <T::TenantColumn as diesel::Column>::NAME;
+        let list = |columns: &[&str], tenant: &str| {
+            std::iter::once(tenant)
+                .chain(columns.iter().copied())
+                .map(quote_ident)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut sql = String::new();
+        for key in &self.keys {
+            let clause = match key {
+                Key::Primary(columns) => format!("PRIMARY KEY ({})", list(columns, tenant)),
+                Key::Unique(columns) => format!("UNIQUE ({})", list(columns, tenant)),
+                Key::Foreign {
+                    columns,
+                    parent,
+                    parent_tenant,
+                    parent_columns,
+                } => {
+                    if columns.len() != parent_columns.len() {
+                        return Err(diesel::result::Error::QueryBuilderError(
+                            format!(
+                                "a foreign key of {} column(s) cannot reference {} column(s)",
+                                columns.len(),
+                                parent_columns.len()
+                            )
+                            .into(),
+                        ));
+                    }
+                    let parent = parent
+                        .clone()
+                        .map_err(|e| diesel::result::Error::QueryBuilderError(e.into()))?;
+                    format!(
+                        "FOREIGN KEY ({}) REFERENCES {parent} ({})",
+                        list(columns, tenant),
+                        list(parent_columns, parent_tenant)
+                    )
+                }
+            };
+            sql.push_str(&format!("ALTER TABLE {table} ADD {clause};\n"));
+        }
+        Ok(sql)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

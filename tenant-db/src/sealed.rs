@@ -93,6 +93,9 @@ pub trait ConflictColumns<T> {
     fn walk_names(
         out: &mut diesel::query_builder::AstPass<'_, '_, diesel::pg::Pg>,
     ) -> diesel::QueryResult<()>;
+
+    /// The key's column names, unquoted.
+    fn names() -> Vec<&'static str>;
 }
 
 /// The SQL types a tenant column may have, each with its [`KeyType`](crate::KeyType).
