@@ -79,7 +79,7 @@ pub use query::{
     Applied, ApplyScope, ExistsFuture, ExistsQuery, FirstFuture, ScopeJoin, Scoped,
     ScopedJoinTarget, TenantAssign, TenantFilter,
 };
-pub use run::{LoadOne, LoadRows, Loads, SqlKeyed};
+pub use run::{LoadOne, LoadRows, Loads, RowStream, SqlKeyed, StreamFuture, Streamed};
 pub use scope::TenantScope;
 pub use seal::TENANT_SETTING;
 pub use table::{

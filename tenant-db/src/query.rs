@@ -7,7 +7,7 @@
 
 use crate::guard::{Shape, guarded};
 use crate::probe::{AndTenant, Paren, ScopeSafe, ScopedExists, ScopedSubquery, audit};
-use crate::run::{LoadOne, LoadRows, Loads, SqlKeyed};
+use crate::run::{LoadOne, LoadRows, Loads, SqlKeyed, StreamFuture, Streamed};
 use crate::table::{ColumnNames, kind};
 use crate::tx::TenantTx;
 use crate::{Classified, TenantScope, TenantTable};
@@ -395,6 +395,24 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     {
         let scope = self.scope;
         guarded(tx, scope, self.finish(), RunQueryDsl::load)
+    }
+
+    /// Runs the query and streams its rows as they come (for large reads and exports), instead
+    /// of collecting them. The [`RowStream`](crate::RowStream) is branded like the scope: it is
+    /// read inside the transaction closure, which holds the transaction and its tenant until the
+    /// closure ends; dropping it midway discards the rest and the transaction goes on.
+    pub fn load_stream<'conn, 'q, U>(
+        self,
+        tx: &'conn mut TenantTx<'t>,
+    ) -> StreamFuture<'t, 'conn, 'q, Applied<T, Q>, U>
+    where
+        U: Send + 'conn,
+        T::Kind: ApplyScope<T, Q>,
+        SqlKeyed<Applied<T, Q>>:
+            LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + QueryFragment<Pg> + 'q,
+    {
+        let scope = self.scope;
+        Streamed::new(guarded(tx, scope, self.finish(), RunQueryDsl::load_stream))
     }
 
     /// Runs the query and returns exactly one row ([`diesel::result::Error::NotFound`] if none;

@@ -28,6 +28,7 @@ use diesel::pg::Pg;
 use diesel::query_builder::{AsQuery, AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::CompatibleType;
 use diesel_async::AsyncPgConnection;
+use diesel_async::methods::LoadQuery;
 use diesel_async::return_futures::{GetResult, LoadFuture};
 
 /// A statement tenant-db runs: the same SQL, cached by diesel under its text rather than its
@@ -57,6 +58,80 @@ pub type LoadRows<'t, 'conn, 'q, Q, U> =
 /// The future of a scoped query that loads one row `U` of `Q` (or tenant-db's refusal).
 pub type LoadOne<'t, 'conn, 'q, Q, U> =
     Guarded<'t, GetResult<'conn, 'q, SqlKeyed<Q>, &'t AsyncPgConnection, U>>;
+
+/// The future of a scoped query's [`load_stream`](crate::Scoped::load_stream): resolves to a
+/// [`RowStream`] once the rows start to come.
+pub type StreamFuture<'t, 'conn, 'q, Q, U> = Streamed<
+    't,
+    Guarded<'t, <SqlKeyed<Q> as LoadQuery<'q, &'t AsyncPgConnection, U>>::LoadFuture<'conn>>,
+>;
+
+/// The rows of a scoped query as they come, branded `'t`: the stream cannot leave the
+/// transaction closure, so the transaction (and its tenant) lasts until it is read or dropped.
+/// Dropping it midway is fine: the rest of the rows are discarded and the transaction goes on.
+#[must_use = "streams do nothing unless polled"]
+pub struct RowStream<'t, S> {
+    rows: S,
+    _brand: crate::scope::Brand<'t>,
+}
+
+impl<S> std::fmt::Debug for RowStream<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowStream").finish_non_exhaustive()
+    }
+}
+
+impl<S: futures_util::Stream + Unpin> futures_util::Stream for RowStream<'_, S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.rows).poll_next(cx)
+    }
+}
+
+/// The future of [`StreamFuture`]: the statement, then its rows as a [`RowStream`].
+#[must_use = "futures do nothing unless polled"]
+pub struct Streamed<'t, F> {
+    run: F,
+    _brand: crate::scope::Brand<'t>,
+}
+
+impl<F> std::fmt::Debug for Streamed<'_, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streamed").finish_non_exhaustive()
+    }
+}
+
+impl<'t, F> Streamed<'t, F> {
+    pub(crate) fn new(run: F) -> Self {
+        Streamed {
+            run,
+            _brand: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'t, F, S> std::future::Future for Streamed<'t, F>
+where
+    F: std::future::Future<Output = QueryResult<S>> + Unpin,
+{
+    type Output = QueryResult<RowStream<'t, S>>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.run).poll(cx).map(|rows| {
+            rows.map(|rows| RowStream {
+                rows,
+                _brand: std::marker::PhantomData,
+            })
+        })
+    }
+}
 
 /// A query whose rows of type `U` diesel-async loads through its blanket `LoadQuery`
 /// implementation: exactly that implementation's conditions (see the module docs). Implemented
