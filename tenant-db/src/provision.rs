@@ -258,8 +258,8 @@ impl Provision {
         let mut allowed: Vec<&str> = vec![&self.owner, &self.app];
         allowed.extend(self.analyst.as_deref());
         allowed.extend(self.also_connect.iter().map(String::as_str));
-        privileges.push_str(&format!(
-            "DO $tenant_db$ DECLARE g record; BEGIN
+        privileges.push_str(&crate::rls::do_block(&format!(
+            " DECLARE g record; BEGIN
                FOR g IN SELECT DISTINCT pg_get_userbyid(a.grantee) AS name
                         FROM pg_database d, aclexplode(d.datacl) a
                         WHERE d.datname = {db} AND a.grantee <> 0 LOOP
@@ -267,15 +267,14 @@ impl Provision {
                    EXECUTE format('REVOKE ALL ON DATABASE %I FROM %I', {db}, g.name);
                  END IF;
                END LOOP;
-             END $tenant_db$;
-",
+             END ",
             db = quote_literal(&self.database),
             allowed = allowed
                 .iter()
                 .map(|r| quote_literal(r))
                 .collect::<Vec<_>>()
                 .join(", "),
-        ));
+        )));
         for role in &self.also_connect {
             privileges.push_str(&format!(
                 "GRANT CONNECT ON DATABASE {} TO {};",

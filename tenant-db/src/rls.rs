@@ -42,6 +42,27 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// `DO <tag><body><tag>;` with a dollar-quote tag that cannot end the body early: the body
+/// holds quoted names and literals from callers, and one that contained the tag (`$tenant_db$`
+/// in a role name) would otherwise close the body and be read as SQL of its own.
+pub(crate) fn do_block(body: &str) -> String {
+    let mut n = 0_u64;
+    loop {
+        let tag = if n == 0 {
+            "$tenant_db$".to_string()
+        } else {
+            format!("$tenant_db{n}$")
+        };
+        // The tag must first occur where it closes the body (not inside it, nor across the
+        // body's end and the closing tag).
+        let closed = format!("{body}{tag}");
+        if closed.find(&tag) == Some(body.len()) {
+            return format!("DO {tag}{body}{tag};\n");
+        }
+        n += 1;
+    }
+}
+
 /// Splits `"a"."b"` (diesel's quoting) into its unquoted parts.
 pub(crate) fn split_quoted(quoted: &str) -> Vec<String> {
     let mut parts = Vec::new();
@@ -96,17 +117,17 @@ where
 /// An index that leads with the tenant column, created only if the table has none yet (a
 /// primary key `(tenant_id, id)` already is one). `table` is quoted, `column` is not.
 pub fn tenant_index_sql_for(table: &str, column: &str) -> String {
-    format!(
-        "DO $tenant_db$ BEGIN\n\
+    do_block(&format!(
+        " BEGIN\n\
            IF NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a\n\
                             ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]\n\
                           WHERE i.indrelid = {table_lit}::regclass AND a.attname = {column_lit}) THEN\n\
              EXECUTE format('CREATE INDEX ON %s (%I)', {table_lit}, {column_lit});\n\
            END IF;\n\
-         END $tenant_db$;\n",
+         END ",
         table_lit = quote_literal(table),
         column_lit = quote_literal(column),
-    )
+    ))
 }
 
 /// Everything a migration needs for tenant table `T`, as one idempotent script: the sealed
@@ -281,6 +302,33 @@ where
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_do_block_tag_never_occurs_in_its_body() {
+        for body in [
+            " BEGIN END ",
+            " '$tenant_db$' ",
+            " '$tenant_db$$tenant_db1$' ",
+            " ends with $tenant_db",
+            "$tenant_db1",
+        ] {
+            let sql = super::do_block(body);
+            let tag_end = sql[3..].find('$').map(|i| i + 4).unwrap_or(0);
+            let tag_end = sql[tag_end..]
+                .find('$')
+                .map(|i| i + tag_end + 1)
+                .unwrap_or(0);
+            let tag = &sql[3..tag_end];
+            let inside = &sql[tag_end..sql.len() - tag.len() - 2];
+            assert_eq!(inside, body, "{sql}");
+            assert_eq!(
+                format!("{inside}{tag}").find(tag),
+                Some(inside.len()),
+                "{sql}"
+            );
+        }
+        assert_eq!(super::do_block(" x "), "DO $tenant_db$ x $tenant_db$;\n");
+    }
+
     #[test]
     fn policy_is_restrictive_and_fail_closed() {
         let sql = super::policy_sql_for("\"notes\"", "tenant_id", super::KeyType::Uuid);

@@ -40,17 +40,16 @@ pub fn create_roles_sql(owner: &str, app: &str, idle_timeout: &str) -> String {
 /// SQL that creates role `role` (`LOGIN` or `NOLOGIN`) if it is missing; its attributes are
 /// set by the statements that follow it.
 pub(crate) fn ensure_role_sql(role: &str, login: bool) -> String {
-    format!(
-        "DO $tenant_db$ BEGIN
+    crate::rls::do_block(&format!(
+        " BEGIN
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {lit}) THEN
              CREATE ROLE {ident} {login};
            END IF;
-         END $tenant_db$;
-",
+         END ",
         lit = quote_literal(role),
         ident = quote_ident(role),
         login = if login { "LOGIN" } else { "NOLOGIN" },
-    )
+    ))
 }
 
 /// SQL (run as a superuser or the database's owner) that closes database `database` to
@@ -79,6 +78,14 @@ pub fn grants_sql(owner: &str, app: &str, schema: &str) -> String {
         quote_ident(schema),
         quote_ident("__diesel_schema_migrations")
     ));
+    let revoke_migrations = crate::rls::do_block(&format!(
+        " BEGIN
+           IF to_regclass({migrations}) IS NOT NULL THEN
+             EXECUTE format('REVOKE ALL ON %s FROM %I', {migrations}, {app_lit});
+           END IF;
+         END ",
+        app_lit = quote_literal(app),
+    ));
     format!(
         "GRANT USAGE ON SCHEMA {s} TO {a};
          REVOKE CREATE ON SCHEMA {s} FROM {a};
@@ -88,13 +95,7 @@ pub fn grants_sql(owner: &str, app: &str, schema: &str) -> String {
          ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA {s} REVOKE ALL ON TABLES FROM {a};
          ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA {s} GRANT SELECT ON TABLES TO {a};
          ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA {s} GRANT USAGE ON SEQUENCES TO {a};
-         DO $tenant_db$ BEGIN
-           IF to_regclass({migrations}) IS NOT NULL THEN
-             EXECUTE format('REVOKE ALL ON %s FROM %I', {migrations}, {app_lit});
-           END IF;
-         END $tenant_db$;
-",
-        app_lit = quote_literal(app),
+         {revoke_migrations}"
     )
 }
 

@@ -765,14 +765,14 @@ impl Mover {
         let mut drop = String::from("BEGIN; SET LOCAL lock_timeout = '1s';\n");
         drop.push_str("LOCK TABLE tenant_db.capturing IN SHARE MODE;\n");
         for t in self.registry.tenant_tables() {
-            drop.push_str(&format!(
-                "DO $tenant_db$ BEGIN
+            drop.push_str(&crate::rls::do_block(&format!(
+                " BEGIN
                      IF NOT EXISTS (SELECT FROM tenant_db.capturing) THEN
                          DROP TRIGGER IF EXISTS tenant_db_capture ON {};
                      END IF;
-                 END $tenant_db$;\n",
+                 END ",
                 t.name()
-            ));
+            )));
         }
         drop.push_str("COMMIT");
         if src.batch_execute(&drop).await.is_err() {

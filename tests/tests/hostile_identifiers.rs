@@ -1,0 +1,124 @@
+//! Hostile names in the SQL builders: quotes, backslashes, dollar signs (and tenant-db's own
+//! dollar-quote tag), Unicode, SQL keywords, names up to PostgreSQL's 63 bytes. Run on the real
+//! server, each builder's SQL must do exactly what it says: `quote_literal`/`quote_ident` round
+//! trip, and `create_roles_sql` creates exactly the two roles named (inside a transaction that
+//! is rolled back).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use diesel::QueryableByName;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use proptest::prelude::*;
+use tenant_db::rls::{quote_ident, quote_literal};
+
+/// Names PostgreSQL can hold: no NUL, 1 to 63 bytes, made of the characters that break naive
+/// quoting, and tenant-db's own dollar-quote tag.
+fn hostile() -> impl Strategy<Value = String> {
+    let pieces = prop::sample::select(vec![
+        "'",
+        "\"",
+        "\\",
+        "$",
+        "$$",
+        "$tenant_db$",
+        "$tenant_db1$",
+        ";",
+        "--",
+        "/*",
+        "*/",
+        "é",
+        "名",
+        "🦀",
+        " ",
+        "\n",
+        "SELECT",
+        "DROP ROLE postgres",
+        "END",
+        "%I",
+        "%s",
+        "a",
+        "Z",
+        "0",
+    ]);
+    prop::collection::vec(pieces, 1..8).prop_map(|p| {
+        let mut s = p.concat();
+        while s.len() > 63 {
+            s.pop();
+        }
+        if s.is_empty() { "x".to_string() } else { s }
+    })
+}
+
+#[derive(QueryableByName, Debug)]
+struct Row {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    v: String,
+}
+
+#[derive(QueryableByName, Debug)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+async fn admin() -> AsyncPgConnection {
+    tenant_db_tests::provision("tenant_db_hostile_test", "", &[])
+        .await
+        .unwrap();
+    AsyncPgConnection::establish(&tenant_db_tests::admin_url_for("tenant_db_hostile_test"))
+        .await
+        .unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, .. ProptestConfig::default() })]
+
+    #[test]
+    fn quoting_round_trips(value in hostile(), name in hostile()) {
+        runtime().block_on(async {
+            let mut conn = admin().await;
+            let row: Row = diesel::sql_query(format!(
+                "SELECT v FROM (SELECT {} AS {}) t(v)",
+                quote_literal(&value),
+                quote_ident(&name)
+            ))
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+            assert_eq!(row.v, value);
+        });
+    }
+
+    #[test]
+    fn create_roles_creates_exactly_the_roles_named(owner in hostile(), app in hostile()) {
+        prop_assume!(owner != app);
+        runtime().block_on(async {
+            let mut conn = admin().await;
+            let count = "SELECT count(*) AS n FROM pg_roles";
+            let before: Count = diesel::sql_query(count).get_result(&mut conn).await.unwrap();
+            conn.batch_execute("BEGIN").await.unwrap();
+            let applied = conn
+                .batch_execute(&tenant_db::roles::create_roles_sql(&owner, &app, "60s"))
+                .await;
+            let after: Result<Count, _> = diesel::sql_query(count).get_result(&mut conn).await;
+            let named: Result<Count, _> = diesel::sql_query(format!(
+                "SELECT count(*) AS n FROM pg_roles WHERE rolname IN ({}, {})",
+                quote_literal(&owner),
+                quote_literal(&app)
+            ))
+            .get_result(&mut conn)
+            .await;
+            conn.batch_execute("ROLLBACK").await.unwrap();
+            applied.unwrap_or_else(|e| panic!("{owner:?} / {app:?}: {e}"));
+            assert_eq!(after.unwrap().n, before.n + 2, "{owner:?} / {app:?}");
+            assert_eq!(named.unwrap().n, 2, "{owner:?} / {app:?}");
+        });
+    }
+}
