@@ -1,0 +1,70 @@
+//! `UPDATE … WHERE id IN (scoped subquery)` and `DELETE` the same way: the subquery, built
+//! from the scope, reads this tenant's rows only, and the write touches this tenant's rows
+//! only (two tenants with the same ids and the same orders).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use tenant_db_tests::schema as keyed;
+mod common;
+
+use common::*;
+use tenant_db::prelude::*;
+use tenant_db::{Error, TenantDb};
+use tenant_db_tests::schema::*;
+
+async fn names(db: &TenantDb, tenant: Tenant) -> Vec<String> {
+    db.transaction(tenant, async |mut tx| {
+        let s = tx.scope();
+        Ok::<_, Error>(
+            s.query(customers::table)
+                .select(customers::name)
+                .order(customers::id)
+                .load(&mut tx)
+                .await?,
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn update_and_delete_in_a_scoped_subquery_stay_in_the_tenant() {
+    let db = db_with_rls(2).await;
+    let (a, b) = two_tenants(&db).await;
+    let (updated, deleted) = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            // Customers with an order over 2.00: customer 2 (order 12, 4.00).
+            let big = s
+                .query(orders::table)
+                .filter(orders::total_cents.gt(200))
+                .select(orders::customer_id)
+                .into_subquery();
+            let updated = s
+                .update(customers::table)
+                .filter(customers::id.eq_any(big))
+                .set(tenant_db::values!(
+                    customers::table,
+                    customers::name = "big spender"
+                ))
+                .execute(&mut tx)
+                .await?;
+            // Customers without orders: customer 3.
+            let with_orders = s
+                .query(orders::table)
+                .select(orders::customer_id)
+                .into_subquery();
+            let deleted = s
+                .delete(customers::table)
+                .filter(diesel::dsl::not(customers::id.eq_any(with_orders)))
+                .execute(&mut tx)
+                .await?;
+            Ok::<_, Error>((updated, deleted))
+        })
+        .await
+        .unwrap();
+    // Customer 1 also has an order over 2.00 (order 11, 2.50).
+    assert_eq!((updated, deleted), (2, 1));
+    assert_eq!(names(&db, a).await, ["big spender", "big spender"]);
+    assert_eq!(names(&db, b).await, ["c1", "c2", "c3"]);
+}
