@@ -167,6 +167,40 @@ async fn accounts(db: &TenantDb, tenant: Tenant) -> Vec<Account> {
     .unwrap()
 }
 
+#[test]
+fn composite_keys_use_each_tables_own_tenant_column() {
+    let sql = tenant_db::rls::composite_keys::<org_invoices::table>()
+        .primary_key(org_invoices::id)
+        .foreign_key(
+            org_invoices::account_id,
+            org_accounts::table,
+            org_accounts::id,
+        )
+        .sql()
+        .unwrap();
+    assert_eq!(
+        sql,
+        "ALTER TABLE \"org_invoices\" ADD PRIMARY KEY (\"org_id\", \"id\");\n\
+         ALTER TABLE \"org_invoices\" ADD FOREIGN KEY (\"org_id\", \"account_id\") \
+         REFERENCES \"org_accounts\" (\"org_id\", \"id\");\n"
+    );
+    // A parent whose tenant column has another name: each side names its own.
+    let sql = tenant_db::rls::composite_keys::<org_invoices::table>()
+        .foreign_key(
+            org_invoices::account_id,
+            keyed::customers::table,
+            keyed::customers::id,
+        )
+        .sql()
+        .unwrap();
+    assert!(
+        sql.contains(
+            "FOREIGN KEY (\"org_id\", \"account_id\") REFERENCES \"customers\" (\"tenant_id\", \"id\")"
+        ),
+        "{sql}"
+    );
+}
+
 #[tokio::test]
 async fn every_scoped_form_stays_in_the_tenant_on_a_renamed_column() {
     let db = db().await;
