@@ -153,7 +153,7 @@ impl Provision {
         checked_name("database", &self.database)?;
         let mut roles = vec![&self.owner, &self.app];
         roles.extend(&self.analyst);
-        for role in &roles {
+        for role in roles.iter().copied().chain(&self.also_connect) {
             checked_name("role", role)?;
         }
         let views = self.analyst.as_deref().map(crate::admin::views_role);
@@ -411,6 +411,29 @@ pub async fn apply(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::{Provision, with_role};
+
+    #[tokio::test]
+    async fn names_postgresql_cannot_hold_are_refused_before_anything_runs() {
+        // Nothing listens on port 1: a refusal here comes before any connection.
+        let url = "postgres://postgres@127.0.0.1:1/postgres";
+        let long = "r".repeat(64);
+        for p in [
+            Provision::new(&long, "o", "a"),
+            Provision::new("db", "o\0x", "a"),
+            Provision::new("db", "o", ""),
+            Provision::new("db", "o", "a").analyst(&long),
+            Provision::new("db", "o", "a").also_connect(&long),
+            Provision::new("db", "o", "a").also_connect("x\0"),
+        ] {
+            let e = p
+                .run(url)
+                .await
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains("must be 1 to 63 bytes, without NUL"), "{e}");
+        }
+    }
 
     #[test]
     fn the_role_and_database_replace_whatever_the_url_says() {
