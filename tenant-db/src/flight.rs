@@ -92,6 +92,8 @@ pub(crate) struct TxState {
     /// `COMMIT` may not go out with a statement: the transaction's owner runs statements of its
     /// own after the closure (the admin scope).
     hold: AtomicBool,
+    /// Rows the transaction's loads returned.
+    rows: std::sync::atomic::AtomicU64,
 }
 
 impl TxState {
@@ -118,6 +120,11 @@ impl TxState {
 
     pub(crate) fn hold_commit(&self) {
         self.hold.store(true, Ordering::SeqCst);
+    }
+
+    /// Rows the transaction's loads returned so far.
+    pub(crate) fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
     }
 
     pub(crate) fn end(&self) -> End {
@@ -213,6 +220,8 @@ pin_project_lite::pin_project! {
         inner: Either<Ready<F::Output>, F>,
         pending: Option<Pending<'t>>,
         last: Option<Last<'t, F::Output>>,
+        // Counts the rows of the output into the transaction (loads of `Vec`s).
+        rows: Option<fn(&F::Output) -> usize>,
     }
 }
 
@@ -234,6 +243,7 @@ where
             inner: Either::Left(ready(Err(error))),
             pending: None,
             last: None,
+            rows: None,
         }
     }
 
@@ -266,7 +276,29 @@ where
             pending: Some(Pending::new(state)),
             inner: Either::Right(run(query)),
             last,
+            rows: None,
         }
+    }
+
+    /// Counts the rows `rows` finds in the statement's output, for the usage metrics.
+    pub(crate) fn counting(mut self, rows: fn(&F::Output) -> usize) -> Self {
+        self.rows = Some(rows);
+        self
+    }
+}
+
+/// The rows of a load's output.
+pub(crate) fn rows_of<U>(output: &QueryResult<Vec<U>>) -> usize {
+    output.as_ref().map_or(0, Vec::len)
+}
+
+/// Adds the rows of a statement's `output` to its transaction's count.
+fn count<O>(rows: Option<fn(&O) -> usize>, pending: &Option<Pending<'_>>, output: &O) {
+    if let (Some(rows), Some(pending)) = (rows, pending) {
+        pending
+            .0
+            .rows
+            .fetch_add(rows(output) as u64, Ordering::Relaxed);
     }
 }
 
@@ -280,6 +312,7 @@ where
         let mut this = self.project();
         let Some(last) = this.last.as_mut() else {
             let output = ready!(this.inner.poll(cx));
+            count(*this.rows, this.pending, &output);
             *this.pending = None;
             return Poll::Ready(output);
         };
@@ -288,6 +321,7 @@ where
             if let Poll::Ready(output) = this.inner.as_mut().poll(cx) {
                 // Finished before anything could follow it (a refusal, an error before
                 // sending): the transaction stays open, the driver ends it.
+                count(*this.rows, this.pending, &output);
                 *this.pending = None;
                 return Poll::Ready(output);
             }
@@ -318,6 +352,7 @@ where
         let Some(output) = last.output.take() else {
             return Poll::Pending;
         };
+        count(*this.rows, this.pending, &output);
         *this.pending = None;
         match (last.committed.take(), output) {
             // Not sent with COMMIT: the driver ends the transaction.

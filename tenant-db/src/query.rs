@@ -394,7 +394,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
             LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + QueryFragment<Pg> + 'q,
     {
         let scope = self.scope;
-        guarded(tx, scope, self.finish(), RunQueryDsl::load)
+        guarded(tx, scope, self.finish(), RunQueryDsl::load).counting(crate::flight::rows_of)
     }
 
     /// Runs the query and streams its rows as they come (for large reads and exports), instead

@@ -354,6 +354,7 @@ impl TenantDb {
             let started = std::time::Instant::now();
             let mut pool_wait = Duration::ZERO;
             let mut kind = None;
+            let mut rows = 0;
             let (result, outcome) = async {
                 crate::telemetry::observe(tenant).map_err(|e| (E::from(e), "refused"))?;
                 let tier = self.shares.as_ref().map(|s| s.tiers().tier_of(&tenant));
@@ -459,6 +460,7 @@ impl TenantDb {
                         }
                     }
                 };
+                rows = state.rows();
                 // An escape hatch may have changed the session (see `crate::session`), or the
                 // end of the transaction is not known: the connection is closed instead of
                 // going back to the pool.
@@ -486,6 +488,7 @@ impl TenantDb {
                 error,
                 total,
                 pool_wait,
+                rows,
             });
             result
         }

@@ -10,6 +10,7 @@
 //! | `tenant_db_transaction_errors_total` | counter | `tenant`, `kind` (`moved`, `refused`, `limited`, `not_committed`, `pool`, `database`, `other`) |
 //! | `tenant_db_transaction_seconds` | histogram | `tenant` |
 //! | `tenant_db_pool_wait_seconds` | histogram | `tenant` (waiting for the tenant's pool share and a connection) |
+//! | `tenant_db_rows_returned_total` | counter | `tenant` (rows of `load` and `get_results`, where the count is free) |
 //! | `tenant_db_noisy_neighbour_events_total` | counter | `tenant` |
 //!
 //! A label per tenant would be unbounded (10,000 tenants, 10,000 series per metric), so the
@@ -73,6 +74,8 @@ pub(crate) struct Finished {
     pub(crate) total: Duration,
     /// Waiting for the share and the connection.
     pub(crate) pool_wait: Duration,
+    /// Rows its loads returned.
+    pub(crate) rows: u64,
 }
 
 impl Default for Usage {
@@ -136,8 +139,12 @@ impl Usage {
         }
         metrics::histogram!("tenant_db_transaction_seconds", "tenant" => label.clone())
             .record(done.total.as_secs_f64());
-        metrics::histogram!("tenant_db_pool_wait_seconds", "tenant" => label)
+        metrics::histogram!("tenant_db_pool_wait_seconds", "tenant" => label.clone())
             .record(done.pool_wait.as_secs_f64());
+        if done.rows > 0 {
+            metrics::counter!("tenant_db_rows_returned_total", "tenant" => label)
+                .increment(done.rows);
+        }
     }
 
     /// Ends the current window now: raises its noisy-neighbour events and labels its top
@@ -206,6 +213,7 @@ mod tests {
             error: None,
             total: Duration::from_millis(ms + 1),
             pool_wait: Duration::from_millis(1),
+            rows: 0,
         }
     }
 

@@ -98,6 +98,7 @@ impl<'t, S> ScopedStatement<'t, S> {
             LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + QueryFragment<Pg> + 'q,
     {
         guarded(tx, self.scope, self.statement, RunQueryDsl::get_results)
+            .counting(crate::flight::rows_of)
     }
 }
 

@@ -194,6 +194,8 @@ async fn usage_metrics_have_bounded_labels_and_flag_a_noisy_neighbour() {
         .build()
         .unwrap();
     let (first, second, third) = (new_tenant(), new_tenant(), new_tenant());
+    // The first tenant seen gets the one label: it has three customers.
+    seed(&db, first, "f").await;
     for tenant in [first, second, third] {
         for _ in 0..3 {
             db.transaction(tenant, async |mut tx| {
@@ -223,6 +225,19 @@ async fn usage_metrics_have_bounded_labels_and_flag_a_noisy_neighbour() {
             Err::<(), _>(Error::Doctor("nope".into()))
         })
         .await;
+    let loaded: Vec<String> = db
+        .transaction(first, async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(
+                s.query(customers::table)
+                    .select(customers::name)
+                    .load(&mut tx)
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(loaded.len(), 3);
     db.usage().close_window();
     let events = db.usage().noisy_neighbours();
     assert_eq!(events.len(), 1, "{events:?}");
@@ -247,7 +262,7 @@ async fn usage_metrics_have_bounded_labels_and_flag_a_noisy_neighbour() {
     // One tenant named (the first seen), the others as `other`.
     assert_eq!(
         labels[&("tenant_db_transactions_total".into(), first_label.clone())],
-        3
+        5
     );
     assert_eq!(
         labels[&("tenant_db_transactions_total".into(), "other".into())],
@@ -267,6 +282,14 @@ async fn usage_metrics_have_bounded_labels_and_flag_a_noisy_neighbour() {
             "{labels:?}"
         );
     }
+    // The rows its load returned (counts with `get_result` are not counted).
+    assert_eq!(
+        labels[&(
+            "tenant_db_rows_returned_total".into(),
+            first.id().to_string()
+        )],
+        3
+    );
     assert!(labels.contains_key(&(
         "tenant_db_noisy_neighbour_events_total".into(),
         third.id().to_string()
