@@ -30,6 +30,11 @@
 //!   is the only statement of the transaction not yet finished, and no statement may be made
 //!   after it (it fails with a refusal, and sends nothing).
 //!
+//! A streamed read (`load_stream`) never takes `COMMIT` along: its rows are read after its
+//! future is done, and `COMMIT`'s reply would wait behind them; it is sent at the end, as usual.
+//! An error of the client's on the last statement (no row for `first`, a row it cannot decode)
+//! does not undo the `COMMIT` behind it: the statement ran, and the transaction committed.
+//!
 //! If the `BEGIN` message failed (the tenant was refused), the transaction is aborted: the
 //! statement fails and the `COMMIT` ends the transaction as a rollback. If the connection dies
 //! in the flight, every part of it fails and the pool discards the connection. If the
@@ -280,6 +285,15 @@ where
         }
     }
 
+    /// Never sends `COMMIT` with this statement, even when it is the last: a stream's rows are
+    /// read after the statement's future is done, and `COMMIT`'s reply waits behind them.
+    pub(crate) fn without_flight(mut self) -> Self {
+        if let Some(last) = self.last.as_mut() {
+            last.eligible = false;
+        }
+        self
+    }
+
     /// Counts the rows `rows` finds in the statement's output, for the usage metrics.
     pub(crate) fn counting(mut self, rows: fn(&F::Output) -> usize) -> Self {
         self.rows = Some(rows);
@@ -365,12 +379,19 @@ where
                 last.state.set_end(End::Failed);
                 Poll::Ready(Err(e))
             }
-            (Some(committed), Err(e)) => {
-                last.state.set_end(if committed.is_ok() {
-                    End::RolledBack
-                } else {
-                    End::Failed
-                });
+            // A database error aborted the transaction: the COMMIT behind it rolled back.
+            (Some(Ok(_)), Err(e @ diesel::result::Error::DatabaseError(..))) => {
+                last.state.set_end(End::RolledBack);
+                Poll::Ready(Err(e))
+            }
+            // An error of the client's (no row for `first`, a row it cannot decode): the
+            // statement ran and the COMMIT behind it committed.
+            (Some(Ok(_)), Err(e)) => {
+                last.state.set_end(End::Committed);
+                Poll::Ready(Err(e))
+            }
+            (Some(Err(_)), Err(e)) => {
+                last.state.set_end(End::Failed);
                 Poll::Ready(Err(e))
             }
         }

@@ -412,7 +412,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
             LoadQuery<'q, &'t AsyncPgConnection, U> + Loads<'q, U> + QueryFragment<Pg> + 'q,
     {
         let scope = self.scope;
-        Streamed::new(guarded(tx, scope, self.finish(), RunQueryDsl::load_stream))
+        Streamed::new(guarded(tx, scope, self.finish(), RunQueryDsl::load_stream).without_flight())
     }
 
     /// Runs the query and returns exactly one row ([`diesel::result::Error::NotFound`] if none;

@@ -409,10 +409,23 @@ impl TenantDb {
                 };
                 let result = match state.end() {
                     End::Open => match (begun, outcome) {
-                        (Ok(()), Ok(value)) => AnsiTransactionManager::commit_transaction(conn)
-                            .await
-                            .map(|()| value)
-                            .map_err(|e| (E::from(Error::from(e)), "failed")),
+                        (Ok(()), Ok(value)) => match commit(conn).await {
+                            Ok(()) => Ok(value),
+                            Err(e) => {
+                                let _ = AnsiTransactionManager::rollback_transaction(conn).await;
+                                if e.to_string().starts_with(ABORTED) {
+                                    kind = Some("not_committed");
+                                    Err((
+                                        E::from(Error::NotCommitted(
+                                            "a statement of the transaction failed, and the closure returned Ok",
+                                        )),
+                                        "rolled_back",
+                                    ))
+                                } else {
+                                    Err((E::from(Error::from(e)), "failed"))
+                                }
+                            }
+                        },
                         (begun, outcome) => {
                             // A failed rollback puts the transaction manager in error, and the
                             // pool then discards the connection.
@@ -504,6 +517,20 @@ impl TenantDb {
     pub fn status(&self) -> deadpool::managed::Status {
         self.pool.status()
     }
+}
+
+/// How PostgreSQL begins the error of a statement in a transaction an earlier error aborted.
+const ABORTED: &str = "current transaction is aborted";
+
+/// Commits the transaction on `conn`, unless an earlier statement failed and aborted it: then
+/// `SELECT 1` fails (the same message, no extra round trip) and `COMMIT` does not run.
+/// (A `COMMIT` of an aborted transaction rolls it back and reports no error: a closure that
+/// swallowed a statement's error would otherwise be told its transaction committed.)
+async fn commit(conn: &mut AsyncPgConnection) -> Result<(), diesel::result::Error> {
+    SimpleAsyncConnection::batch_execute(conn, "SELECT 1; COMMIT").await?;
+    AnsiTransactionManager::transaction_manager_status_mut(conn)
+        .transaction_state()
+        .and_then(|s| s.change_transaction_depth(TransactionDepthChange::DecreaseDepth))
 }
 
 /// How [`TenantDb::transaction_in`] opens a transaction.

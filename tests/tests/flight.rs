@@ -748,3 +748,127 @@ async fn a_commit_that_fails_is_an_error() {
     .unwrap();
     assert!(tenant_db::telemetry::commits_in_flight() > before);
 }
+
+/// A statement whose error the closure swallows aborts the transaction; a plain `COMMIT` would
+/// then roll it back without an error. The transaction must not report `Ok`.
+#[tokio::test]
+async fn a_swallowed_error_is_not_reported_committed() {
+    let db = fresh_db().await;
+    let a = new_tenant();
+    seed(&db, a, "a").await;
+    let outcome = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            s.insert(customers::table)
+                .values(customer(800, "should not land"))
+                .execute(&mut tx)
+                .await?;
+            let duplicate = s
+                .insert(customers::table)
+                .values(customer(1, "duplicate key"))
+                .execute(&mut tx)
+                .await;
+            assert!(duplicate.is_err());
+            Ok::<_, Error>(())
+        })
+        .await;
+    assert!(
+        matches!(outcome, Err(Error::NotCommitted(_))),
+        "{outcome:?}"
+    );
+    assert_eq!(name_of(a, 800).await, None);
+    // A savepoint the closure rolls back to (the admin scope does this) keeps the rest.
+    db.transaction(a, async |mut tx| {
+        tx.unscoped_execute(diesel::sql_query("SAVEPOINT s"))
+            .await?;
+        let s = tx.scope();
+        let _ = s
+            .insert(customers::table)
+            .values(customer(1, "duplicate key"))
+            .execute(&mut tx)
+            .await;
+        tx.unscoped_execute(diesel::sql_query("ROLLBACK TO SAVEPOINT s"))
+            .await?;
+        s.insert(customers::table)
+            .values(customer(801, "kept"))
+            .execute(&mut tx)
+            .await?;
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(name_of(a, 801).await.as_deref(), Some("kept"));
+    let after = state(&pool_of_one(&app_url().await)).await;
+    assert!(clean(&after), "{after:?}");
+}
+
+/// The last statement's error can be the client's (no row for `first`): the statement ran and
+/// the COMMIT behind it committed, so the transaction is not reported as rolled back.
+#[tokio::test]
+async fn a_last_read_that_finds_nothing_still_commits() {
+    let db = fresh_db().await;
+    let a = new_tenant();
+    seed(&db, a, "a").await;
+    let found = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            s.insert(customers::table)
+                .values(customer(810, "written"))
+                .execute(&mut tx)
+                .await?;
+            let none: Option<String> = s
+                .query(customers::table)
+                .filter(customers::id.eq(9999))
+                .select(customers::name)
+                .first(tx.last())
+                .await
+                .optional()?;
+            Ok::<_, Error>(none)
+        })
+        .await
+        .unwrap();
+    assert_eq!(found, None);
+    assert_eq!(name_of(a, 810).await.as_deref(), Some("written"));
+}
+
+/// A stream marked last: its rows are read after the statement's future is done, so COMMIT
+/// must not wait for them (it would wait behind rows nobody reads).
+#[tokio::test]
+async fn a_last_stream_of_many_rows_is_read_to_its_end() {
+    use futures_util::StreamExt;
+    let db = fresh_db().await;
+    let a = new_tenant();
+    let big = "x".repeat(200);
+    db.transaction(a, async |mut tx| {
+        let s = tx.scope();
+        let rows: Vec<NewCustomer> = (1..=15_000).map(|i| customer(i, &big)).collect();
+        s.insert(customers::table)
+            .values(rows)
+            .execute(&mut tx)
+            .await?;
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+    let read = tokio::time::timeout(
+        Duration::from_secs(30),
+        db.transaction(a, async |mut tx| {
+            let s = tx.scope();
+            let mut rows = s
+                .query(customers::table)
+                .select(customers::name)
+                .load_stream::<String>(tx.last())
+                .await?;
+            let mut n = 0;
+            while let Some(row) = rows.next().await {
+                row?;
+                n += 1;
+            }
+            Ok::<_, Error>(n)
+        }),
+    )
+    .await
+    .expect("the stream hung")
+    .unwrap();
+    assert_eq!(read, 15_000);
+}
