@@ -121,4 +121,56 @@ proptest! {
             assert_eq!(named.unwrap().n, 2, "{owner:?} / {app:?}");
         });
     }
+
+    #[test]
+    fn grants_grant_exactly_on_the_schema_named(owner in hostile(), app in hostile(), schema in hostile()) {
+        prop_assume!(owner != app);
+        prop_assume!(!schema.starts_with("pg_"));
+        runtime().block_on(async {
+            let mut conn = admin().await;
+            conn.batch_execute("BEGIN").await.unwrap();
+            let set_up = conn
+                .batch_execute(&format!(
+                    "{}CREATE SCHEMA {} AUTHORIZATION {};",
+                    tenant_db::roles::create_roles_sql(&owner, &app, "60s"),
+                    quote_ident(&schema),
+                    quote_ident(&owner),
+                ))
+                .await;
+            // Run as the owner, as documented; the owner's migrations table is in the schema.
+            let granted = match set_up {
+                Ok(()) => {
+                    conn.batch_execute(&format!(
+                        "SET LOCAL ROLE {}; CREATE TABLE {}.{} (id int);",
+                        quote_ident(&owner),
+                        quote_ident(&schema),
+                        quote_ident("__diesel_schema_migrations"),
+                    ))
+                    .await
+                    .unwrap();
+                    conn.batch_execute(&tenant_db::roles::grants_sql(&owner, &app, &schema))
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            let usage: Result<Count, _> = diesel::sql_query(format!(
+                "SELECT (has_schema_privilege({app}, {schema}, 'USAGE')::int
+                         + has_schema_privilege({app}, {schema}, 'CREATE')::int * 10
+                         + has_table_privilege({app}, {migrations}, 'SELECT')::int * 100)::bigint AS n",
+                app = quote_literal(&app),
+                schema = quote_literal(&schema),
+                migrations = quote_literal(&format!(
+                    "{}.{}",
+                    quote_ident(&schema),
+                    quote_ident("__diesel_schema_migrations")
+                )),
+            ))
+            .get_result(&mut conn)
+            .await;
+            conn.batch_execute("ROLLBACK").await.unwrap();
+            granted.unwrap_or_else(|e| panic!("{owner:?} / {app:?} / {schema:?}: {e}"));
+            // USAGE on the schema, no CREATE, nothing on the migrations table.
+            assert_eq!(usage.unwrap().n, 1, "{owner:?} / {app:?} / {schema:?}");
+        });
+    }
 }
