@@ -73,7 +73,8 @@ pub use key::{KeyType, TenantValue};
 pub use predicate::TenantEq;
 pub use probe::{
     AndTenant, InScopeSource, List, ListExpr, OnlyScopedSubqueries, Paren, ScopeSafe, ScopedExists,
-    ScopedSubquery, ScopedSubselect, UnscopedExpr, exists, list, unscoped_expr,
+    ScopedScalar, ScopedSubquery, ScopedSubselect, UnscopedExpr, exists, list, scalar,
+    unscoped_expr,
 };
 pub use query::{
     Applied, ApplyScope, ExistsFuture, ExistsQuery, FirstFuture, ScopeJoin, Scoped,

@@ -1,6 +1,7 @@
-//! `UPDATE … WHERE id IN (scoped subquery)` and `DELETE` the same way: the subquery, built
-//! from the scope, reads this tenant's rows only, and the write touches this tenant's rows
-//! only (two tenants with the same ids and the same orders).
+//! Scoped subqueries in writes and selections: `UPDATE … WHERE id IN (scoped subquery)` and
+//! `DELETE` the same way, and a correlated scalar subquery in a selection (each customer's
+//! order count): the subquery, built from the scope, reads this tenant's rows only (two tenants
+//! with the same ids and the same orders).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -67,4 +68,62 @@ async fn update_and_delete_in_a_scoped_subquery_stay_in_the_tenant() {
     assert_eq!((updated, deleted), (2, 1));
     assert_eq!(names(&db, a).await, ["big spender", "big spender"]);
     assert_eq!(names(&db, b).await, ["c1", "c2", "c3"]);
+}
+
+#[tokio::test]
+async fn a_correlated_scalar_subquery_in_a_selection_counts_this_tenants_rows() {
+    let db = db_with_rls(2).await;
+    let (a, b) = two_tenants(&db).await;
+    // B gets two more orders for customer 1; A's counts must not see them.
+    db.transaction(b, async |mut tx| {
+        let s = tx.scope();
+        s.insert(orders::table)
+            .values(vec![
+                NewOrder {
+                    id: 20,
+                    customer_id: 1,
+                    total_cents: 1,
+                    country_code: "FR".into(),
+                },
+                NewOrder {
+                    id: 21,
+                    customer_id: 1,
+                    total_cents: 1,
+                    country_code: "FR".into(),
+                },
+            ])
+            .execute(&mut tx)
+            .await?;
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+    let counts = async |tenant: Tenant| {
+        db.transaction(tenant, async |mut tx| {
+            let s = tx.scope();
+            let per_customer = tenant_db::scalar(
+                s.query(orders::table)
+                    .filter(orders::customer_id.eq(customers::id))
+                    .count()
+                    .into_subquery(),
+            );
+            let rows: Vec<(i64, Option<i64>)> = s
+                .query(customers::table)
+                .select((customers::id, per_customer))
+                .order(customers::id)
+                .load(&mut tx)
+                .await?;
+            Ok::<_, Error>(rows)
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        counts(a).await,
+        vec![(1, Some(2)), (2, Some(1)), (3, Some(0))]
+    );
+    assert_eq!(
+        counts(b).await,
+        vec![(1, Some(4)), (2, Some(1)), (3, Some(0))]
+    );
 }

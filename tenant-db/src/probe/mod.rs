@@ -245,6 +245,82 @@ impl<Q, ST, GB> ValidGrouping<GB> for ScopedSubselect<'_, Q, ST> {
     type IsAggregate = is_aggregate::Never;
 }
 
+/// `(subquery)` as a value over a scoped subquery of one column: a count, a sum, one row's
+/// value; `NULL` when it has no row. Like [`exists`], it may name the outer query's columns
+/// (a correlated subquery: the count of each project's tasks), and it is refused in a
+/// scoped query when it was not built from the scope.
+#[derive(Debug, Clone, Copy)]
+pub struct ScopedScalar<'t, Q, ST> {
+    query: Q,
+    sql_type: PhantomData<ST>,
+    brand: Brand<'t>,
+    refused: Option<crate::guard::Refusal>,
+}
+
+/// The value of a scoped one-column subquery (see [`ScopedScalar`]).
+pub fn scalar<'t, Q>(subquery: ScopedSubquery<'t, Q>) -> ScopedScalar<'t, Q, Q::SqlType>
+where
+    Q: SelectQuery,
+    Q::SqlType: diesel::sql_types::SingleValue,
+{
+    ScopedScalar {
+        query: subquery.query,
+        sql_type: PhantomData,
+        brand: subquery.brand,
+        refused: subquery.refused,
+    }
+}
+
+impl<Q, ST> Expression for ScopedScalar<'_, Q, ST>
+where
+    ST: diesel::sql_types::IntoNullable,
+    ST::Nullable: TypedExpressionType,
+{
+    type SqlType = ST::Nullable;
+}
+
+impl<Q, ST, DB> QueryFragment<DB> for ScopedScalar<'_, Q, ST>
+where
+    DB: Backend,
+    Q: QueryFragment<DB> + QueryId,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        if let Some(reason) = self.refused {
+            return Err(crate::guard::refused(reason));
+        }
+        if crate::guard::placeholder(&mut out) {
+            return Ok(());
+        }
+        audit::uncacheable_unless_static::<Q, DB>(&mut out);
+        out.push_sql("(");
+        self.query.walk_ast(out.reborrow())?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+// As for `ScopedSubselect`.
+impl<Q: QueryId, ST: 'static> QueryId for ScopedScalar<'_, Q, ST> {
+    type QueryId = ScopedScalar<'static, Q::QueryId, ST>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<'t, Q, ST, QS> AppearsOnTable<QS> for ScopedScalar<'t, Q, ST>
+where
+    Self: Expression,
+    QS: InScopeSource<'t>,
+{
+}
+impl<'t, Q, ST, QS> SelectableExpression<QS> for ScopedScalar<'t, Q, ST>
+where
+    Self: AppearsOnTable<QS>,
+    QS: InScopeSource<'t>,
+{
+}
+impl<Q, ST, GB> ValidGrouping<GB> for ScopedScalar<'_, Q, ST> {
+    type IsAggregate = is_aggregate::Never;
+}
+
 /// `EXISTS (subquery)` over a scoped subquery.
 ///
 /// Use it instead of `diesel::dsl::exists`, which tenant-db rejects inside scoped queries.
