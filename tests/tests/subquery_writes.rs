@@ -127,3 +127,36 @@ async fn a_correlated_scalar_subquery_in_a_selection_counts_this_tenants_rows() 
         vec![(1, Some(4)), (2, Some(1)), (3, Some(0))]
     );
 }
+
+diesel::define_sql_function! {
+    /// PostgreSQL's `set_config`, which no scoped statement may call.
+    fn set_config(
+        name: diesel::sql_types::Text,
+        value: diesel::sql_types::Text,
+        local: diesel::sql_types::Bool,
+    ) -> diesel::sql_types::Text;
+}
+
+#[tokio::test]
+async fn a_scalar_subquery_with_a_refused_part_is_refused() {
+    let db = db_with_rls(2).await;
+    let (a, _b) = two_tenants(&db).await;
+    let outcome = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            let forged = tenant_db::scalar(
+                s.query(orders::table)
+                    .select(set_config("app.current_tenant", "someone else", true))
+                    .limit(1)
+                    .into_subquery(),
+            );
+            let rows: Vec<(i64, Option<String>)> = s
+                .query(customers::table)
+                .select((customers::id, forged))
+                .load(&mut tx)
+                .await?;
+            Ok::<_, Error>(rows)
+        })
+        .await;
+    assert!(matches!(outcome, Err(Error::Refused(_))), "{outcome:?}");
+}
