@@ -371,12 +371,7 @@ async fn a_refused_tenant_commits_nothing() {
     let db = fresh_db().await;
     let a = new_tenant();
     seed(&db, a, "a").await;
-    let mut owner = AsyncPgConnection::establish(&tenant_db_tests::url_for(
-        tenant_db_tests::OWNER_ROLE,
-        DATABASE,
-    ))
-    .await
-    .unwrap();
+    let mut owner = owner().await;
     let kind = a.id().kind().name();
     owner
         .batch_execute(&format!(
@@ -413,12 +408,7 @@ async fn a_connection_that_dies_in_flight_commits_nothing() {
     seed(&db, a, "a").await;
     // A row that kills its own backend when inserted, after the insert reached the server and
     // before its COMMIT runs.
-    let mut owner = AsyncPgConnection::establish(&tenant_db_tests::url_for(
-        tenant_db_tests::OWNER_ROLE,
-        DATABASE,
-    ))
-    .await
-    .unwrap();
+    let mut owner = owner().await;
     owner
         .batch_execute(
             "CREATE OR REPLACE FUNCTION flight_test_die() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -614,12 +604,7 @@ mod moods {
 async fn a_statement_that_binds_a_custom_type_is_awaited_before_commit() {
     use moods::*;
     app_url().await;
-    let mut owner = AsyncPgConnection::establish(&tenant_db_tests::url_for(
-        tenant_db_tests::OWNER_ROLE,
-        DATABASE,
-    ))
-    .await
-    .unwrap();
+    let mut owner = owner().await;
     owner
         .batch_execute(&format!(
             "SELECT pg_advisory_lock(4242003);
@@ -684,12 +669,7 @@ async fn a_commit_that_fails_is_an_error() {
     let db = fresh_db().await;
     let a = new_tenant();
     seed(&db, a, "a").await;
-    let mut owner = AsyncPgConnection::establish(&tenant_db_tests::url_for(
-        tenant_db_tests::OWNER_ROLE,
-        DATABASE,
-    ))
-    .await
-    .unwrap();
+    let mut owner = owner().await;
     // A check deferred to COMMIT: the insert succeeds, its COMMIT fails.
     owner
         .batch_execute(

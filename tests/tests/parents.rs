@@ -14,7 +14,7 @@ use tenant_db_tests::schema as keyed;
 mod common;
 
 use common::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::SimpleAsyncConnection;
 use tenant_db::prelude::*;
 use tenant_db::{Error, TenantDb};
 use uuid::Uuid;
@@ -78,12 +78,7 @@ async fn set_up() -> String {
             .foreign_key(gen_children::parent_id, gen_parents::table, gen_parents::id)
             .sql()
             .unwrap();
-    let mut owner = AsyncPgConnection::establish(&tenant_db_tests::url_for(
-        tenant_db_tests::OWNER_ROLE,
-        DATABASE,
-    ))
-    .await
-    .unwrap();
+    let mut owner = owner().await;
     let app = tenant_db_tests::APP_ROLE;
     let no_rls = tenant_db_tests::NO_RLS_ROLE;
     owner

@@ -13,7 +13,7 @@ use tenant_db_tests::schema as keyed;
 mod common;
 
 use common::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::SimpleAsyncConnection;
 use tenant_db::prelude::*;
 use tenant_db::{Error, TenantDb};
 use uuid::Uuid;
@@ -77,12 +77,7 @@ pub struct NewInvoice {
 
 async fn db() -> TenantDb {
     let url = app_url().await;
-    let mut owner = AsyncPgConnection::establish(&tenant_db_tests::url_for(
-        tenant_db_tests::OWNER_ROLE,
-        DATABASE,
-    ))
-    .await
-    .unwrap();
+    let mut owner = owner().await;
     owner
         .batch_execute(&format!(
             "SELECT pg_advisory_lock(4242004);

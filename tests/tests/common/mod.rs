@@ -20,6 +20,19 @@ pub async fn app_url() -> String {
     }
 }
 
+/// A connection to the provisioned database as the owner role (for tests' own schema and
+/// fences).
+pub async fn owner() -> diesel_async::AsyncPgConnection {
+    use diesel_async::AsyncConnection;
+    app_url().await;
+    diesel_async::AsyncPgConnection::establish(&tenant_db_tests::url_for(
+        tenant_db_tests::OWNER_ROLE,
+        DATABASE,
+    ))
+    .await
+    .expect("owner connection")
+}
+
 /// A pool as the application role: both layers (compile time and RLS) apply.
 pub async fn db_with_rls(max_size: usize) -> TenantDb {
     TenantDb::connect(&app_url().await, max_size).expect("pool")
