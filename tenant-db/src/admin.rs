@@ -584,6 +584,8 @@ impl TenantDb {
             // the closure does to its own transaction (an escape hatch that ends it, a panic,
             // a dropped future) cannot take it back.
             {
+                // Within the tenant's share of the pool, like its transaction.
+                let _share = self.share(&tenant).await.map_err(E::from)?;
                 let pooled = self
                     .pool()
                     .get()

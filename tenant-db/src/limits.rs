@@ -66,7 +66,8 @@ pub struct LimitsConfig {
     pub default_tier: String,
     /// Each tier's limits, by name.
     pub tiers: BTreeMap<String, TierLimits>,
-    /// Tenants (as their ids print) of another tier than the default.
+    /// Tenants (as their ids print) of another tier than the default. A key that reads as more
+    /// than one kind (`42`: an integer or a text key) applies to each.
     #[serde(default)]
     pub tenants: BTreeMap<String, String>,
 }
@@ -84,6 +85,14 @@ pub enum LimitsError {
     /// A tenant key is not a tenant id.
     #[error("limits configuration: `{0}` is not a tenant id")]
     BadTenant(String),
+    /// A limit is larger than PostgreSQL accepts (a statement timeout over 2³¹−1 ms).
+    #[error("limits configuration: tier `{tier}`: `{field}` is larger than PostgreSQL accepts")]
+    TooLarge {
+        /// The tier.
+        tier: String,
+        /// The field.
+        field: &'static str,
+    },
     /// A limit is zero.
     #[error("limits configuration: tier `{tier}`: `{field}` must be at least 1")]
     Zero {
@@ -138,10 +147,24 @@ impl Tiers {
                 ("requests_per_second", u64::from(limits.requests_per_second)),
                 ("burst", u64::from(limits.burst)),
                 ("max_connections", limits.max_connections as u64),
+                // PostgreSQL reads 0 as no timeout at all.
+                (
+                    "statement_timeout_ms",
+                    limits.statement_timeout_ms.unwrap_or(1),
+                ),
             ] {
                 if value == 0 {
                     return Err(LimitsError::Zero { tier: name, field });
                 }
+            }
+            if limits
+                .statement_timeout_ms
+                .is_some_and(|ms| ms > i32::MAX as u64)
+            {
+                return Err(LimitsError::TooLarge {
+                    tier: name,
+                    field: "statement_timeout_ms",
+                });
             }
             let tier = Arc::new(Tier {
                 name: name.clone(),
@@ -158,8 +181,14 @@ impl Tiers {
         let default = find(&config.default_tier)?;
         let mut tenants = HashMap::new();
         for (tenant, tier) in config.tenants {
-            let id = parse_any(&tenant).ok_or(LimitsError::BadTenant(tenant))?;
-            tenants.insert(id, find(&tier)?);
+            let ids = parse_all(&tenant);
+            if ids.is_empty() {
+                return Err(LimitsError::BadTenant(tenant));
+            }
+            let tier = find(&tier)?;
+            for id in ids {
+                tenants.insert(id, tier.clone());
+            }
         }
         Ok(Tiers {
             default,
@@ -193,12 +222,18 @@ impl Tiers {
     }
 }
 
-/// A tenant id in any of its printed forms: a UUID, else a positive integer, else a text key.
-fn parse_any(s: &str) -> Option<TenantId> {
-    s.parse::<TenantId>()
-        .or_else(|_| TenantId::parse_int(s))
-        .or_else(|_| TenantId::parse_text(s))
-        .ok()
+/// Every tenant id `s` reads as: `42` is the integer tenant 42 and the text tenant `42`; a
+/// UUID is the UUID tenant and the text tenant spelled the same. A tier given for `42` applies
+/// to both (which kind the application uses is not known here).
+fn parse_all(s: &str) -> Vec<TenantId> {
+    [
+        s.parse::<TenantId>().ok(),
+        TenantId::parse_int(s).ok(),
+        TenantId::parse_text(s).ok(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// A limit a tenant hit.
@@ -362,6 +397,9 @@ mod tests {
         assert_eq!(tiers.tier_of(&int).name(), "pro");
         assert_eq!(tiers.tier_of(&text).limits().statement_timeout_ms, Some(50));
         assert_eq!(tiers.tier_of(&TenantId::new_random()).name(), "free");
+        // `42` is also the text tenant `42`.
+        let text_42 = TenantId::parse_text("42").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(tiers.tier_of(&text_42).name(), "pro");
         for (bad, want) in [
             (
                 ok.replace("\"default_tier\": \"free\"", "\"default_tier\": \"gold\""),
@@ -389,6 +427,20 @@ mod tests {
                 "unknown field",
             ),
             ("{".to_string(), "limits configuration"),
+            (
+                ok.replace(
+                    "\"statement_timeout_ms\": 50",
+                    "\"statement_timeout_ms\": 0",
+                ),
+                "`statement_timeout_ms` must be at least 1",
+            ),
+            (
+                ok.replace(
+                    "\"statement_timeout_ms\": 50",
+                    "\"statement_timeout_ms\": 3000000000",
+                ),
+                "larger than PostgreSQL accepts",
+            ),
         ] {
             let e = Tiers::from_json(&bad).expect_err(&bad);
             assert!(e.to_string().contains(want), "{e} for {bad}");

@@ -513,6 +513,23 @@ impl TenantDb {
         &self.pool
     }
 
+    /// One connection of `tenant`'s share of the pool (see [`crate::limits`]), for tenant-db's
+    /// own statements made for that tenant outside its transactions; `None` without tiers.
+    pub(crate) async fn share(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<crate::limits::Share>, Error> {
+        match &self.shares {
+            Some(shares) => Ok(Some(
+                shares
+                    .take(tenant)
+                    .await
+                    .map_err(|l| Error::Limited(Box::new(l)))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
     /// Pool statistics (size, available connections), for metrics.
     pub fn status(&self) -> deadpool::managed::Status {
         self.pool.status()

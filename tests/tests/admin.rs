@@ -428,3 +428,47 @@ async fn an_admin_transaction_cannot_hand_its_tenant_on_in_a_job_envelope() {
         .unwrap();
     assert!(sealed.is_ok());
 }
+
+/// An admin transaction counts against the tenant's pool share from its first record on: with
+/// a share of one held, it is refused before it writes or holds anything.
+#[tokio::test]
+async fn an_admin_transaction_stays_within_the_tenants_pool_share() {
+    let noisy = keyed::new_tenant();
+    let tiers = tenant_db::limits::Tiers::from_json(&format!(
+        r#"{{"default_tier": "pro", "tiers": {{
+            "free": {{"requests_per_second": 5, "burst": 5, "max_connections": 1}},
+            "pro": {{"requests_per_second": 5, "burst": 5, "max_connections": 4}}}},
+            "tenants": {{"{}": "free"}}}}"#,
+        noisy.id()
+    ))
+    .unwrap();
+    let db = TenantDb::builder(common::app_url().await)
+        .max_size(4)
+        .tiers(tiers)
+        .share_policy(tenant_db::limits::SharePolicy::FailFast)
+        .build()
+        .unwrap();
+    let (hold, held) = tokio::sync::oneshot::channel::<()>();
+    let (started, start) = tokio::sync::oneshot::channel::<()>();
+    let holder = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            db.transaction(noisy, async |_tx| {
+                let _ = started.send(());
+                let _ = held.await;
+                Ok::<_, Error>(())
+            })
+            .await
+        })
+    };
+    start.await.unwrap();
+    let who = actor();
+    let refused = db
+        .admin_transaction(&grant(&who, noisy.id()), async |_tx| Ok::<_, Error>(()))
+        .await;
+    assert!(matches!(refused, Err(Error::Limited(_))), "{refused:?}");
+    // Refused before its first record: nothing of it on the record, no connection taken.
+    assert!(audit_of(&who).await.is_empty());
+    hold.send(()).unwrap();
+    holder.await.unwrap().unwrap();
+}
