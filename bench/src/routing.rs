@@ -33,11 +33,9 @@ pub(crate) async fn measure(app_url: &str, quick: bool) -> Result<(f64, f64), Fa
     .run(&tenant_db_tests::admin_url())
     .await?;
     let mut owner = AsyncPgConnection::establish(&control.owner_url).await?;
-    owner
-        .batch_execute(&tenant_db::placement::directory::setup_sql(
-            tenant_db_tests::APP_ROLE,
-        ))
-        .await?;
+    let directory_sql = tenant_db::placement::directory::setup_sql(tenant_db_tests::APP_ROLE)
+        .map_err(tenant_db::Error::from)?;
+    owner.batch_execute(&directory_sql).await?;
     let directory = Directory::connect(&control.owner_url, 1)?;
     let local: Placement = "pool:local".parse()?;
     for i in 1..=TENANTS {

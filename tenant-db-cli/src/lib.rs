@@ -420,7 +420,10 @@ fn rls_sql(
     };
     if let Some(app) = app_role {
         for table in tables {
-            sql.push_str(&tenant_db::roles::tenant_table_write_sql_for(&app, &table));
+            sql.push_str(
+                &tenant_db::roles::tenant_table_write_sql_for(&app, &table)
+                    .map_err(|e| e.to_string())?,
+            );
         }
     }
     Ok(sql)

@@ -67,9 +67,9 @@ async fn set_up_in(database: &'static str, schema: &str, mistake: &str) {
          {}",
         policy_sql_for(&format!("{s}.projects"), "tenant_id", KeyType::Uuid),
         policy_sql_for(&format!("{s}.tasks"), "tenant_id", KeyType::Uuid),
-        tenant_db::roles::grants_sql(OWNER_ROLE, APP_ROLE, schema),
-        tenant_db::roles::tenant_table_write_sql_for(APP_ROLE, &format!("{s}.projects")),
-        tenant_db::roles::tenant_table_write_sql_for(APP_ROLE, &format!("{s}.tasks")),
+        tenant_db::roles::grants_sql(OWNER_ROLE, APP_ROLE, schema).unwrap(),
+        tenant_db::roles::tenant_table_write_sql_for(APP_ROLE, &format!("{s}.projects")).unwrap(),
+        tenant_db::roles::tenant_table_write_sql_for(APP_ROLE, &format!("{s}.tasks")).unwrap(),
         mistake.replace("{s}", &s),
     );
     admin(database).await.batch_execute(&setup).await.unwrap();
@@ -468,7 +468,7 @@ async fn app_role_that_may_take_tenant_locks() {
         "{}{}GRANT EXECUTE ON FUNCTION pg_catalog.pg_try_advisory_lock_shared(integer, integer) \
          TO doc_locks_app;",
         attribute_role("doc_locks_app", "NOBYPASSRLS"),
-        tenant_db::roles::grants_sql(OWNER_ROLE, "doc_locks_app", "doc_tenant_locks")
+        tenant_db::roles::grants_sql(OWNER_ROLE, "doc_locks_app", "doc_tenant_locks").unwrap()
     );
     let report = audit_with("doc_tenant_locks", &m, config.clone()).await;
     assert_eq!(
@@ -494,7 +494,7 @@ async fn app_role_bypassrls() {
     let m = format!(
         "{}{}",
         attribute_role("doc_bypass_attr_app", "BYPASSRLS"),
-        tenant_db::roles::grants_sql(OWNER_ROLE, "doc_bypass_attr_app", "doc_bypass")
+        tenant_db::roles::grants_sql(OWNER_ROLE, "doc_bypass_attr_app", "doc_bypass").unwrap()
     );
     let report = audit_with("doc_bypass", &m, config.clone()).await;
     assert_eq!(

@@ -233,9 +233,9 @@ pub const AUDIT_TABLE: &str = "tenant_db.admin_audit";
 /// SQL (run as the owner, after [`crate::seal::setup_sql`]) that creates the append-only
 /// audit table `tenant_db.admin_audit` and lets application role `app` insert and read it.
 /// Idempotent.
-pub fn setup_sql(app: &str) -> String {
-    let app = quote_ident(app);
-    format!(
+pub fn setup_sql(app: &str) -> Result<String, crate::rls::NameError> {
+    let app = crate::rls::ident("role", app)?;
+    Ok(format!(
         "CREATE TABLE IF NOT EXISTS tenant_db.admin_audit (
              id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
              access_id uuid NOT NULL,
@@ -284,12 +284,16 @@ pub fn setup_sql(app: &str) -> String {
          REVOKE ALL ON tenant_db.admin_audit FROM {app};
          GRANT SELECT ON tenant_db.admin_audit TO {app};
 "
-    )
+    ))
 }
 
-/// The role that owns the all-tenants views of analyst role `analyst`: `<analyst>_views`.
-pub fn views_role(analyst: &str) -> String {
-    format!("{analyst}_views")
+/// The role that owns the all-tenants views of analyst role `analyst`: `<analyst>_views`,
+/// refused when PostgreSQL would cut it (an analyst name over 57 bytes).
+pub fn views_role(analyst: &str) -> Result<String, crate::rls::NameError> {
+    crate::rls::check_name("analyst role", analyst)?;
+    let views = format!("{analyst}_views");
+    crate::rls::check_name("views role", &views)?;
+    Ok(views)
 }
 
 /// The schema of the all-tenants views.
@@ -303,8 +307,11 @@ pub const ALL_TENANTS_SCHEMA: &str = "tenant_db_all";
 /// and enter such a grant. The application role gets none of it. Idempotent.
 ///
 /// [`Provision::analyst`]: crate::provision::Provision::analyst
-pub fn read_all_setup_sql(registry: &crate::registry::Registry, analyst: &str) -> String {
-    let (a, v) = (quote_ident(analyst), quote_ident(&views_role(analyst)));
+pub fn read_all_setup_sql(
+    registry: &crate::registry::Registry,
+    analyst: &str,
+) -> Result<String, crate::rls::NameError> {
+    let (a, v) = (quote_ident(analyst), quote_ident(&views_role(analyst)?));
     let secret = crate::seal::secret_name("'all'");
     let mut sql = format!(
         "CREATE SCHEMA IF NOT EXISTS tenant_db_all;
@@ -377,7 +384,7 @@ pub fn read_all_setup_sql(registry: &crate::registry::Registry, analyst: &str) -
             table = table.name()
         ));
     }
-    sql
+    Ok(sql)
 }
 
 /// Reads every tenant's rows under `grant` (made with [`AdminGrant::all_tenants_read_only`]),

@@ -64,6 +64,13 @@ pub enum Error {
     /// The tenant hit one of its tier's limits (see [`crate::limits`]): nothing ran.
     #[error(transparent)]
     Limited(Box<crate::limits::Limited>),
+    /// A role, schema or database name (or other text) a SQL builder cannot put into SQL as
+    /// given (see [`crate::rls::check_name`]).
+    #[error(transparent)]
+    Name(#[from] crate::rls::NameError),
+    /// A context name or value was refused (see [`crate::context`]).
+    #[error(transparent)]
+    Context(#[from] crate::context::ContextError),
 }
 
 impl From<diesel::result::Error> for Error {

@@ -26,6 +26,7 @@
 extern crate self as tenant_db;
 
 pub mod admin;
+pub mod context;
 pub mod doctor;
 mod error;
 pub mod flight;
@@ -78,7 +79,7 @@ pub use probe::{
 };
 pub use query::{
     Applied, ApplyScope, ExistsFuture, ExistsQuery, FirstFuture, ScopeJoin, Scoped,
-    ScopedJoinTarget, TenantAssign, TenantFilter,
+    ScopedJoinTarget, SourceKind, TenantAssign, TenantFilter,
 };
 pub use run::{LoadOne, LoadRows, Loads, RowStream, SqlKeyed, StreamFuture, Streamed};
 pub use scope::TenantScope;

@@ -42,9 +42,9 @@ pub const FORMAT: u32 = 1;
 /// SQL (run as the owner, after [`crate::seal::setup_sql`]) that creates the tenant directory
 /// `tenant_db.tenants`: one row per onboarded tenant, visible only in that tenant's
 /// transactions. Idempotent.
-pub fn setup_sql(app: &str) -> String {
-    let app = quote_ident(app);
-    format!(
+pub fn setup_sql(app: &str) -> Result<String, crate::rls::NameError> {
+    let app = crate::rls::ident("role", app)?;
+    Ok(format!(
         "CREATE TABLE IF NOT EXISTS tenant_db.tenants (
              tenant text NOT NULL,
              kind text NOT NULL,
@@ -64,7 +64,7 @@ pub fn setup_sql(app: &str) -> String {
          REVOKE ALL ON tenant_db.tenants FROM {app};
          GRANT SELECT, INSERT, DELETE ON tenant_db.tenants TO {app};
 "
-    )
+    ))
 }
 
 /// What [`onboard`] did.

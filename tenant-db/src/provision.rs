@@ -105,8 +105,8 @@ impl Provision {
     }
 
     /// The SQL that creates the roles and sets their attributes and passwords.
-    fn roles_sql(&self) -> String {
-        let mut sql = crate::roles::create_roles_sql(&self.owner, &self.app, &self.idle_timeout);
+    fn roles_sql(&self) -> Result<String, Error> {
+        let mut sql = crate::roles::create_roles_sql(&self.owner, &self.app, &self.idle_timeout)?;
         // An existing application role keeps nothing that reaches past its grants.
         sql.push_str(&format!(
             "ALTER ROLE {o} NOREPLICATION;\nALTER ROLE {a} NOREPLICATION;\nREVOKE {o} FROM {a};\n",
@@ -121,20 +121,15 @@ impl Provision {
                 sql.push_str(&format!(
                     "ALTER ROLE {} PASSWORD {};\n",
                     quote_ident(role),
-                    quote_literal(password)
+                    crate::rls::literal("password", password)?
                 ));
             }
         }
         if let Some(analyst) = &self.analyst {
-            let (a, v) = (
-                quote_ident(analyst),
-                quote_ident(&crate::admin::views_role(analyst)),
-            );
-            sql.push_str(&crate::roles::ensure_role_sql(analyst, true));
-            sql.push_str(&crate::roles::ensure_role_sql(
-                &crate::admin::views_role(analyst),
-                false,
-            ));
+            let views = crate::admin::views_role(analyst)?;
+            let (a, v) = (quote_ident(analyst), quote_ident(&views));
+            sql.push_str(&crate::roles::ensure_role_sql(analyst, true)?);
+            sql.push_str(&crate::roles::ensure_role_sql(&views, false)?);
             sql.push_str(&format!(
                 "ALTER ROLE {a} NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
                  ALTER ROLE {v} NOLOGIN NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE;
@@ -143,7 +138,7 @@ impl Provision {
                 o = quote_ident(&self.owner),
             ));
         }
-        sql
+        Ok(sql)
     }
 
     /// Connects to `admin_url` (a superuser, or a role with `CREATEROLE` and `CREATEDB`) and
@@ -156,7 +151,11 @@ impl Provision {
         for role in roles.iter().copied().chain(&self.also_connect) {
             checked_name("role", role)?;
         }
-        let views = self.analyst.as_deref().map(crate::admin::views_role);
+        let views = self
+            .analyst
+            .as_deref()
+            .map(crate::admin::views_role)
+            .transpose()?;
         for (i, role) in roles.iter().enumerate() {
             if roles[..i].contains(role) || views.as_ref() == Some(*role) {
                 return Err(Error::Provision(format!(
@@ -164,9 +163,6 @@ impl Provision {
                      roles are three different roles"
                 )));
             }
-        }
-        if let Some(views) = &views {
-            checked_name("role", views)?;
         }
         // Before anything is created: a URL that cannot be rewritten fails here.
         let provisioned = Provisioned {
@@ -215,16 +211,16 @@ impl Provision {
     /// superuser can).
     async fn guard_locks(&self, url: &str) -> bool {
         match AsyncPgConnection::establish(url).await {
-            Ok(mut inside) => inside
-                .batch_execute(&crate::placement::fence::lock_guard_sql(&self.owner))
-                .await
-                .is_ok(),
+            Ok(mut inside) => match crate::placement::fence::lock_guard_sql(&self.owner) {
+                Ok(sql) => inside.batch_execute(&sql).await.is_ok(),
+                Err(_) => false,
+            },
             Err(_) => false,
         }
     }
 
     async fn create(&self, admin: &mut AsyncPgConnection) -> Result<(), Error> {
-        admin.batch_execute(&self.roles_sql()).await?;
+        admin.batch_execute(&self.roles_sql()?).await?;
         let owners: Vec<Owner> = diesel::sql_query(
             "SELECT pg_get_userbyid(datdba)::text AS owner FROM pg_database WHERE datname = $1",
         )
@@ -253,7 +249,7 @@ impl Provision {
         }
         // One message, so one transaction: a role connecting meanwhile never finds its
         // `CONNECT` revoked.
-        let mut privileges = crate::roles::database_sql(&self.database, &self.owner, &self.app);
+        let mut privileges = crate::roles::database_sql(&self.database, &self.owner, &self.app)?;
         // Closed to every other role that was granted anything on it.
         let mut allowed: Vec<&str> = vec![&self.owner, &self.app];
         allowed.extend(self.analyst.as_deref());
@@ -342,13 +338,8 @@ pub fn with_role(
 
 /// A role or database name PostgreSQL keeps as given: not empty, at most 63 bytes (longer
 /// names are cut, so a second run would not find what the first created), no NUL.
-fn checked_name(what: &str, name: &str) -> Result<(), Error> {
-    if name.is_empty() || name.len() > 63 || name.contains('\0') {
-        return Err(Error::Provision(format!(
-            "{what} `{name}` must be 1 to 63 bytes, without NUL"
-        )));
-    }
-    Ok(())
+fn checked_name(what: &'static str, name: &str) -> Result<(), Error> {
+    Ok(crate::rls::check_name(what, name)?)
 }
 
 /// Percent-encodes a path segment.
@@ -371,18 +362,19 @@ pub fn apply_sql(
     app: &str,
     schema: &str,
     analyst: Option<&str>,
-) -> String {
-    format!(
+) -> Result<String, crate::rls::NameError> {
+    Ok(format!(
         "{}{}{}{}{}{}",
         registry.migration_sql(),
-        crate::admin::setup_sql(app),
-        crate::lifecycle::setup_sql(app),
-        crate::roles::grants_sql(owner, app, schema),
-        registry.write_grants_sql(app),
-        analyst.map_or(String::new(), |a| crate::admin::read_all_setup_sql(
-            registry, a
-        )),
-    )
+        crate::admin::setup_sql(app)?,
+        crate::lifecycle::setup_sql(app)?,
+        crate::roles::grants_sql(owner, app, schema)?,
+        registry.write_grants_sql(app)?,
+        match analyst {
+            Some(a) => crate::admin::read_all_setup_sql(registry, a)?,
+            None => String::new(),
+        },
+    ))
 }
 
 /// Runs [`apply_sql`] on `owner`, a connection as the owner role, in one transaction.
@@ -394,11 +386,9 @@ pub async fn apply(
     schema: &str,
     analyst: Option<&str>,
 ) -> Result<(), Error> {
+    let sql = apply_sql(registry, owner, app, schema, analyst)?;
     owner_conn.batch_execute("BEGIN").await?;
-    match owner_conn
-        .batch_execute(&apply_sql(registry, owner, app, schema, analyst))
-        .await
-    {
+    match owner_conn.batch_execute(&sql).await {
         Ok(()) => Ok(owner_conn.batch_execute("COMMIT").await?),
         Err(e) => {
             let _ = owner_conn.batch_execute("ROLLBACK").await;
@@ -431,7 +421,12 @@ mod tests {
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_default();
-            assert!(e.contains("must be 1 to 63 bytes, without NUL"), "{e}");
+            assert!(
+                e.contains("PostgreSQL keeps 63")
+                    || e.contains("NUL character")
+                    || e.contains("name is empty"),
+                "{e}"
+            );
         }
     }
 
@@ -475,9 +470,13 @@ mod tests {
         let admin = "postgres://postgres@127.0.0.1:1/postgres";
         let long = "x".repeat(64);
         for (provision, why) in [
-            (Provision::new(&long, "o", "a"), "1 to 63 bytes"),
-            (Provision::new("d", &long, "a"), "1 to 63 bytes"),
-            (Provision::new("d", "o", ""), "1 to 63 bytes"),
+            (Provision::new(&long, "o", "a"), "PostgreSQL keeps 63"),
+            (Provision::new("d", &long, "a"), "PostgreSQL keeps 63"),
+            (Provision::new("d", "o", ""), "name is empty"),
+            (
+                Provision::new("d", "o", "a").analyst(&"x".repeat(58)),
+                "PostgreSQL keeps 63",
+            ),
             (Provision::new("d", "same", "same"), "named twice"),
             (Provision::new("d", "o", "a").analyst("o"), "named twice"),
             (

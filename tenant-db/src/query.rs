@@ -8,6 +8,7 @@
 use crate::guard::{Shape, guarded};
 use crate::probe::{AndTenant, Paren, ScopeSafe, ScopedExists, ScopedSubquery, audit};
 use crate::run::{LoadOne, LoadRows, Loads, SqlKeyed, StreamFuture, Streamed};
+use crate::sealed::{Source, TenantSource};
 use crate::table::{ColumnNames, kind};
 use crate::tx::TenantTx;
 use crate::{Classified, TenantScope, TenantTable};
@@ -86,33 +87,34 @@ impl<T, Q> ApplyScope<T, Q> for kind::UnscopedGlobal {
     }
 }
 
-/// How a joined table's kind extends a join's `ON` clause: tenant tables add
-/// `AND tenant_col = $tenant`, global tables add nothing. Sealed.
+/// How a joined source's kind extends a join's `ON` clause: tenant tables (and aliases of them)
+/// add `AND tenant_col = $tenant`, qualified by the table or alias, global tables add nothing.
+/// Sealed.
 pub trait ScopeJoin<R, On>: crate::sealed::Kind {
     /// The extended `ON` condition.
     type Output;
-    /// Extends `on` for table `R` and `tenant`.
+    /// Extends `on` for source `R` and `tenant`.
     fn on(on: On, tenant: crate::TenantId) -> Self::Output;
 }
 
 impl<R, On, C> ScopeJoin<R, On> for kind::Tenant<C>
 where
-    R: TenantTable,
+    R: TenantSource,
 {
-    type Output = AndTenant<On, TenantFilter<R>>;
+    type Output = AndTenant<On, crate::TenantEq<R>>;
     fn on(on: On, tenant: crate::TenantId) -> Self::Output {
-        AndTenant(on, tenant_filter::<R>(tenant))
+        AndTenant(on, crate::predicate::tenant_eq::<R>(tenant))
     }
 }
 
 impl<R, On> ScopeJoin<R, On> for kind::Global
 where
-    R: diesel::Table,
-    R::AllColumns: ColumnNames,
+    R: Source,
+    <R::Table as diesel::Table>::AllColumns: ColumnNames,
 {
     type Output = On;
     fn on(on: On, _tenant: crate::TenantId) -> On {
-        const { crate::table::assert_global::<R>() };
+        const { crate::table::assert_global::<R::Table>() };
         on
     }
 }
@@ -127,10 +129,13 @@ impl<R, On> ScopeJoin<R, On> for kind::UnscopedGlobal {
 /// The query `Q` on root table `T`, narrowed to the scope.
 pub type Applied<T, Q> = <<T as Classified>::Kind as ApplyScope<T, Q>>::Output;
 
+/// The kind of the table a joined source `R` (a table or a `diesel::alias!`) reads.
+pub type SourceKind<R> = <<R as Source>::Table as Classified>::Kind;
+
 /// The right-hand side of a join after tenant-db has scoped its `ON` clause.
 pub type ScopedJoinTarget<Q, R> = dsl::On<
     <Q as JoinTo<R>>::FromClause,
-    <<<Q as JoinTo<R>>::FromClause as Classified>::Kind as ScopeJoin<
+    <SourceKind<<Q as JoinTo<R>>::FromClause> as ScopeJoin<
         <Q as JoinTo<R>>::FromClause,
         <Q as JoinTo<R>>::OnClause,
     >>::Output,
@@ -305,13 +310,14 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
 
     /// `INNER JOIN` another classified table: through `joinable!` (pass the table) or an
     /// explicit condition (pass `table.on(condition)`). A joined tenant table gets its tenant
-    /// filter in the `ON` clause.
+    /// filter in the `ON` clause. A `diesel::alias!` of a classified table joins the same way
+    /// (`alias.on(condition)`, for self-joins): each alias gets its own tenant filter.
     pub fn inner_join<R>(self, rhs: R) -> Scoped<'t, T, dsl::InnerJoin<Q, ScopedJoinTarget<Q, R>>>
     where
         Q: JoinTo<R>,
-        <Q as JoinTo<R>>::FromClause: Classified,
+        <Q as JoinTo<R>>::FromClause: Source,
         <Q as JoinTo<R>>::OnClause: ScopeSafe<'t>,
-        <<Q as JoinTo<R>>::FromClause as Classified>::Kind:
+        SourceKind<<Q as JoinTo<R>>::FromClause>:
             ScopeJoin<<Q as JoinTo<R>>::FromClause, <Q as JoinTo<R>>::OnClause>,
         <Q as JoinTo<R>>::FromClause: JoinOnDsl,
         Q: JoinWithImplicitOnClause<ScopedJoinTarget<Q, R>, Inner>,
@@ -325,9 +331,9 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     pub fn left_join<R>(self, rhs: R) -> Scoped<'t, T, dsl::LeftJoin<Q, ScopedJoinTarget<Q, R>>>
     where
         Q: JoinTo<R>,
-        <Q as JoinTo<R>>::FromClause: Classified,
+        <Q as JoinTo<R>>::FromClause: Source,
         <Q as JoinTo<R>>::OnClause: ScopeSafe<'t>,
-        <<Q as JoinTo<R>>::FromClause as Classified>::Kind:
+        SourceKind<<Q as JoinTo<R>>::FromClause>:
             ScopeJoin<<Q as JoinTo<R>>::FromClause, <Q as JoinTo<R>>::OnClause>,
         <Q as JoinTo<R>>::FromClause: JoinOnDsl,
         Q: JoinWithImplicitOnClause<ScopedJoinTarget<Q, R>, LeftOuter>,
@@ -344,9 +350,9 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
     ) -> Scoped<'t, T, <Q as JoinWithImplicitOnClause<ScopedJoinTarget<Q, R>, K>>::Output>
     where
         Q: JoinTo<R>,
-        <Q as JoinTo<R>>::FromClause: Classified,
+        <Q as JoinTo<R>>::FromClause: Source,
         <Q as JoinTo<R>>::OnClause: ScopeSafe<'t>,
-        <<Q as JoinTo<R>>::FromClause as Classified>::Kind:
+        SourceKind<<Q as JoinTo<R>>::FromClause>:
             ScopeJoin<<Q as JoinTo<R>>::FromClause, <Q as JoinTo<R>>::OnClause>,
         <Q as JoinTo<R>>::FromClause: JoinOnDsl,
         Q: JoinWithImplicitOnClause<ScopedJoinTarget<Q, R>, K>,
@@ -354,9 +360,7 @@ impl<'t, T: Classified, Q> Scoped<'t, T, Q> {
         let tenant = self.scope.tenant_id();
         let (from, on) = <Q as JoinTo<R>>::join_target(rhs);
         self.check(&on, Shape::Expression).map(|q| {
-            let on = <<<Q as JoinTo<R>>::FromClause as Classified>::Kind as ScopeJoin<_, _>>::on(
-                on, tenant,
-            );
+            let on = <SourceKind<<Q as JoinTo<R>>::FromClause> as ScopeJoin<_, _>>::on(on, tenant);
             q.join_with_implicit_on_clause(from.on(on), kind)
         })
     }

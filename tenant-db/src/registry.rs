@@ -244,7 +244,7 @@ impl Registry {
     /// SQL (run as the owner) that grants application role `app` writes on every registered
     /// tenant table ([`crate::roles::tenant_table_write_sql_for`]). Global tables stay
     /// read-only; grant writes on one with [`crate::roles::global_table_write_sql`].
-    pub fn write_grants_sql(&self, app: &str) -> String {
+    pub fn write_grants_sql(&self, app: &str) -> Result<String, crate::rls::NameError> {
         self.tenant_tables()
             .map(|t| crate::roles::tenant_table_write_sql_for(app, &t.name))
             .collect()
@@ -355,7 +355,7 @@ mod tests {
         assert!(sql.starts_with(&crate::seal::setup_sql()));
         assert!(sql.contains("ON \"only_in_m\"") && sql.contains("ON \"only_in_mm\""));
         assert!(!sql.contains("plans"));
-        let grants = r.write_grants_sql("app");
+        let grants = r.write_grants_sql("app").expect("a short name");
         assert!(
             grants.contains("ON \"only_in_m\" TO \"app\"")
                 && grants.contains("ON \"only_in_mm\" TO \"app\"")

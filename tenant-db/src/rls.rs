@@ -32,14 +32,91 @@ where
     Ok(builder.finish())
 }
 
-/// Quotes an SQL string literal.
+/// Quotes an SQL string literal. The text must not contain NUL, which PostgreSQL cannot hold
+/// (it refuses the statement); [`literal`] checks that.
 pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// Quotes an SQL identifier.
+/// Quotes an SQL identifier. The name must be 1 to 63 bytes without NUL; [`ident`] checks
+/// that.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The longest name PostgreSQL keeps (`NAMEDATALEN - 1` bytes): it cuts longer ones, silently,
+/// so two long names that share their first 63 bytes would name one role.
+pub const MAX_NAME_BYTES: usize = 63;
+
+/// A name or text a SQL builder refused: PostgreSQL would not hold it as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// An empty name.
+    #[error("the {what} name is empty")]
+    Empty {
+        /// What the name names (`role`, `schema`, …).
+        what: &'static str,
+    },
+    /// A NUL character, which PostgreSQL text and names cannot hold.
+    #[error("the {what} {text:?} contains a NUL character, which PostgreSQL cannot hold")]
+    Nul {
+        /// What the text is.
+        what: &'static str,
+        /// The text.
+        text: String,
+    },
+    /// A name longer than [`MAX_NAME_BYTES`], which PostgreSQL would cut.
+    #[error(
+        "the {what} name {name:?} is {len} bytes; PostgreSQL keeps {MAX_NAME_BYTES} and would \
+         cut it silently"
+    )]
+    TooLong {
+        /// What the name names.
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// Its length in bytes.
+        len: usize,
+    },
+}
+
+/// Checks that PostgreSQL keeps `name` (a `what`: role, schema, database…) as given: 1 to
+/// [`MAX_NAME_BYTES`] bytes, no NUL.
+pub fn check_name(what: &'static str, name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        Err(NameError::Empty { what })
+    } else if name.contains('\0') {
+        Err(NameError::Nul {
+            what,
+            text: name.to_string(),
+        })
+    } else if name.len() > MAX_NAME_BYTES {
+        Err(NameError::TooLong {
+            what,
+            name: name.to_string(),
+            len: name.len(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// [`quote_ident`] of a checked name ([`check_name`]).
+pub fn ident(what: &'static str, name: &str) -> Result<String, NameError> {
+    check_name(what, name)?;
+    Ok(quote_ident(name))
+}
+
+/// [`quote_literal`] of text without NUL.
+pub fn literal(what: &'static str, text: &str) -> Result<String, NameError> {
+    if text.contains('\0') {
+        return Err(NameError::Nul {
+            what,
+            text: text.to_string(),
+        });
+    }
+    Ok(quote_literal(text))
 }
 
 /// `DO <tag><body><tag>;` with a dollar-quote tag that cannot end the body early: the body
@@ -112,6 +189,69 @@ where
         <T::TenantColumn as diesel::Column>::NAME,
         T::KEY_TYPE,
     ))
+}
+
+/// The name of the policy [`context_policy_sql`] creates for context `name`.
+pub fn context_policy_name(name: &str) -> String {
+    format!("tenant_db_context_{name}")
+}
+
+/// The condition a context policy puts on column `column` (unquoted) of type `key`: the
+/// column equals the sealed context value `name` (see [`crate::context`]), read once per
+/// statement, cast to the column's type; NULL, which matches nothing, when the transaction
+/// was opened without it.
+pub fn context_condition_for(
+    column: &str,
+    key: KeyType,
+    name: &str,
+) -> Result<String, crate::Error> {
+    crate::context::check_name(name)?;
+    let cast = match key {
+        KeyType::Text => String::new(),
+        other => format!("::{}", other.sql_name()),
+    };
+    Ok(format!(
+        "{} = (SELECT tenant_db.context({}){cast})",
+        quote_ident(column),
+        quote_literal(name)
+    ))
+}
+
+/// A second restrictive policy on table `table` (already quoted): rows whose column `column`
+/// (unquoted, of type `key`) equals the context value `name`, for reads and writes. Being
+/// restrictive, it is AND-ed with the tenant policy: a row must be of the transaction's tenant
+/// and of its context.
+pub fn context_policy_sql_for(
+    table: &str,
+    column: &str,
+    key: KeyType,
+    name: &str,
+) -> Result<String, crate::Error> {
+    let condition = context_condition_for(column, key, name)?;
+    let policy = quote_ident(&context_policy_name(name));
+    Ok(format!(
+        "DROP POLICY IF EXISTS {policy} ON {table};\n\
+         CREATE POLICY {policy} ON {table} AS RESTRICTIVE FOR ALL TO PUBLIC \
+         USING ({condition}) WITH CHECK ({condition});\n"
+    ))
+}
+
+/// [`context_policy_sql_for`] column `C` of a tenant table: per-user rows inside a tenant,
+/// say, with `rls::context_policy_sql::<docs::owner_id>("user")` and transactions opened with
+/// [`Tenant::with_context`](crate::Tenant::with_context). Run it after [`migration_sql`], as
+/// the tables' owner. `C` is `uuid`, `bigint`, `integer` or `text`, `NOT NULL`.
+pub fn context_policy_sql<C>(name: &str) -> Result<String, crate::Error>
+where
+    C: diesel::Column<SqlType: crate::sealed::KeySql>,
+    C::Table: TenantTable,
+    <C::Table as diesel::QuerySource>::FromClause: QueryFragment<Pg>,
+{
+    context_policy_sql_for(
+        &table_name::<C::Table>()?,
+        C::NAME,
+        <C::SqlType as crate::sealed::KeySql>::KEY_TYPE,
+        name,
+    )
 }
 
 /// An index that leads with the tenant column, created only if the table has none yet (a

@@ -106,6 +106,7 @@ pub(crate) struct Begin<'a> {
     schema: Option<&'a str>,
     for_move: bool,
     statement_timeout_ms: Option<u64>,
+    context: Option<&'a crate::context::Context>,
 }
 
 impl<'a> Begin<'a> {
@@ -116,7 +117,14 @@ impl<'a> Begin<'a> {
             schema: None,
             for_move: false,
             statement_timeout_ms: None,
+            context: None,
         }
+    }
+
+    /// Context values sealed after the tenant ([`crate::context`]), in the same message.
+    pub(crate) fn context(mut self, context: Option<&'a crate::context::Context>) -> Self {
+        self.context = context;
+        self
     }
 
     /// `SET LOCAL statement_timeout` to `ms` milliseconds (a tier's limit), in the same
@@ -171,6 +179,10 @@ impl<'a> Begin<'a> {
             crate::rls::quote_literal(&self.tenant.to_string()),
             self.tenant.kind().name()
         ));
+        if let Some(context) = self.context.and_then(crate::context::Context::enter_sql) {
+            sql.push_str("; ");
+            sql.push_str(&context);
+        }
         sql
     }
 }
@@ -284,13 +296,14 @@ AS $tenant_db$
 $tenant_db$;
 REVOKE ALL ON FUNCTION tenant_db.current_tenant(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant_db.current_tenant(text) TO PUBLIC;
-DROP TABLE IF EXISTS tenant_db.seal_key;
+{context}DROP TABLE IF EXISTS tenant_db.seal_key;
 "#,
         set_tenant = set_tenant_body(),
         fences = crate::placement::fence::setup_sql(),
         placed = crate::placement::fence::placed_check(),
         uuid_body = current_tenant_body("'uuid'"),
         kind_body = current_tenant_body("kind"),
+        context = crate::context::setup_sql(),
     )
 }
 
@@ -346,12 +359,13 @@ mod tests {
         let sql = super::setup_sql();
         assert!(sql.contains("IS NULL THEN"));
         assert!(sql.contains("REVOKE ALL ON SEQUENCE tenant_db.seal_name FROM PUBLIC"));
-        // `set_tenant`, `enter` (which writes `set_tenant`'s body out) and both readers name
-        // the setting alike, with one expression.
+        // `set_tenant`, `enter` (which writes `set_tenant`'s body out), both readers, and the
+        // context's writer (its value and the three tenant kinds it checks) and reader name
+        // the settings alike, with one expression.
         assert_eq!(
             sql.matches("pg_sequence_last_value('tenant_db.seal_name'")
                 .count(),
-            5
+            10
         );
         assert!(sql.contains(&super::secret_name("kind")));
         assert!(sql.contains(&super::secret_name("'uuid'")));

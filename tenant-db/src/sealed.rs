@@ -140,3 +140,53 @@ pub trait VerifiedTenant {}
 
 /// The tenant contexts: a verified tenant or a scope.
 pub trait ContextTenant {}
+
+/// A query source tenant-db can scope: a classified table, or a `diesel::alias!` of one (each
+/// alias is scoped on its own, like a second table).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not classified for tenant-db",
+    label = "neither a tenant table nor a global table, nor a `diesel::alias!` of one",
+    note = "add `#[derive(tenant_db::TenantTable)]` (rows belong to a tenant) or \
+            `#[derive(tenant_db::GlobalTable)]` (shared reference data) to the table's model"
+)]
+pub trait Source {
+    /// The classified table this source reads.
+    type Table: crate::Classified;
+}
+impl<T: crate::Classified> Source for T {
+    type Table = T;
+}
+impl<S> Source for diesel::query_source::Alias<S>
+where
+    S: diesel::query_source::AliasSource<Target: crate::Classified>,
+{
+    type Table = S::Target;
+}
+
+/// A [`Source`] whose rows belong to tenants: how its tenant column is named in SQL.
+pub trait TenantSource: Source<Table: crate::TenantTable> {
+    /// The tenant column as read from this source (for diesel's placement checks).
+    type KeyColumn;
+    /// What qualifies the tenant column: the table (`"schema"."table"`) or the alias's name.
+    type Qualifier;
+    /// The qualifier.
+    fn qualifier() -> Self::Qualifier;
+}
+impl<T: crate::TenantTable> TenantSource for T {
+    type KeyColumn = T::TenantColumn;
+    type Qualifier = T::FromClause;
+    fn qualifier() -> T::FromClause {
+        diesel::QuerySource::from_clause(&T::default())
+    }
+}
+impl<S> TenantSource for diesel::query_source::Alias<S>
+where
+    S: diesel::query_source::AliasSource<Target: crate::TenantTable>,
+{
+    type KeyColumn =
+        diesel::query_source::AliasedField<S, <S::Target as crate::TenantTable>::TenantColumn>;
+    type Qualifier = crate::predicate::AliasName<S>;
+    fn qualifier() -> Self::Qualifier {
+        crate::predicate::AliasName::default()
+    }
+}

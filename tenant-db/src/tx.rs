@@ -340,6 +340,7 @@ impl TenantDb {
         E: From<Error> + Send + 'a,
         R: Send + 'a,
     {
+        let context = tenant.context().filter(|c| !c.is_empty()).cloned();
         let verified = tenant.tenant();
         let tenant = verified.id();
         let span = tracing::info_span!(
@@ -391,6 +392,7 @@ impl TenantDb {
                         .modes(options.modes)
                         .schema(options.schema)
                         .statement_timeout(statement_timeout)
+                        .context(context.as_ref())
                         .sql();
                     let mut begin_conn = shared;
                     let mut begin =

@@ -189,25 +189,27 @@ pub async fn provision(
             .batch_execute("SELECT pg_advisory_lock(4242002)")
             .await,
     )?;
-    let writes: String = tenant_tables
-        .iter()
-        .flat_map(|table| {
-            [APP_ROLE, NO_RLS_ROLE]
-                .map(|role| tenant_db::roles::tenant_table_write_sql_for(role, table))
-        })
-        .collect();
-    let applied = owner
-        .batch_execute(&format!(
+    let sql = || -> Result<String, tenant_db::rls::NameError> {
+        let writes: String = tenant_tables
+            .iter()
+            .flat_map(|table| {
+                [APP_ROLE, NO_RLS_ROLE]
+                    .map(|role| tenant_db::roles::tenant_table_write_sql_for(role, table))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(format!(
             "{}{schema_sql}
              REVOKE ALL ON SCHEMA public FROM PUBLIC;
              {}{}{}{}{writes}",
             tenant_db::seal::setup_sql(),
-            tenant_db::admin::setup_sql(APP_ROLE),
-            tenant_db::lifecycle::setup_sql(APP_ROLE),
-            tenant_db::roles::grants_sql(OWNER_ROLE, APP_ROLE, "public"),
-            tenant_db::roles::grants_sql(OWNER_ROLE, NO_RLS_ROLE, "public"),
+            tenant_db::admin::setup_sql(APP_ROLE)?,
+            tenant_db::lifecycle::setup_sql(APP_ROLE)?,
+            tenant_db::roles::grants_sql(OWNER_ROLE, APP_ROLE, "public")?,
+            tenant_db::roles::grants_sql(OWNER_ROLE, NO_RLS_ROLE, "public")?,
         ))
-        .await;
+    };
+    let sql = step("schema SQL", sql())?;
+    let applied = owner.batch_execute(&sql).await;
     let _ = owner
         .batch_execute("SELECT pg_advisory_unlock(4242002)")
         .await;

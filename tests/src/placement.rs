@@ -224,12 +224,11 @@ impl Cluster {
             "connect to the control database",
             AsyncPgConnection::establish(&control.owner_url).await,
         )?;
-        step(
-            "directory",
-            owner
-                .batch_execute(&tenant_db::placement::directory::setup_sql(APP))
-                .await,
+        let directory = step(
+            "directory SQL",
+            tenant_db::placement::directory::setup_sql(APP),
         )?;
+        step("directory", owner.batch_execute(&directory).await)?;
         cluster.control_owner_url = control.owner_url;
         cluster.control_app_url = control.app_url;
         Ok(cluster)

@@ -620,7 +620,8 @@ async fn a_statement_that_binds_a_custom_type_is_awaited_before_commit() {
             tenant_db::roles::tenant_table_write_sql_for(
                 tenant_db_tests::APP_ROLE,
                 "\"flight_moods\""
-            ),
+            )
+            .unwrap(),
             app = tenant_db_tests::APP_ROLE,
         ))
         .await

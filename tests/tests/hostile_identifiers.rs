@@ -2,7 +2,8 @@
 //! dollar-quote tag), Unicode, SQL keywords, names up to PostgreSQL's 63 bytes. Run on the real
 //! server, each builder's SQL must do exactly what it says: `quote_literal`/`quote_ident` round
 //! trip, and `create_roles_sql` creates exactly the two roles named (inside a transaction that
-//! is rolled back).
+//! is rolled back). Names PostgreSQL cannot hold as given (empty, NUL, over 63 bytes, which it
+//! would cut) are a typed error from every builder that takes a name.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -47,6 +48,78 @@ fn hostile() -> impl Strategy<Value = String> {
         }
         if s.is_empty() { "x".to_string() } else { s }
     })
+}
+
+/// Any name: hostile pieces and NUL, from empty to well over 63 bytes.
+fn any_name() -> impl Strategy<Value = String> {
+    let pieces = prop::sample::select(vec![
+        "'",
+        "\"",
+        "\\",
+        "$tenant_db$",
+        ";",
+        "é",
+        "名",
+        "🦀",
+        " ",
+        "\0",
+        "a",
+        "Z",
+        "0",
+        "abcdefghijklmnop",
+    ]);
+    prop::collection::vec(pieces, 0..12).prop_map(|p| p.concat())
+}
+
+/// Whether PostgreSQL keeps `name` as given.
+fn holdable(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 63 && !name.contains('\0')
+}
+
+#[test]
+fn two_long_names_that_postgresql_would_cut_to_one_are_refused() {
+    // Cut to 63 bytes, the owner and the application role would be one role: the application
+    // would connect as the owner of the tables.
+    let stem = "r".repeat(63);
+    let (owner, app) = (format!("{stem}_owner"), format!("{stem}_app"));
+    match tenant_db::roles::create_roles_sql(&owner, &app, "60s") {
+        Err(tenant_db::rls::NameError::TooLong { len: 69, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(tenant_db::roles::create_roles_sql(&stem, "app", "60s").is_ok());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, .. ProptestConfig::default() })]
+
+    #[test]
+    fn every_builder_refuses_a_name_postgresql_cannot_hold(a in any_name(), b in any_name(), c in any_name()) {
+        use tenant_db::{admin, lifecycle, placement, roles};
+        let ok = |names: &[&str]| names.iter().all(|n| holdable(n));
+        let table = "\"t\"";
+        let cases: Vec<(bool, Result<String, tenant_db::rls::NameError>)> = vec![
+            (ok(&[&a, &b]), roles::create_roles_sql(&a, &b, "60s")),
+            (ok(&[&a, &b]) && !c.contains('\0'), roles::create_roles_sql(&a, &b, &c)),
+            (ok(&[&a, &b, &c]), roles::database_sql(&a, &b, &c)),
+            (ok(&[&a, &b, &c]), roles::grants_sql(&a, &b, &c)),
+            (ok(&[&a]), roles::tenant_table_write_sql_for(&a, table)),
+            (ok(&[&a]), roles::global_table_write_sql(&a, table)),
+            (ok(&[&a]), admin::setup_sql(&a)),
+            (ok(&[&a]) && a.len() <= 63 - "_views".len(), admin::views_role(&a)),
+            (ok(&[&a]), lifecycle::setup_sql(&a)),
+            (ok(&[&a]), placement::fence::lock_guard_sql(&a)),
+            (ok(&[&a]), placement::fence::lock_revoke_sql(&a)),
+            (ok(&[&a]), placement::directory::setup_sql(&a)),
+            (ok(&[&a]), tenant_db::rls::ident("role", &a)),
+            (!a.contains('\0'), tenant_db::rls::literal("text", &a)),
+        ];
+        for (i, (holdable, built)) in cases.into_iter().enumerate() {
+            prop_assert_eq!(built.is_ok(), holdable, "case {} with {:?} / {:?} / {:?}: {:?}", i, a, b, c, built);
+            if let Ok(sql) = built {
+                prop_assert!(!sql.contains('\0'), "case {}", i);
+            }
+        }
+    }
 }
 
 #[derive(QueryableByName, Debug)]
@@ -105,7 +178,7 @@ proptest! {
             let before: Count = diesel::sql_query(count).get_result(&mut conn).await.unwrap();
             conn.batch_execute("BEGIN").await.unwrap();
             let applied = conn
-                .batch_execute(&tenant_db::roles::create_roles_sql(&owner, &app, "60s"))
+                .batch_execute(&tenant_db::roles::create_roles_sql(&owner, &app, "60s").unwrap())
                 .await;
             let after: Result<Count, _> = diesel::sql_query(count).get_result(&mut conn).await;
             let named: Result<Count, _> = diesel::sql_query(format!(
@@ -132,7 +205,7 @@ proptest! {
             let set_up = conn
                 .batch_execute(&format!(
                     "{}CREATE SCHEMA {} AUTHORIZATION {};",
-                    tenant_db::roles::create_roles_sql(&owner, &app, "60s"),
+                    tenant_db::roles::create_roles_sql(&owner, &app, "60s").unwrap(),
                     quote_ident(&schema),
                     quote_ident(&owner),
                 ))
@@ -148,7 +221,7 @@ proptest! {
                     ))
                     .await
                     .unwrap();
-                    conn.batch_execute(&tenant_db::roles::grants_sql(&owner, &app, &schema))
+                    conn.batch_execute(&tenant_db::roles::grants_sql(&owner, &app, &schema).unwrap())
                         .await
                 }
                 Err(e) => Err(e),

@@ -93,10 +93,10 @@ async fn set_up() -> String {
              SELECT pg_advisory_unlock(4242005);",
             tenant_db::rls::migration_sql::<gen_parents::table>().unwrap(),
             tenant_db::rls::migration_sql::<gen_children::table>().unwrap(),
-            tenant_db::roles::tenant_table_write_sql_for(app, "\"gen_parents\""),
-            tenant_db::roles::tenant_table_write_sql_for(app, "\"gen_children\""),
-            tenant_db::roles::tenant_table_write_sql_for(no_rls, "\"gen_parents\""),
-            tenant_db::roles::tenant_table_write_sql_for(no_rls, "\"gen_children\""),
+            tenant_db::roles::tenant_table_write_sql_for(app, "\"gen_parents\"").unwrap(),
+            tenant_db::roles::tenant_table_write_sql_for(app, "\"gen_children\"").unwrap(),
+            tenant_db::roles::tenant_table_write_sql_for(no_rls, "\"gen_parents\"").unwrap(),
+            tenant_db::roles::tenant_table_write_sql_for(no_rls, "\"gen_children\"").unwrap(),
         ))
         .await
         .unwrap();

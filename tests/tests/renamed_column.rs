@@ -96,11 +96,13 @@ async fn db() -> TenantDb {
             tenant_db::roles::tenant_table_write_sql_for(
                 tenant_db_tests::APP_ROLE,
                 "\"org_accounts\""
-            ),
+            )
+            .unwrap(),
             tenant_db::roles::tenant_table_write_sql_for(
                 tenant_db_tests::APP_ROLE,
                 "\"org_invoices\""
-            ),
+            )
+            .unwrap(),
             app = tenant_db_tests::APP_ROLE,
         ))
         .await

@@ -5,6 +5,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 /// A table (ordinary or partitioned) in an audited schema.
 #[derive(Debug, Clone, diesel::QueryableByName)]
+#[cfg_attr(test, derive(Default))]
 pub(crate) struct Table {
     #[diesel(sql_type = BigInt)]
     pub(crate) oid: i64,
@@ -87,6 +88,7 @@ impl Table {
 
 /// A row-level-security policy.
 #[derive(Debug, Clone, diesel::QueryableByName)]
+#[cfg_attr(test, derive(Default))]
 pub(crate) struct Policy {
     #[diesel(sql_type = BigInt)]
     pub(crate) table: i64,
@@ -359,7 +361,8 @@ JOIN pg_depend d ON d.objid = r.oid AND d.classid = 'pg_rewrite'::regclass
 WHERE v.relkind IN ('v', 'm') AND has_table_privilege($1, v.oid, 'SELECT')";
 
 /// `SECURITY DEFINER` functions the app role can execute, in every schema it can use (not
-/// the system's, not an extension's, not tenant-db's own seal functions, which read no table).
+/// the system's, not an extension's, not tenant-db's own seal and context functions, which read
+/// no table and name everything schema-qualified).
 const DEFINER_FUNCTIONS: &str = "
 SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS signature,
        n.nspname::text AS schema,
@@ -381,7 +384,8 @@ WHERE p.prosecdef
   AND has_function_privilege($1, p.oid, 'EXECUTE')
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
                   AND d.objid = p.oid AND d.deptype = 'e')
-  AND NOT (n.nspname = 'tenant_db' AND p.proname IN ('enter', 'set_tenant', 'current_tenant'))
+  AND NOT (n.nspname = 'tenant_db'
+           AND p.proname IN ('enter', 'set_tenant', 'current_tenant', 'enter_context', 'context'))
 ORDER BY 1";
 
 /// The `tenant_db` schema's owner when it is bound by `FORCE`, and whether the app role can

@@ -4,7 +4,7 @@ use super::catalog::{Policy, Snapshot, Table};
 use super::probe::Outcome;
 use super::{Finding, Rule};
 use crate::KeyType;
-use crate::rls::{policy_sql_for, quote_ident};
+use crate::rls::{policy_sql_for, quote_ident, quote_literal};
 use crate::seal::TENANT_SETTING;
 
 /// A table the audit treats as a tenant table, with its tenant column.
@@ -36,14 +36,37 @@ impl TenantTableRef<'_> {
     }
 }
 
-/// The tenant condition [`policy_sql_for`] writes, as PostgreSQL prints it back
+/// What a generated policy compares a column with: the sealed tenant ([`policy_sql_for`]), or
+/// a sealed context value ([`context_policy_sql_for`](crate::rls::context_policy_sql_for)).
+#[derive(Clone, Copy)]
+enum Reader<'a> {
+    Tenant,
+    Context(&'a str),
+}
+
+/// The condition [`policy_sql_for`] (or a context policy) writes, as PostgreSQL prints it back
 /// (`pg_get_expr`), for a column of catalogue type `ty` printed as `column` (quoted or not).
-fn generated_condition(column: &str, ty: &str, key: KeyType) -> String {
-    let call = match key {
-        KeyType::Uuid => "(tenant_db.current_tenant())::uuid".to_string(),
-        KeyType::BigInt => "(tenant_db.current_tenant('int'::text))::bigint".to_string(),
-        KeyType::Integer => "(tenant_db.current_tenant('int'::text))::integer".to_string(),
-        KeyType::Text => "tenant_db.current_tenant('text'::text)".to_string(),
+fn generated_condition(column: &str, ty: &str, key: KeyType, reader: Reader<'_>) -> String {
+    let (call, alias) = match reader {
+        Reader::Tenant => (
+            match key {
+                KeyType::Uuid => "(tenant_db.current_tenant())::uuid".to_string(),
+                KeyType::BigInt => "(tenant_db.current_tenant('int'::text))::bigint".to_string(),
+                KeyType::Integer => "(tenant_db.current_tenant('int'::text))::integer".to_string(),
+                KeyType::Text => "tenant_db.current_tenant('text'::text)".to_string(),
+            },
+            "current_tenant",
+        ),
+        Reader::Context(name) => {
+            let read = format!("tenant_db.context({}::text)", quote_literal(name));
+            (
+                match key {
+                    KeyType::Text => read,
+                    other => format!("({read})::{}", other.sql_name()),
+                },
+                "context",
+            )
+        }
     };
     // A varchar column is compared as text.
     let left = if ty == "text" || key != KeyType::Text {
@@ -51,14 +74,19 @@ fn generated_condition(column: &str, ty: &str, key: KeyType) -> String {
     } else {
         format!("({column})::text")
     };
-    format!("({left} = ( SELECT {call} AS current_tenant))")
+    format!("({left} = ( SELECT {call} AS {alias}))")
 }
 
-/// The ways PostgreSQL may print the tenant condition on `column`: with the column quoted,
-/// and, for a name that needs no quotes, bare. Compared whole, so a look-alike name (a
-/// schema or column called `tenant_db"` or `tenant_id"`) matches neither.
-fn generated_conditions(column: &str, ty: &str, key: KeyType) -> Vec<String> {
-    let mut forms = vec![generated_condition(&quote_ident(column), ty, key)];
+/// The ways PostgreSQL may print the condition on `column`: with the column quoted, and, for a
+/// name that needs no quotes, bare. Compared whole, so a look-alike name (a schema or column
+/// called `tenant_db"` or `tenant_id"`) matches neither.
+fn generated_conditions_of(
+    column: &str,
+    ty: &str,
+    key: KeyType,
+    reader: Reader<'_>,
+) -> Vec<String> {
+    let mut forms = vec![generated_condition(&quote_ident(column), ty, key, reader)];
     let simple = column
         .chars()
         .next()
@@ -67,15 +95,55 @@ fn generated_conditions(column: &str, ty: &str, key: KeyType) -> Vec<String> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
     if simple {
-        forms.push(generated_condition(column, ty, key));
+        forms.push(generated_condition(column, ty, key, reader));
     }
     forms
+}
+
+/// [`generated_conditions_of`] the tenant condition.
+fn generated_conditions(column: &str, ty: &str, key: KeyType) -> Vec<String> {
+    generated_conditions_of(column, ty, key, Reader::Tenant)
+}
+
+/// Whether policy `p` is a context policy as [`context_policy_sql_for`] writes it on some
+/// column of `table`: restrictive, every command, every role, the same condition in `USING`
+/// and `WITH CHECK`.
+///
+/// [`context_policy_sql_for`]: crate::rls::context_policy_sql_for
+fn is_context_policy(p: &Policy, table: &Table) -> bool {
+    let Some(name) = p.name.strip_prefix("tenant_db_context_") else {
+        return false;
+    };
+    if crate::context::check_name(name).is_err()
+        || p.permissive
+        || p.command != "*"
+        || !p.to_public
+        || p.using != p.with_check
+    {
+        return false;
+    }
+    let Some(using) = &p.using else {
+        return false;
+    };
+    table
+        .columns
+        .iter()
+        .zip(&table.column_types)
+        .zip(&table.column_not_null)
+        .any(|((column, ty), not_null)| {
+            *not_null
+                && KeyType::from_column_type(ty).is_some_and(|key| {
+                    generated_conditions_of(column, ty, key, Reader::Context(name)).contains(using)
+                })
+        })
 }
 
 /// A registered tenant table's policies, against the two [`policy_sql_for`] generates:
 /// `tenant_db_isolation` (restrictive, every command, every role, the tenant condition in
 /// `USING` and `WITH CHECK`) and `tenant_db_access` (permissive, every command, every role,
-/// `true`), and no other.
+/// `true`), and no other but context policies as
+/// [`context_policy_sql_for`](crate::rls::context_policy_sql_for) writes them (restrictive:
+/// they only narrow).
 fn drift_rules(t: &TenantTableRef<'_>, snap: &Snapshot, out: &mut Vec<Finding>) {
     let (Some((ty, _)), Some(key)) = (t.column_type(), t.key()) else {
         // Its column type is its own finding, whose fix regenerates the policies.
@@ -109,7 +177,8 @@ fn drift_rules(t: &TenantTableRef<'_>, snap: &Snapshot, out: &mut Vec<Finding>) 
             }
         }
     }
-    for p in policies.filter(|p| expected.iter().all(|(name, ..)| p.name != *name)) {
+    let others = policies.filter(|p| expected.iter().all(|(name, ..)| p.name != *name));
+    for p in others.filter(|p| !is_context_policy(p, t.table)) {
         differences.push(format!("policy {} is not one tenant-db generates", p.name));
         extra.push(format!(
             "DROP POLICY {} ON {};\n",
@@ -697,8 +766,10 @@ fn role_rules(
             ),
             format!(
                 "{}\n{}",
-                crate::placement::fence::lock_guard_sql(owner),
+                crate::placement::fence::lock_guard_sql(owner)
+                    .unwrap_or_else(|e| format!("-- {e}")),
                 crate::placement::fence::lock_revoke_sql(&role.name)
+                    .unwrap_or_else(|e| format!("-- {e}"))
             ),
         ));
     }
@@ -1052,6 +1123,65 @@ pub(crate) fn run(
 #[cfg(test)]
 mod tests {
     use super::{Condition, KeyType, classify, generated_conditions};
+
+    #[test]
+    fn only_a_restrictive_context_policy_on_a_not_null_key_column_is_kept() {
+        use super::super::catalog::{Policy, Table};
+        let table = Table {
+            columns: vec!["tenant_id".into(), "owner_id".into(), "note".into()],
+            column_types: vec!["uuid".into(), "bigint".into(), "bigint".into()],
+            column_not_null: vec![true, true, false],
+            ..Table::default()
+        };
+        // As PostgreSQL 15 prints `context_policy_sql_for`'s condition (checked on a live
+        // server by `tests/tests/context.rs`).
+        let on = |column: &str, name: &str| {
+            Some(format!(
+                "({column} = ( SELECT (tenant_db.context('{name}'::text))::bigint AS context))"
+            ))
+        };
+        let policy = Policy {
+            name: "tenant_db_context_user".into(),
+            permissive: false,
+            command: "*".into(),
+            to_public: true,
+            using: on("owner_id", "user"),
+            with_check: on("owner_id", "user"),
+            ..Policy::default()
+        };
+        assert!(super::is_context_policy(&policy, &table));
+        type Change = fn(&mut Policy);
+        let changed: [(&str, Change); 9] = [
+            ("permissive", |p| p.permissive = true),
+            ("one command", |p| p.command = "r".into()),
+            ("some roles", |p| p.to_public = false),
+            ("check differs", |p| p.with_check = Some("true".into())),
+            ("no check", |p| p.with_check = None),
+            ("no using", |p| {
+                p.using = None;
+                p.with_check = None;
+            }),
+            ("not a context policy", |p| {
+                p.name = "tenant_db_contextuser".into()
+            }),
+            ("bad name", |p| p.name = "tenant_db_context_User".into()),
+            ("another name", |p| p.name = "tenant_db_context_role".into()),
+        ];
+        for (what, change) in changed {
+            let mut p = policy.clone();
+            change(&mut p);
+            assert!(!super::is_context_policy(&p, &table), "{what}");
+        }
+        // A nullable column, a column the table does not have, a true condition.
+        for using in [on("note", "user"), on("other", "user"), Some("true".into())] {
+            let p = Policy {
+                using: using.clone(),
+                with_check: using,
+                ..policy.clone()
+            };
+            assert!(!super::is_context_policy(&p, &table), "{:?}", p.using);
+        }
+    }
 
     #[test]
     fn only_a_name_that_needs_no_quotes_has_a_bare_form() {

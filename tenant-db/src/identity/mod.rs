@@ -118,6 +118,10 @@ impl std::fmt::Display for Tenant {
 pub trait Verified: crate::sealed::VerifiedTenant {
     /// The verified tenant.
     fn tenant(&self) -> Tenant;
+    /// The context sealed next to the tenant ([`Tenant::with_context`]), if any.
+    fn context(&self) -> Option<&crate::context::Context> {
+        None
+    }
 }
 
 impl crate::sealed::VerifiedTenant for Tenant {}

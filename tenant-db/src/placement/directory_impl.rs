@@ -1,7 +1,6 @@
 //! The tenant directory: tenant → placement, in a control database.
 
 use super::{Placement, PlacementError, PlacementPolicy};
-use crate::rls::quote_ident;
 use crate::{Error, KeyKind, TenantId};
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::pooled_connection::deadpool::Pool;
@@ -14,9 +13,9 @@ pub(crate) const CHANNEL: &str = "tenant_db_placement";
 /// `tenant_db_placement` with the tables `directory` (one row per tenant) and `moves` (one row
 /// per move under way), and a trigger that notifies routers of each change. `reader` (the
 /// application role that routes) may read the directory and nothing else. Idempotent.
-pub fn setup_sql(reader: &str) -> String {
-    let reader = quote_ident(reader);
-    format!(
+pub fn setup_sql(reader: &str) -> Result<String, crate::rls::NameError> {
+    let reader = crate::rls::ident("role", reader)?;
+    Ok(format!(
         "CREATE SCHEMA IF NOT EXISTS tenant_db_placement;
 REVOKE ALL ON SCHEMA tenant_db_placement FROM PUBLIC;
 CREATE TABLE IF NOT EXISTS tenant_db_placement.directory (
@@ -57,7 +56,7 @@ REVOKE ALL ON ALL TABLES IN SCHEMA tenant_db_placement FROM PUBLIC;
 GRANT USAGE ON SCHEMA tenant_db_placement TO {reader};
 GRANT SELECT ON tenant_db_placement.directory TO {reader};
 "
-    )
+    ))
 }
 
 /// Whether the tenant's writes may go ahead.

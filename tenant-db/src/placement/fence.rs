@@ -60,31 +60,31 @@ const TWO_KEY_LOCKS: [&str; 8] = [
 /// up its move). `tenant_db.enter` and the mover run as the owner. The one-key forms
 /// (`pg_advisory_lock(bigint)`, …), a separate lock space, stay open to every role.
 /// [`Provision`](crate::provision::Provision) runs it.
-pub fn lock_guard_sql(owner: &str) -> String {
+pub fn lock_guard_sql(owner: &str) -> Result<String, crate::rls::NameError> {
+    let owner = crate::rls::ident("role", owner)?;
     let functions: Vec<String> = TWO_KEY_LOCKS
         .iter()
         .map(|f| format!("pg_catalog.{f}(integer, integer)"))
         .collect();
     let functions = functions.join(", ");
-    format!(
+    Ok(format!(
         "REVOKE EXECUTE ON FUNCTION {functions} FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION {functions} TO {};",
-        crate::rls::quote_ident(owner)
-    )
+GRANT EXECUTE ON FUNCTION {functions} TO {owner};"
+    ))
 }
 
 /// SQL, run as a superuser, that revokes the two-key advisory-lock functions from `role`
 /// itself (a grant [`lock_guard_sql`]'s revoke from PUBLIC leaves in place).
-pub fn lock_revoke_sql(role: &str) -> String {
+pub fn lock_revoke_sql(role: &str) -> Result<String, crate::rls::NameError> {
+    let role = crate::rls::ident("role", role)?;
     let functions: Vec<String> = TWO_KEY_LOCKS
         .iter()
         .map(|f| format!("pg_catalog.{f}(integer, integer)"))
         .collect();
-    format!(
-        "REVOKE EXECUTE ON FUNCTION {} FROM {};",
-        functions.join(", "),
-        crate::rls::quote_ident(role)
-    )
+    Ok(format!(
+        "REVOKE EXECUTE ON FUNCTION {} FROM {role};",
+        functions.join(", ")
+    ))
 }
 
 /// SQL for the second key of `tenant`'s lock, from SQL expressions for the tenant (`text`) and

@@ -30,12 +30,13 @@ use diesel::expression::{
 };
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId, SelectQuery};
-use diesel::query_source::{AppearsInFromClause, Once, Table};
+use diesel::query_source::{AppearsInFromClause, Once};
 use diesel::sql_types::{Bool, SqlType};
 use std::marker::PhantomData;
 
-/// The probe source for transaction `'t`: every table's columns appear in it once, but it is
-/// not a diesel `QuerySource`, so diesel's own subqueries cannot be checked against it.
+/// The probe source for transaction `'t`: the columns of every classified table (and of every
+/// `diesel::alias!` of one) appear in it once, but it is not a diesel `QuerySource`, so
+/// diesel's own subqueries cannot be checked against it.
 ///
 /// When this type shows up in a compiler error ("`QuerySource` is not implemented for
 /// `OnlyScopedSubqueries<'_>`"), an expression contains a subquery that was not built from the
@@ -43,7 +44,7 @@ use std::marker::PhantomData;
 #[derive(Debug, Clone, Copy)]
 pub struct OnlyScopedSubqueries<'t>(Brand<'t>);
 
-impl<'t, T: Table> AppearsInFromClause<T> for OnlyScopedSubqueries<'t> {
+impl<'t, T: crate::sealed::Source> AppearsInFromClause<T> for OnlyScopedSubqueries<'t> {
     type Count = Once;
 }
 
