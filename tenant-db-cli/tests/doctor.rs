@@ -339,6 +339,30 @@ async fn unique_key_without_the_tenant_column() {
 }
 
 #[tokio::test]
+async fn fixes_quote_the_schema_index_constraint_and_column_names_they_use() {
+    // Every name needs quoting (capitals, spaces): a fix that left one unquoted would fail.
+    let schema = "Doc Quoted Fixes";
+    let m = r#"CREATE UNIQUE INDEX "Projects Name" ON {s}.projects (name);
+             ALTER TABLE {s}.tasks ADD CONSTRAINT "Task Country" UNIQUE (country);
+             ALTER TABLE {s}.tasks ADD COLUMN "Other Tenant" uuid;
+             ALTER TABLE {s}.tasks ADD CONSTRAINT "Task Project"
+               FOREIGN KEY ("Other Tenant", project_id) REFERENCES {s}.projects (tenant_id, id);"#;
+    let report = audit_with(schema, m, DoctorConfig::default()).await;
+    let mut rules = found(&report);
+    rules.sort_by_key(|(rule, table)| (rule.to_string(), table.clone()));
+    assert_eq!(
+        rules,
+        vec![
+            (Rule::ForeignKeyWithoutTenant, t(schema, "tasks")),
+            (Rule::UniqueWithoutTenant, t(schema, "projects")),
+            (Rule::UniqueWithoutTenant, t(schema, "tasks")),
+        ],
+        "{report:#?}"
+    );
+    fixes_converge(DATABASE, schema, &report, DoctorConfig::default()).await;
+}
+
+#[tokio::test]
 async fn a_unique_primary_key_without_the_tenant_is_replaced() {
     let schema = "doc_unique_pk";
     let m = "SET ROLE tenant_db_owner;

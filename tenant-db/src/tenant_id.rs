@@ -425,6 +425,38 @@ mod tests {
     }
 
     #[test]
+    fn every_uuid_spelling_names_one_tenant_and_longer_input_is_refused() {
+        let plain = "7f1f2c1e-1111-4b5b-9a1a-5d2c0d4f8e01";
+        let spellings = [
+            plain.to_string(),
+            plain.to_uppercase(),
+            plain.replace('-', ""),
+            format!("{{{plain}}}"),
+            // The longest spelling (45 bytes) is still a UUID.
+            format!("urn:uuid:{plain}"),
+            format!("  urn:uuid:{plain}\n"),
+        ];
+        for s in &spellings {
+            assert_eq!(
+                s.parse::<TenantId>().map(|t| t.to_string()).as_deref(),
+                Ok(plain),
+                "{s:?}"
+            );
+        }
+        let longer = format!("urn:uuid:{plain}0");
+        assert_eq!(
+            longer.parse::<TenantId>(),
+            Err(ParseTenantIdError::TooLong(46))
+        );
+        assert_eq!(
+            format!("urn:uuid:{plain}")
+                .parse::<TenantId>()
+                .map(|t| t.as_uuid()),
+            Ok(plain.parse().ok())
+        );
+    }
+
+    #[test]
     fn integer_keys_have_one_spelling() {
         use ParseTenantIdError::*;
         assert_eq!(

@@ -1,9 +1,12 @@
 //! Set-up shared by the integration tests and the examples: creates the database, the owner and
 //! application roles, the schema with its RLS policies, and returns the application role's URL.
 //!
-//! Everything is idempotent and serialised with advisory locks, so concurrent test binaries
-//! can call [`provision`] at once.
+//! Each process provisions fresh databases, dropped when it ends (see [`fresh`]); the roles
+//! are shared, their set-up idempotent and serialised with advisory locks, so concurrent test
+//! binaries can call [`provision`] at once.
 
+pub mod fault;
+pub mod fresh;
 mod keyed_schema;
 mod os;
 pub mod pgbouncer;
@@ -107,9 +110,14 @@ pub(crate) fn admin_database() -> String {
     }
 }
 
-/// `admin_url` with the user and database replaced.
+/// `admin_url` with the user and database replaced (`database`'s fresh database once
+/// provisioned, see [`fresh`]).
 pub fn url_for(user: &str, database: &str) -> String {
-    format!("postgres://{user}@{}/{database}", admin_host())
+    format!(
+        "postgres://{user}@{}/{}",
+        admin_host(),
+        fresh::database(database)
+    )
 }
 
 /// The host and port of the server behind `admin_url`.
@@ -121,11 +129,12 @@ pub fn server_address() -> (String, u16) {
     }
 }
 
-/// `admin_url` with the database replaced: the superuser, connected to `database`.
+/// `admin_url` with the database replaced: the superuser, connected to `database` (its fresh
+/// database once provisioned, see [`fresh`]).
 pub fn admin_url_for(database: &str) -> String {
     let admin = admin_url();
     let (base, _) = admin.rsplit_once('/').unwrap_or((&admin, ""));
-    format!("{base}/{database}")
+    format!("{base}/{}", fresh::database(database))
 }
 
 /// A set-up failure, with the step that failed.
@@ -143,7 +152,8 @@ fn step<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, Setup
     r.map_err(|e| SetupError(format!("{what}: {e}")))
 }
 
-/// Creates (if missing) the roles and `database`, then applies the sealed tenant setting and
+/// Creates (if missing) the roles, and `database`'s fresh database for this process (see
+/// [`fresh`]), then applies the sealed tenant setting and
 /// `schema_sql` as the owner, and grants the application role (and the test-only `BYPASSRLS`
 /// role) reads everywhere and writes on `tenant_tables` (quoted names). Returns the
 /// application role's URL.
@@ -171,9 +181,11 @@ pub async fn provision(
             ))
             .await,
     )?;
+    fresh::sweep(&mut admin).await;
+    let fresh = fresh::register(database)?;
     let urls = step(
         "provision",
-        tenant_db::provision::Provision::new(database, OWNER_ROLE, APP_ROLE)
+        tenant_db::provision::Provision::new(&fresh, OWNER_ROLE, APP_ROLE)
             .also_connect(NO_RLS_ROLE)
             .run(&admin_url())
             .await,

@@ -204,10 +204,12 @@ proptest! {
             conn.batch_execute("BEGIN").await.unwrap();
             let set_up = conn
                 .batch_execute(&format!(
-                    "{}CREATE SCHEMA {} AUTHORIZATION {};",
+                    // CREATE granted beforehand: the grants take it away.
+                    "{}CREATE SCHEMA {s} AUTHORIZATION {}; GRANT CREATE ON SCHEMA {s} TO {};",
                     tenant_db::roles::create_roles_sql(&owner, &app, "60s").unwrap(),
-                    quote_ident(&schema),
                     quote_ident(&owner),
+                    quote_ident(&app),
+                    s = quote_ident(&schema),
                 ))
                 .await;
             // Run as the owner, as documented; the owner's migrations table is in the schema.

@@ -144,6 +144,92 @@ async fn app_role_is_not_privileged() {
 }
 
 #[tokio::test]
+async fn the_app_role_cannot_hold_a_transaction_open_while_idle() {
+    // Provisioning gives the application role an idle-in-transaction timeout (60s by
+    // default): a transaction a crashed task left open ends, and its locks with it.
+    let mut conn = AsyncPgConnection::establish(&app_url().await)
+        .await
+        .unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = Text)]
+        value: String,
+    }
+    let s: Setting =
+        diesel::sql_query("SELECT current_setting('idle_in_transaction_session_timeout') AS value")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(s.value, "1min");
+    // Roles outlive a run: check the set-up on roles made now, in a transaction rolled back.
+    let mut admin = AsyncPgConnection::establish(&tenant_db_tests::admin_url())
+        .await
+        .unwrap();
+    let stem = format!("tdb_idle_{}", uuid::Uuid::new_v4().simple());
+    let (owner, app) = (format!("{stem}_owner"), format!("{stem}_app"));
+    admin
+        .batch_execute(&format!(
+            "BEGIN; {}",
+            tenant_db::roles::create_roles_sql(&owner, &app, "7s").unwrap()
+        ))
+        .await
+        .unwrap();
+    let set: Setting = diesel::sql_query(format!(
+        "SELECT coalesce(array_to_string(s.setconfig, ','), '') AS value
+         FROM pg_roles r LEFT JOIN pg_db_role_setting s ON s.setrole = r.oid AND s.setdatabase = 0
+         WHERE r.rolname = '{app}'"
+    ))
+    .get_result(&mut admin)
+    .await
+    .unwrap();
+    admin.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(set.value, "idle_in_transaction_session_timeout=7s");
+}
+
+#[tokio::test]
+async fn without_the_statement_cache_nothing_is_prepared_on_the_server() {
+    use diesel::dsl::count_star;
+    use diesel::{ExpressionMethods, QueryDsl};
+    use keyed::customers;
+    let url = app_url().await;
+    #[derive(diesel::QueryableByName)]
+    struct Prepared {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    for (cache, expect_some) in [(false, false), (true, true)] {
+        let pool = TenantDb::builder(url.clone())
+            .max_size(1)
+            .prepared_statement_cache(cache)
+            .build_unscoped_pool()
+            .unwrap();
+        let mut conn = pool.get().await.unwrap();
+        for _ in 0..2 {
+            customers::table
+                .select(count_star())
+                .filter(customers::id.eq(1))
+                .get_result::<i64>(&mut *conn)
+                .await
+                .unwrap();
+        }
+        // This query is prepared too (unnamed statements are not used), and not counted.
+        let p: Prepared = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_prepared_statements
+             WHERE statement NOT LIKE '%pg_prepared_statements%'",
+        )
+        .get_result(&mut *conn)
+        .await
+        .unwrap();
+        assert_eq!(
+            p.n > 0,
+            expect_some,
+            "statement cache {cache}: {} prepared",
+            p.n
+        );
+    }
+}
+
+#[tokio::test]
 async fn tenant_setting_is_gone_after_commit_rollback_and_panic_on_a_pool_of_one() {
     let url = app_url().await;
     let pool = pool_of_one(&url);
