@@ -182,3 +182,42 @@ where
         Ok(Authenticated { token })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::AuthRejection;
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+
+    #[test]
+    fn rejections_that_may_be_retried_say_when() {
+        let limited = tenant_db::limits::Limited::Rate {
+            tenant: tenant_db::TenantId::new_random(),
+            tier: String::from("free"),
+            retry_after: std::time::Duration::from_secs(3),
+        };
+        let cases = [
+            (AuthRejection::MissingToken, StatusCode::UNAUTHORIZED, None),
+            (AuthRejection::TenantMismatch, StatusCode::FORBIDDEN, None),
+            (
+                AuthRejection::Limited(limited),
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("3"),
+            ),
+            (
+                AuthRejection::LimiterUnavailable(String::from("no answer from Redis")),
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("1"),
+            ),
+        ];
+        for (rejection, status, retry) in cases {
+            let what = format!("{rejection:?}");
+            let response = rejection.into_response();
+            let got = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok());
+            assert_eq!((response.status(), got), (status, retry), "{what}");
+        }
+    }
+}

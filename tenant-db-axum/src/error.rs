@@ -11,7 +11,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 /// | error | status |
 /// |---|---|
 /// | no row (`NotFound`) | 404 |
-/// | serialization failure or deadlock | 409, `Retry-After: 1` |
+/// | serialization failure (`SerializationFailure`) | 409, `Retry-After: 1` |
 /// | no connection (pool exhausted, database down) | 503, `Retry-After: 1` |
 /// | a tenant limit (`Limited`: rate, pool share) | 429, `Retry-After` as the limit says |
 /// | anything else | 500 |
@@ -77,5 +77,82 @@ impl IntoResponse for HttpError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// Status, body and `Retry-After` of `err` as a response.
+    async fn answer(err: tenant_db::Error) -> (StatusCode, String, Option<String>) {
+        let response = HttpError(err).into_response();
+        let status = response.status();
+        let retry = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .unwrap_or_default();
+        (status, body, retry)
+    }
+
+    #[tokio::test]
+    async fn each_error_has_its_status_word_and_retry() {
+        let tenant = tenant_db::TenantId::new_random();
+        let cases = [
+            (
+                tenant_db::Error::Query(DieselError::NotFound),
+                StatusCode::NOT_FOUND,
+                "not found",
+                None,
+            ),
+            (
+                tenant_db::Error::Query(DieselError::DatabaseError(
+                    DatabaseErrorKind::SerializationFailure,
+                    Box::new(String::from("could not serialize access to tenant globex")),
+                )),
+                StatusCode::CONFLICT,
+                "conflict, retry",
+                Some("1"),
+            ),
+            (
+                tenant_db::Error::Pool(String::from("timed out")),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable, retry",
+                Some("1"),
+            ),
+            (
+                tenant_db::Error::Limited(Box::new(tenant_db::limits::Limited::Rate {
+                    tenant,
+                    tier: String::from("free"),
+                    retry_after: std::time::Duration::from_secs(7),
+                })),
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests, retry",
+                Some("7"),
+            ),
+            (
+                tenant_db::Error::Doctor(String::from("SELECT secret FROM globex")),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+                None,
+            ),
+        ];
+        for (err, status, word, retry) in cases {
+            let what = format!("{err:?}");
+            let (s, body, r) = answer(err).await;
+            assert_eq!(
+                (s, body, r.as_deref()),
+                (status, format!(r#"{{"error":"{word}"}}"#), retry),
+                "{what}"
+            );
+        }
     }
 }

@@ -69,3 +69,50 @@ impl TenantHint {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TenantHint;
+
+    fn read(hint: &TenantHint, host: &str, path: &str) -> Option<Option<String>> {
+        let request = axum::http::Request::builder()
+            .uri(path)
+            .header(axum::http::header::HOST, host)
+            .body(())
+            .map(|r| r.into_parts().0);
+        request.ok().and_then(|parts| hint.read(&parts))
+    }
+
+    #[test]
+    fn a_subdomain_hint_is_one_label_under_the_base_domain() {
+        let hint = TenantHint::Subdomain {
+            base_domain: "example.com".into(),
+        };
+        let cases = [
+            ("acme.example.com", Some("acme")),
+            ("acme.example.com:8443", Some("acme")),
+            // Two labels, none, or another domain: no hint.
+            ("eu.acme.example.com", None),
+            (".example.com", None),
+            ("example.com", None),
+            ("acme.example.org", None),
+            ("acmeexample.com", None),
+        ];
+        for (host, want) in cases {
+            assert_eq!(
+                read(&hint, host, "/"),
+                Some(want.map(str::to_string)),
+                "{host}"
+            );
+        }
+        assert_eq!(
+            read(&TenantHint::PathSegment(1), "x", "/t/acme/items"),
+            Some(Some("acme".into()))
+        );
+        assert_eq!(
+            read(&TenantHint::PathSegment(1), "x", "/t//items"),
+            Some(None)
+        );
+        assert_eq!(read(&TenantHint::None, "acme.example.com", "/"), None);
+    }
+}

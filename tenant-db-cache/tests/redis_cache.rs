@@ -70,6 +70,16 @@ async fn get_set_delete_and_read_through_stay_in_one_tenant() {
         Some("b's project")
     );
     assert!(r.cache.delete(&a_key).await.unwrap());
+    assert!(
+        !r.cache.delete(&a_key).await.unwrap(),
+        "a key already deleted did not exist"
+    );
+    // Debug names the prefix, never a connection detail or a value.
+    let shown = format!("{:?}", r.cache);
+    assert!(
+        shown.starts_with("TenantCache") && !shown.contains("project"),
+        "{shown}"
+    );
     assert_eq!(
         r.cache.get::<String>(&b_key).await.unwrap().as_deref(),
         Some("b's project")

@@ -53,6 +53,7 @@ async fn two_processes_share_a_tenants_count_and_tenants_do_not() {
     let two = RedisLimiter::connect(&redis_url(), &prefix, tiers())
         .await
         .unwrap();
+    assert!(format!("{one:?}").starts_with("RedisLimiter"), "{one:?}");
     let (a, b) = (TenantId::new_random(), TenantId::new_random());
     // Start at the beginning of a window, so that all ten fall in one.
     let into = std::time::SystemTime::now()
