@@ -32,10 +32,18 @@ where
     Ok(builder.finish())
 }
 
-/// Quotes an SQL string literal. The text must not contain NUL, which PostgreSQL cannot hold
-/// (it refuses the statement); [`literal`] checks that.
+/// Quotes an SQL string literal, as PostgreSQL's own `quote_literal` does: text with a
+/// backslash becomes an escape string, `E'…'` with the backslashes doubled, which reads the
+/// same whatever `standard_conforming_strings` says (any role may turn it off for itself, and
+/// in a plain `'…'` a backslash then escapes the quote after it). The text must not contain
+/// NUL, which PostgreSQL cannot hold (it refuses the statement); [`literal`] checks that.
 pub fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
+    let quoted = text.replace('\'', "''");
+    if quoted.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
 }
 
 /// Quotes an SQL identifier. The name must be 1 to 63 bytes without NUL; [`ident`] checks

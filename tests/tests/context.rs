@@ -15,7 +15,7 @@ use tenant_db_tests::schema as keyed;
 mod common;
 
 use common::*;
-use diesel_async::SimpleAsyncConnection;
+use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use tenant_db::context::Context;
 use tenant_db::prelude::*;
 use tenant_db::{Error, TenantDb};
@@ -406,4 +406,98 @@ async fn the_context_is_sealed_only_after_a_tenant_and_with_checked_names() {
     conn.batch_execute("ROLLBACK").await.unwrap();
     let read: Vec<_> = read.into_iter().map(|r| r.value).collect();
     assert_eq!(read, [Some("NULL".to_string()), Some("7".to_string())]);
+}
+
+#[tokio::test]
+async fn a_context_value_is_one_value_whatever_the_string_settings() {
+    prepare().await;
+    let db = db_with_rls(1).await;
+    let tenant = seeded(&db).await;
+    let other = seeded(&db).await;
+    // The application role turns standard_conforming_strings off for itself, for every later
+    // connection (a role default it may set through the escape hatch): in '…', a backslash now
+    // escapes the quote after it.
+    let database = tenant_db_tests::fresh::database(DATABASE);
+    db.transaction(tenant, async |mut tx| {
+        tx.unscoped_execute(diesel::sql_query(format!(
+            "ALTER ROLE CURRENT_USER IN DATABASE \"{database}\" SET standard_conforming_strings = off"
+        )))
+        .await?;
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+    // Values that would end the literal and run more of the first message: seal user 1 for
+    // user 5, or enter another tenant.
+    let values = [
+        "5\\']::text[]); SELECT tenant_db.enter_context(ARRAY[$$user$$]::text[], ARRAY[$$1$$]::text[]) --".to_string(),
+        format!(
+            "5\\']::text[]); SELECT tenant_db.enter($${}$$, $$uuid$$); \
+             SELECT tenant_db.enter_context(ARRAY[$$user$$]::text[], ARRAY[$$1$$]::text[]) --",
+            other.id()
+        ),
+        "\\".to_string(),
+        "\\'".to_string(),
+        "a\\\\'b''\\".to_string(),
+    ];
+    let fresh = TenantDb::connect(&app_url().await, 1).unwrap();
+    let mut outcomes = Vec::new();
+    for value in &values {
+        let context = Context::new().set("user", value.as_str()).unwrap();
+        let seen = fresh
+            .transaction(tenant.with_context(&context), async |mut tx| {
+                #[derive(diesel::QueryableByName)]
+                struct Seen {
+                    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+                    user: Option<String>,
+                    #[diesel(sql_type = diesel::sql_types::Text)]
+                    strings: String,
+                }
+                let seen: Seen = tx
+                    .unscoped_load(diesel::sql_query(
+                        "SELECT tenant_db.context('user') AS user,
+                                current_setting('standard_conforming_strings') AS strings",
+                    ))
+                    .await?
+                    .pop()
+                    .ok_or(Error::Query(diesel::result::Error::NotFound))?;
+                Ok::<_, Error>((seen.user, seen.strings))
+            })
+            .await;
+        // The policy casts the value to the column's type: not a number, the read fails.
+        let rows = fresh
+            .transaction(tenant.with_context(&context), async |mut tx| {
+                let s = tx.scope();
+                Ok::<_, Error>(
+                    s.query(user_docs::table)
+                        .select(user_docs::id)
+                        .load::<i64>(&mut tx)
+                        .await?,
+                )
+            })
+            .await;
+        outcomes.push((seen, rows.map_err(|e| e.to_string())));
+    }
+    let mut admin = diesel_async::AsyncPgConnection::establish(&tenant_db_tests::admin_url())
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE {} IN DATABASE \"{database}\" RESET standard_conforming_strings",
+            tenant_db_tests::APP_ROLE
+        ))
+        .await
+        .unwrap();
+    for (value, (seen, rows)) in values.iter().zip(outcomes) {
+        // The value sealed is the value given, and no row is seen with it.
+        assert_eq!(
+            seen.unwrap(),
+            (Some(value.clone()), "off".to_string()),
+            "{value}"
+        );
+        match rows {
+            Ok(ids) => assert_eq!(ids, Vec::<i64>::new(), "{value}"),
+            Err(e) => assert!(e.contains("invalid input syntax for type bigint"), "{e}"),
+        }
+    }
 }

@@ -157,15 +157,24 @@ proptest! {
     fn quoting_round_trips(value in hostile(), name in hostile()) {
         runtime().block_on(async {
             let mut conn = admin().await;
-            let row: Row = diesel::sql_query(format!(
-                "SELECT v FROM (SELECT {} AS {}) t(v)",
-                quote_literal(&value),
-                quote_ident(&name)
-            ))
-            .get_result(&mut conn)
-            .await
-            .unwrap();
-            assert_eq!(row.v, value);
+            // Any role may turn standard_conforming_strings off for itself, where a backslash
+            // in '…' escapes: a literal must read the same either way.
+            for setting in ["on", "off"] {
+                conn.batch_execute(&format!("SET standard_conforming_strings = {setting}"))
+                    .await
+                    .unwrap();
+                let row: Result<Row, _> = diesel::sql_query(format!(
+                    "SELECT v FROM (SELECT {} AS {}) t(v)",
+                    quote_literal(&value),
+                    quote_ident(&name)
+                ))
+                .get_result(&mut conn)
+                .await;
+                match row {
+                    Ok(row) => assert_eq!(row.v, value, "standard_conforming_strings {setting}"),
+                    Err(e) => panic!("{value:?} with standard_conforming_strings {setting}: {e}"),
+                }
+            }
         });
     }
 
