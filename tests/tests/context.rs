@@ -501,3 +501,60 @@ async fn a_context_value_is_one_value_whatever_the_string_settings() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_context_value_is_one_value_whatever_the_client_encoding() {
+    prepare().await;
+    // One connection: what a transaction leaves on its session, the next one meets.
+    let db = db_with_rls(1).await;
+    let tenant = seeded(&db).await;
+    // A transaction switches its session to an encoding where a backslash byte can end a
+    // character (SJIS: 0x81 0x5C is one character), and so hide from the quoting.
+    db.transaction(tenant, async |mut tx| {
+        tx.unscoped_execute(diesel::sql_query("SET client_encoding = 'SJIS'"))
+            .await?;
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Enc {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        e: String,
+    }
+    let enc = db
+        .transaction(tenant, async |mut tx| {
+            let rows: Vec<Enc> = tx
+                .unscoped_load(diesel::sql_query(
+                    "SELECT current_setting('client_encoding') AS e",
+                ))
+                .await?;
+            Ok::<_, Error>(rows)
+        })
+        .await;
+    // A connection that ran the escape hatch is not reused, and a new one asks for UTF8.
+    assert_eq!(enc.unwrap()[0].e, "UTF8");
+    // "ぁ" is E3 81 81 in UTF-8: in SJIS, 81 takes the backslash after it as its second byte.
+    let value = "\u{3041}\\']::text[]); SELECT tenant_db.enter_context(ARRAY[$$user$$]::text[], ARRAY[$$1$$]::text[]) --";
+    let context = Context::new().set("user", value).unwrap();
+    let seen = db
+        .transaction(tenant.with_context(&context), async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(
+                s.query(user_docs::table)
+                    .select(user_docs::id)
+                    .load::<i64>(&mut tx)
+                    .await?,
+            )
+        })
+        .await;
+    // Sealed as given: not a number, so the policy's cast fails the read.
+    match seen {
+        Ok(ids) => assert_eq!(ids, Vec::<i64>::new(), "another user's rows"),
+        Err(e) => assert!(
+            e.to_string()
+                .contains("invalid input syntax for type bigint"),
+            "{e}"
+        ),
+    }
+}
