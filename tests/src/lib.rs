@@ -162,6 +162,10 @@ pub async fn provision(
     schema_sql: &str,
     tenant_tables: &[&str],
 ) -> Result<String, SetupError> {
+    // One provisioning at a time in this process: concurrent tests that provision the same
+    // database would race on its catalog ("tuple concurrently updated").
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = ONE_AT_A_TIME.lock().await;
     // The test-only role that bypasses RLS; it may connect to the database like the
     // application role.
     let mut admin = step(
