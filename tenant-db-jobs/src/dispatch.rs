@@ -127,6 +127,39 @@ mod tests {
     use crate::tenant_for_tests as t;
 
     #[tokio::test]
+    async fn workers_on_an_empty_queue_wait_for_jobs_until_closed() {
+        let d = Dispatcher::new(1);
+        let ran: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let record = ran.clone();
+        let workers = d.spawn_workers(2, move |_tenant: TenantId, job: usize| {
+            let record = record.clone();
+            async move {
+                if let Ok(mut r) = record.lock() {
+                    r.push(job);
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            workers.iter().all(|w| !w.is_finished()),
+            "a worker stopped on an empty queue that was not closed"
+        );
+        d.submit(t(1), 7);
+        d.close();
+        for w in workers {
+            assert!(w.await.is_ok());
+        }
+        assert_eq!(ran.lock().map(|r| r.clone()).unwrap_or_default(), vec![7]);
+    }
+
+    #[test]
+    fn debug_names_the_type_only() {
+        let d: Dispatcher<String> = Dispatcher::new(1);
+        d.submit(t(1), "secret payload".to_owned());
+        assert_eq!(format!("{d:?}"), "Dispatcher { .. }");
+    }
+
+    #[tokio::test]
     async fn every_job_runs_and_a_quiet_tenant_is_not_stuck_behind_a_flood() {
         let order: Arc<Mutex<Vec<(i64, usize)>>> = Arc::default();
         let d = Dispatcher::new(1);
