@@ -289,6 +289,7 @@ mod tests {
             .set("user", "1")
             .and_then(|c| c.set("role", "it's"));
         assert_eq!(both.as_ref().map(|c| c.get("role")), Ok(Some("it's")));
+        assert_eq!(both.as_ref().map(|c| c.is_empty()), Ok(false));
         assert_eq!(
             both.map(|c| c.enter_sql()),
             Ok(Some(
@@ -298,5 +299,6 @@ mod tests {
             ))
         );
         assert_eq!(Context::new().enter_sql(), None);
+        assert!(Context::new().is_empty());
     }
 }

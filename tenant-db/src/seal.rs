@@ -308,7 +308,9 @@ GRANT EXECUTE ON FUNCTION tenant_db.current_tenant(text) TO PUBLIC;
 }
 
 /// SQL, run as the owner, that draws a new secret name (after a leak, or on a schedule).
-/// Transactions already open keep their tenant; each later one uses the new name.
+/// Each later transaction uses the new name. A transaction open at that moment loses its
+/// tenant for the statements it has left (they see no rows and write none: it fails closed),
+/// so rotate when a few failed requests can be retried.
 pub fn rotate_sql() -> String {
     format!(
         "SELECT pg_catalog.setval('tenant_db.seal_name'::pg_catalog.regclass, {RANDOM_NAME});\n"

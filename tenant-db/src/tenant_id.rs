@@ -561,4 +561,20 @@ mod tests {
         );
         assert_eq!(text.map(|t| (t.as_uuid(), t.as_i64())), Ok((None, None)));
     }
+
+    /// What the scope binds: the key of the tenant's own kind, and nothing for the others.
+    #[test]
+    fn binding_refs_give_the_key_of_its_own_kind_only() -> Result<(), super::ParseTenantIdError> {
+        let int = TenantId::parse_int("42")?;
+        let uuid: TenantId = "7f1f2c1e-1111-4b5b-9a1a-5d2c0d4f8e01".parse()?;
+        let text = TenantId::parse_text("acme")?;
+        assert_eq!(int.int_ref(), Some(&42));
+        assert_eq!(
+            (int.uuid_ref(), uuid.int_ref(), text.int_ref()),
+            (None, None, None)
+        );
+        assert_eq!(uuid.uuid_ref(), uuid.as_uuid().as_ref());
+        assert!(uuid.uuid_ref().is_some() && text.uuid_ref().is_none());
+        Ok(())
+    }
 }

@@ -71,7 +71,7 @@ async fn policy_sql_isolates_and_migration_sql_adds_the_tenant_index_once() {
         .batch_execute(&format!(
             "CREATE TABLE events (id bigint PRIMARY KEY, tenant_id uuid NOT NULL, body text NOT NULL);
              {}{}",
-            tenant_db::roles::tenant_table_write_sql_for(tenant_db_tests::APP_ROLE, "\"events\"")
+            tenant_db::roles::tenant_table_write_sql::<events::table>(tenant_db_tests::APP_ROLE)
                 .unwrap(),
             tenant_db::seal::setup_sql(),
         ))

@@ -1,0 +1,156 @@
+//! Rotating the secret name (`seal::rotate_sql`): a leaked name switches the tenant until the
+//! owner rotates it, and not after; tenant-db's own transactions go on working; a transaction
+//! open across the rotation loses its tenant (sees nothing, writes nothing) rather than keeping
+//! or mixing one.
+//!
+//! One test in its own binary: a rotation changes the name for every connection to the
+//! database, and test binaries run one after another.
+
+#![allow(clippy::unwrap_used)]
+
+use tenant_db_tests::schema as keyed;
+mod common;
+
+use common::*;
+use diesel::sql_types::Text;
+use diesel_async::RunQueryDsl as _;
+use tenant_db::Error;
+use tenant_db::prelude::*;
+use tenant_db_tests::schema::*;
+
+#[derive(diesel::QueryableByName, Debug, PartialEq)]
+struct Seen {
+    #[diesel(sql_type = Text)]
+    tenant: String,
+}
+
+/// The tenants whose customers the escape hatch sees right now (RLS alone decides).
+async fn visible(tx: &mut tenant_db::TenantTx<'_>) -> Result<Vec<String>, Error> {
+    let rows: Vec<Seen> = tx
+        .unscoped_load(diesel::sql_query(
+            "SELECT DISTINCT tenant_id::text AS tenant FROM customers ORDER BY 1",
+        ))
+        .await?;
+    Ok(rows.into_iter().map(|r| r.tenant).collect())
+}
+
+/// The secret setting's name for UUID tenants, as only the owner can read it.
+async fn secret_name(owner: &mut diesel_async::AsyncPgConnection) -> String {
+    let seen: Seen = diesel::sql_query(
+        "SELECT 'tenant_db.s' || pg_sequence_last_value('tenant_db.seal_name') || '_uuid' \
+         AS tenant",
+    )
+    .get_result(owner)
+    .await
+    .unwrap();
+    seen.tenant
+}
+
+/// What a transaction of `a` sees after setting `name` to `b` through the escape hatch.
+async fn forged(
+    db: &tenant_db::TenantDb,
+    a: tenant_db::Tenant,
+    b: tenant_db::Tenant,
+    name: &str,
+) -> Vec<String> {
+    db.transaction(a, async |mut tx| {
+        tx.unscoped_load::<_, Seen>(
+            diesel::sql_query("SELECT set_config($1, $2, true) AS tenant")
+                .bind::<Text, _>(name)
+                .bind::<Text, _>(b.to_string()),
+        )
+        .await?;
+        visible(&mut tx).await
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_rotated_name_no_longer_switches_the_tenant() {
+    let db = db_with_rls(2).await;
+    let (a, b) = two_tenants(&db).await;
+    let mut owner = owner().await;
+    let leaked = secret_name(&mut owner).await;
+
+    // The leak is real: with the name, a statement switches the tenant RLS enforces.
+    assert_eq!(
+        forged(&db, a, b, &leaked).await,
+        vec![b.to_string()],
+        "the leaked name did not switch the tenant: this test is not testing the seal"
+    );
+
+    // A transaction open across the rotation.
+    let (opened_tx, opened_rx) = tokio::sync::oneshot::channel::<()>();
+    let (rotated_tx, rotated_rx) = tokio::sync::oneshot::channel::<()>();
+    let across = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let record = seen.clone();
+            // The write fails, so the transaction's own outcome is an error too.
+            let _ = db
+                .transaction(a, async |mut tx| {
+                    let before = visible(&mut tx).await?;
+                    let _ = opened_tx.send(());
+                    let _ = rotated_rx.await;
+                    let after = visible(&mut tx).await?;
+                    let s = tx.scope();
+                    let write = s
+                        .insert(customers::table)
+                        .values(keyed::NewCustomer {
+                            id: 99,
+                            name: "after rotation".into(),
+                            email: None,
+                        })
+                        .execute(&mut tx)
+                        .await;
+                    *record.lock().unwrap() = Some((before, after, write.is_err()));
+                    write?;
+                    Ok::<_, Error>(())
+                })
+                .await;
+            seen.lock().unwrap().take()
+        })
+    };
+    opened_rx.await.unwrap();
+    diesel_async::SimpleAsyncConnection::batch_execute(&mut owner, &tenant_db::seal::rotate_sql())
+        .await
+        .unwrap();
+    let _ = rotated_tx.send(());
+    let (before, after, write_failed) = across.await.unwrap().unwrap();
+    assert_eq!(before, vec![a.to_string()]);
+    assert_eq!(
+        after,
+        Vec::<String>::new(),
+        "an open transaction kept a tenant"
+    );
+    assert!(write_failed, "an open transaction wrote after the rotation");
+
+    let rotated = secret_name(&mut owner).await;
+    assert_ne!(rotated, leaked, "rotate_sql did not change the name");
+    assert_eq!(
+        forged(&db, a, b, &leaked).await,
+        vec![a.to_string()],
+        "the old name still switches the tenant"
+    );
+    let own = db
+        .transaction(a, async |mut tx| visible(&mut tx).await)
+        .await
+        .unwrap();
+    assert_eq!(own, vec![a.to_string()], "tenant-db's transactions broke");
+    let written: Vec<i64> = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            Ok::<_, Error>(
+                s.query(customers::table)
+                    .filter(customers::id.eq(99))
+                    .select(customers::id)
+                    .load(&mut tx)
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert!(written.is_empty(), "the write after the rotation was kept");
+}
