@@ -126,6 +126,15 @@ mod tests {
 
     use crate::tenant_for_tests as t;
 
+    /// Waits for the workers to stop; one still running after 20 s fails the test (a hang
+    /// here is a worker that never stops).
+    async fn joined(workers: Vec<tokio::task::JoinHandle<()>>) {
+        for w in workers {
+            let stopped = tokio::time::timeout(Duration::from_secs(20), w).await;
+            assert!(matches!(stopped, Ok(Ok(()))), "a worker did not stop: {stopped:?}");
+        }
+    }
+
     #[tokio::test]
     async fn workers_on_an_empty_queue_wait_for_jobs_until_closed() {
         let d = Dispatcher::new(1);
@@ -146,9 +155,7 @@ mod tests {
         );
         d.submit(t(1), 7);
         d.close();
-        for w in workers {
-            assert!(w.await.is_ok());
-        }
+        joined(workers).await;
         assert_eq!(ran.lock().map(|r| r.clone()).unwrap_or_default(), vec![7]);
     }
 
@@ -178,9 +185,7 @@ mod tests {
             }
         });
         d.close();
-        for w in workers {
-            assert!(w.await.is_ok());
-        }
+        joined(workers).await;
         let order = order.lock().map(|o| o.clone()).unwrap_or_default();
         assert_eq!(order.len(), 201);
         let quiet_at = order.iter().position(|(tenant, _)| *tenant == 2);
