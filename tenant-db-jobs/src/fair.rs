@@ -141,7 +141,11 @@ mod tests {
         assert_eq!(q.running(t(1)), 2);
         assert!(q.take().is_none());
         q.done(t(1));
+        // One finished: one more may start, and then the cap holds again.
+        assert_eq!(q.running(t(1)), 1);
         assert_eq!(q.take().map(|(_, j)| j), Some(2));
+        assert_eq!(q.running(t(1)), 2);
+        assert!(q.take().is_none(), "a tenant went over its cap");
         q.done(t(2));
         q.done(t(2));
         assert_eq!(q.running(t(2)), 0);
