@@ -131,7 +131,10 @@ mod tests {
     async fn joined(workers: Vec<tokio::task::JoinHandle<()>>) {
         for w in workers {
             let stopped = tokio::time::timeout(Duration::from_secs(20), w).await;
-            assert!(matches!(stopped, Ok(Ok(()))), "a worker did not stop: {stopped:?}");
+            assert!(
+                matches!(stopped, Ok(Ok(()))),
+                "a worker did not stop: {stopped:?}"
+            );
         }
     }
 

@@ -151,3 +151,75 @@ async fn sealed_jobs_run_for_their_tenant_and_forged_ones_are_refused() {
     );
     queue.destroy().await.unwrap();
 }
+
+/// The entries delivered to a group and not yet acknowledged.
+async fn pending(conn: &mut redis::aio::MultiplexedConnection, stream: &str) -> i64 {
+    let summary: redis::Value = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg("workers")
+        .query_async(conn)
+        .await
+        .unwrap();
+    match summary {
+        redis::Value::Array(items) => match items.first() {
+            Some(redis::Value::Int(n)) => *n,
+            other => panic!("unexpected XPENDING count {other:?}"),
+        },
+        other => panic!("unexpected XPENDING reply {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_queue_reconnects_acknowledges_and_is_deleted() {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let stream = format!("tenant-db-test:jobs:{}", uuid::Uuid::new_v4());
+    let queue = RedisQueue::connect(&redis_url(), &stream, "workers")
+        .await
+        .unwrap();
+    assert_eq!(
+        format!("{queue:?}"),
+        format!("RedisQueue {{ stream: {stream:?}, group: \"workers\", .. }}")
+    );
+    // A second worker (or a restart) joins the existing group.
+    let again = RedisQueue::connect(&redis_url(), &stream, "workers")
+        .await
+        .unwrap();
+
+    queue.enqueue(b"one").await.unwrap();
+    let delivered = again
+        .receive("worker-2", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(pending(&mut conn, &stream).await, 1);
+    again.ack(&delivered[0].id).await.unwrap();
+    assert_eq!(
+        pending(&mut conn, &stream).await,
+        0,
+        "ack left the entry pending"
+    );
+
+    queue.destroy().await.unwrap();
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&stream)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "destroy left the stream");
+
+    // A key of another type where the stream should be: an error, not a queue.
+    let _: () = redis::cmd("SET")
+        .arg(&stream)
+        .arg("not a stream")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let wrong = RedisQueue::connect(&redis_url(), &stream, "workers").await;
+    let _: i64 = redis::cmd("DEL")
+        .arg(&stream)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(wrong.is_err(), "connected to a key that is not a stream");
+}
