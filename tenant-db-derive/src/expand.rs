@@ -415,4 +415,99 @@ mod tests {
             struct Invoice { id: i64, #[diesel(column_name = r#tenant_id)] owner: uuid::Uuid }
         })));
     }
+
+    /// The expansion as text, and whether it is a compile error.
+    fn expanded(tokens: proc_macro2::TokenStream) -> (String, bool) {
+        let text = tokens.to_string();
+        let failed = text.contains("compile_error");
+        (text, failed)
+    }
+
+    #[test]
+    fn keys_tenant_db_does_not_read_are_skipped_whole_and_the_next_key_still_counts() {
+        // `= value` and `(...)` forms, followed by keys that matter, at struct and field level;
+        // flags followed by another key.
+        let (text, failed) = expanded(super::tenant_table(quote! {
+            #[diesel(table_name = notes, check_for_backend(diesel::pg::Pg), primary_key(id))]
+            struct Note {
+                id: i64,
+                #[diesel(deserialize_as = MyUuid, column_name = tenant_id)]
+                org: uuid::Uuid,
+            }
+        }));
+        assert!(!failed, "{text}");
+        assert!(text.contains("tenant_id"), "{text}");
+        let (text, failed) = expanded(super::tenant_values(quote! {
+            #[diesel(table_name = notes)]
+            struct NewNote {
+                #[diesel(skip_update, column_name = body_text)]
+                body: String,
+            }
+        }));
+        assert!(!failed, "{text}");
+        assert!(text.contains("body_text"), "{text}");
+    }
+
+    #[test]
+    fn a_computed_field_is_not_the_tenant_column_and_values_refuse_it() {
+        // An unknown key does not make a field computed.
+        let (text, failed) = expanded(super::tenant_table(quote! {
+            #[diesel(table_name = notes)]
+            struct Note { id: i64, #[diesel(deserialize_as = MyUuid)] tenant_id: uuid::Uuid }
+        }));
+        assert!(!failed, "{text}");
+        // A computed field named like the tenant column is not the tenant column.
+        let (text, failed) = expanded(super::tenant_table(quote! {
+            #[diesel(table_name = notes)]
+            struct Note {
+                id: i64,
+                #[diesel(select_expression = notes::tenant_id)]
+                tenant_id: uuid::Uuid,
+            }
+        }));
+        assert!(failed && text.contains("is not among the fields"), "{text}");
+        let (text, failed) = expanded(super::tenant_values(quote! {
+            #[diesel(table_name = notes)]
+            struct NewNote { #[diesel(select_expression = notes::id)] id: i64 }
+        }));
+        assert!(failed && text.contains("does not support"), "{text}");
+    }
+
+    #[test]
+    fn tenant_and_global_attributes_on_a_field_are_refused() {
+        for attr in [
+            quote!(#[tenant(column = org_id)]),
+            quote!(#[global(unscoped_tenant_column)]),
+        ] {
+            let (text, failed) = expanded(super::tenant_table(quote! {
+                #[diesel(table_name = notes)]
+                struct Note { id: i64, #attr tenant_id: uuid::Uuid }
+            }));
+            assert!(failed && text.contains("go on the struct"), "{text}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_derive() {
+        for (tokens, derive) in [
+            (
+                super::tenant_table(quote! { #[diesel(table_name = notes)] enum E { A } }),
+                "TenantTable",
+            ),
+            (
+                super::global_table(quote! { #[diesel(table_name = c)] struct C(i64); }),
+                "GlobalTable",
+            ),
+            (
+                super::tenant_values(quote! { struct V { id: i64 } }),
+                "TenantValues",
+            ),
+        ] {
+            let (text, failed) = expanded(tokens);
+            assert!(
+                failed && text.contains(&format!("`#[derive({derive})]`")),
+                "{text}"
+            );
+        }
+    }
 }

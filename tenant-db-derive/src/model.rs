@@ -248,3 +248,28 @@ pub(crate) fn option_inner(ty: &Type) -> Option<&Type> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::option_inner;
+    use syn::{Type, parse_quote};
+
+    #[test]
+    fn option_is_one_type_argument_of_a_plain_path() {
+        let inner = |ty: Type| option_inner(&ty).map(|t| quote::quote!(#t).to_string());
+        assert_eq!(inner(parse_quote!(Option<String>)), Some("String".into()));
+        assert_eq!(
+            inner(parse_quote!(std::option::Option<i64>)),
+            Some("i64".into())
+        );
+        assert_eq!(inner(parse_quote!(Option<String, A>)), None);
+        assert_eq!(inner(parse_quote!(<X as Trait>::Option<String>)), None);
+        assert_eq!(inner(parse_quote!(Vec<String>)), None);
+        // A type passed through a `macro_rules!` fragment arrives wrapped in a group.
+        let grouped = Type::Group(syn::TypeGroup {
+            group_token: Default::default(),
+            elem: Box::new(parse_quote!(Option<u8>)),
+        });
+        assert_eq!(inner(grouped), Some("u8".into()));
+    }
+}
