@@ -68,12 +68,16 @@ pub(crate) struct FieldAttrs {
 }
 
 /// Skips the value of a `#[diesel(...)]` key tenant-db does not read (`key = value` or
-/// `key(...)`); the value may be a type or an expression, so it is skipped as tokens.
+/// `key(...)`): a type (whose generic arguments may hold commas, `Wrapper<A, B>`) when it reads
+/// as one up to the next key, else an expression.
 fn skip_value(input: ParseStream<'_>) -> syn::Result<()> {
     if input.peek(Token![=]) {
         input.parse::<Token![=]>()?;
-        while !input.is_empty() && !input.peek(Token![,]) {
-            input.parse::<proc_macro2::TokenTree>()?;
+        let as_type = input.fork();
+        if as_type.parse::<Type>().is_ok() && (as_type.is_empty() || as_type.peek(Token![,])) {
+            input.parse::<Type>()?;
+        } else {
+            input.parse::<syn::Expr>()?;
         }
     } else if input.peek(syn::token::Paren) {
         let content;

@@ -437,6 +437,20 @@ mod tests {
         }));
         assert!(!failed, "{text}");
         assert!(text.contains("tenant_id"), "{text}");
+        // A type whose generic arguments hold a comma, and expressions.
+        let (text, failed) = expanded(super::tenant_table(quote! {
+            #[diesel(table_name = notes)]
+            struct Note {
+                #[diesel(deserialize_as = Wrapper<A, B>, column_name = id)]
+                key: i64,
+                #[diesel(select_expression = notes::n.eq(1), select_expression_type = Eq<A, B>)]
+                one: bool,
+                #[diesel(select_expression = (notes::a, notes::b))]
+                pair: (i64, i64),
+                tenant_id: uuid::Uuid,
+            }
+        }));
+        assert!(!failed, "{text}");
         let (text, failed) = expanded(super::tenant_values(quote! {
             #[diesel(table_name = notes)]
             struct NewNote {
