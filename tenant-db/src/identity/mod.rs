@@ -171,3 +171,22 @@ impl TenantContext for crate::TenantScope<'_> {
         self.provenance()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Provenance, Tenant, Verified};
+    use crate::TenantId;
+
+    #[test]
+    fn a_tenant_shows_its_id_and_has_no_context_of_its_own() -> Result<(), crate::ParseTenantIdError>
+    {
+        let id = TenantId::parse_int("42")?;
+        let tenant = Tenant::assume_verified(id);
+        assert_eq!(tenant.to_string(), id.to_string());
+        assert_eq!(tenant.to_string(), "42");
+        assert_eq!(tenant.provenance(), Provenance::Assumed);
+        assert!(Verified::context(&tenant).is_none());
+        assert!(Verified::context(&&tenant).is_none());
+        Ok(())
+    }
+}
