@@ -453,4 +453,10 @@ fn bad_configurations_are_refused() {
             .unwrap()
     );
     assert!(!debug.contains("hunter2"), "{debug}");
+    // What it shows instead: each key's kid, algorithm and retirement.
+    let key = VerifyingKey::hs256(b"hunter2-secret").with_kid("k1");
+    assert_eq!(
+        format!("{key:?}"),
+        "VerifyingKey { kid: Some(\"k1\"), algorithm: Hs256, per_tenant: false, retire_at: None }"
+    );
 }
