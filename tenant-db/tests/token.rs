@@ -309,6 +309,32 @@ fn the_tenant_claim_is_required_and_parsed_strictly() {
             "{bad}"
         );
     }
+
+    // A claim of the wrong JSON type says what was expected.
+    use tenant_db::ParseTenantIdError as P;
+    assert_eq!(
+        v.verify(&token(json!(42))).unwrap_err(),
+        TokenError::InvalidTenantClaim(P::NotAUuid)
+    );
+    assert_eq!(
+        ints.verify(&t(json!(true))).unwrap_err(),
+        TokenError::InvalidTenantClaim(P::NotAnInteger)
+    );
+    assert_eq!(
+        texts.verify(&token(json!(7))).unwrap_err(),
+        TokenError::InvalidTenantClaim(P::InvalidCharacter(0))
+    );
+    // Every spelling of a UUID names its one tenant (see `TenantId`'s parsing).
+    let upper = ACME.to_uppercase();
+    assert_ne!(upper, ACME);
+    assert_eq!(
+        v.verify(&token(json!(upper)))
+            .unwrap()
+            .tenant()
+            .id()
+            .to_string(),
+        ACME.to_lowercase()
+    );
 }
 
 #[test]
