@@ -1131,14 +1131,12 @@ async fn cli_passes_a_database_set_up_as_the_quickstart_does() {
     // The quickstart's set-up: provision, then its migrations with RLS for its models.
     const MIGRATIONS: diesel_migrations::EmbeddedMigrations =
         diesel_migrations::embed_migrations!("../examples/migrations");
-    let urls = tenant_db::provision::Provision::new(
-        "tenant_db_quickstart_doctor",
-        "quickstart_owner",
-        "quickstart_app",
-    )
-    .run(&tenant_db_tests::admin_url())
-    .await
-    .unwrap();
+    let database = tenant_db_tests::fresh::register("tenant_db_quickstart_doctor").unwrap();
+    let urls =
+        tenant_db::provision::Provision::new(&database, "quickstart_owner", "quickstart_app")
+            .run(&tenant_db_tests::admin_url())
+            .await
+            .unwrap();
     let registry =
         tenant_db::registry::Registry::collected_under(&format!("{}::quickstart", module_path!()))
             .unwrap();

@@ -18,6 +18,17 @@ fn redis_url() -> String {
     std::env::var("TENANT_DB_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
 }
 
+/// Deletes a test's stream when the test ends, whether it passed or not.
+struct DropStream(String);
+
+impl Drop for DropStream {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) {
+            let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(&self.0).query(&mut conn);
+        }
+    }
+}
+
 #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
 struct NewName {
     id: i64,
@@ -74,6 +85,7 @@ async fn sealed_jobs_run_for_their_tenant_and_forged_ones_are_refused() {
     let db = db().await;
     let master = MasterKey::new(&[21; 32]).unwrap();
     let stream = format!("tenant-db-test:jobs:{}", uuid::Uuid::new_v4());
+    let _cleanup = DropStream(stream.clone());
     let queue = RedisQueue::connect(&redis_url(), &stream, "workers")
         .await
         .unwrap();
@@ -174,6 +186,7 @@ async fn the_queue_reconnects_acknowledges_and_is_deleted() {
     let client = redis::Client::open(redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let stream = format!("tenant-db-test:jobs:{}", uuid::Uuid::new_v4());
+    let _cleanup = DropStream(stream.clone());
     let queue = RedisQueue::connect(&redis_url(), &stream, "workers")
         .await
         .unwrap();

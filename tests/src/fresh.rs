@@ -65,9 +65,10 @@ fn parse(name: &str) -> Option<(u32, u64)> {
     Some((pid.parse().ok()?, u64::from_str_radix(secs, 16).ok()?))
 }
 
-/// Records `base`'s fresh database for this process (made up once) and starts its watcher;
-/// the caller creates it.
-pub(crate) fn register(base: &str) -> Result<String, SetupError> {
+/// Records `base`'s fresh database for this process (made up once) and starts its watcher,
+/// which drops it when the process exits; the caller creates it (for tests that provision
+/// with their own roles).
+pub fn register(base: &str) -> Result<String, SetupError> {
     if let Some(name) = names().get(base) {
         return Ok(name.clone());
     }
