@@ -66,6 +66,12 @@ fn registry() -> Registry {
     Registry::collected_under(module_path!()).unwrap()
 }
 
+/// This process's fresh database for `base`, dropped when it exits (see
+/// `tenant_db_tests::fresh`).
+fn fresh(base: &str) -> String {
+    tenant_db_tests::fresh::register(base).unwrap()
+}
+
 async fn provisioned(database: &str) -> Provisioned {
     Provision::new(database, OWNER, APP)
         .run(&tenant_db_tests::admin_url())
@@ -103,7 +109,7 @@ fn the_derives_register_every_model_table() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn provision_and_migrations_apply_rls_to_every_registered_table_and_run_twice() {
-    let database = &tenant_db_tests::fresh::register("tenant_db_migrate_test").unwrap();
+    let database = &fresh("tenant_db_migrate_test");
     let urls = provisioned(database).await;
     // Twice: the second run applies no migration and changes nothing.
     tenant_db_migrate::run(&urls, MIGRATIONS, &registry())
@@ -190,7 +196,7 @@ async fn provision_and_migrations_apply_rls_to_every_registered_table_and_run_tw
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_doctor_finds_policies_that_drifted_and_its_fix_restores_them() {
-    let database = &tenant_db_tests::fresh::register("tenant_db_migrate_drift").unwrap();
+    let database = &fresh("tenant_db_migrate_drift");
     // From an empty database: each step below changes its policies.
     let mut admin = AsyncPgConnection::establish(&tenant_db_tests::admin_url())
         .await
@@ -289,7 +295,7 @@ async fn the_doctor_finds_policies_that_drifted_and_its_fix_restores_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn provisioning_refuses_a_database_another_role_owns() {
-    let database = &tenant_db_tests::fresh::register("tenant_db_migrate_test").unwrap();
+    let database = &fresh("tenant_db_migrate_test");
     provisioned(database).await;
     let err = Provision::new(database, "tenant_db_migrate_other", APP)
         .run(&tenant_db_tests::admin_url())
@@ -304,8 +310,7 @@ async fn provisioning_refuses_a_database_another_role_owns() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_current_thread_runtime_is_an_error_not_a_panic() {
-    let urls =
-        provisioned(&tenant_db_tests::fresh::register("tenant_db_migrate_test").unwrap()).await;
+    let urls = provisioned(&fresh("tenant_db_migrate_test")).await;
     let err = tenant_db_migrate::run(&urls, MIGRATIONS, &registry())
         .await
         .unwrap_err();
@@ -314,7 +319,7 @@ async fn a_current_thread_runtime_is_an_error_not_a_panic() {
 
 /// The analyst's set-up: provisioned with an analyst role, migrated, two tenants with rows.
 async fn analytics() -> (Provisioned, tenant_db::Tenant, tenant_db::Tenant) {
-    let database = tenant_db_tests::fresh::register("tenant_db_migrate_analytics").unwrap();
+    let database = fresh("tenant_db_migrate_analytics");
     let urls = Provision::new(&database, OWNER, APP)
         .analyst("tenant_db_migrate_analyst")
         .run(&tenant_db_tests::admin_url())
@@ -351,7 +356,7 @@ fn analyst_url(urls: &Provisioned) -> String {
         &urls.app_url,
         "tenant_db_migrate_analyst",
         None,
-        &tenant_db_tests::fresh::register("tenant_db_migrate_analytics").unwrap(),
+        &fresh("tenant_db_migrate_analytics"),
     )
     .unwrap()
 }
@@ -591,7 +596,7 @@ async fn the_all_tenants_door_cannot_be_forced() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn provisioning_again_takes_back_what_others_were_given() {
-    let database = &tenant_db_tests::fresh::register("tenant_db_migrate_reclaim").unwrap();
+    let database = &fresh("tenant_db_migrate_reclaim");
     // Its own application role: the others' tests must not see it changed meanwhile.
     const APP: &str = "tenant_db_migrate_reclaim_app";
     let provision = || async {

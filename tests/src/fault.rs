@@ -136,11 +136,7 @@ impl Proxy {
     /// `postgres://user@127.0.0.1:<proxy port>/database` (`database`'s fresh database once
     /// provisioned, see [`fresh`](crate::fresh)).
     pub fn url_for(&self, user: &str, database: &str) -> String {
-        format!(
-            "postgres://{user}@127.0.0.1:{}/{}",
-            self.port,
-            crate::fresh::database(database)
-        )
+        crate::url_at(user, &format!("127.0.0.1:{}", self.port), database)
     }
 
     /// Applies `fault` to the next message the client sends that contains `pattern`.
@@ -149,11 +145,6 @@ impl Proxy {
             pattern: pattern.as_bytes().to_vec(),
             fault,
         });
-    }
-
-    /// Rules added with [`on`](Proxy::on) that have not fired.
-    pub fn pending(&self) -> usize {
-        self.shared.rules().len()
     }
 
     /// How many rules have fired.

@@ -113,11 +113,14 @@ pub(crate) fn admin_database() -> String {
 /// `admin_url` with the user and database replaced (`database`'s fresh database once
 /// provisioned, see [`fresh`]).
 pub fn url_for(user: &str, database: &str) -> String {
-    format!(
-        "postgres://{user}@{}/{}",
-        admin_host(),
-        fresh::database(database)
-    )
+    url_at(user, &admin_host(), database)
+}
+
+/// `postgres://user@address/database`, with `database`'s fresh database once provisioned (see
+/// [`fresh`]): the one spelling of a test URL, for the server and for what stands in front of
+/// it (PgBouncer, the fault proxy).
+pub(crate) fn url_at(user: &str, address: &str, database: &str) -> String {
+    format!("postgres://{user}@{address}/{}", fresh::database(database))
 }
 
 /// The host and port of the server behind `admin_url`.

@@ -164,11 +164,7 @@ impl PgBouncer {
     /// `postgres://user@127.0.0.1:port/database` through this PgBouncer (`database`'s fresh
     /// database once provisioned, see [`fresh`](crate::fresh)).
     pub fn url_for(&self, user: &str, database: &str) -> String {
-        format!(
-            "postgres://{user}@127.0.0.1:{}/{}",
-            self.port,
-            crate::fresh::database(database)
-        )
+        crate::url_at(user, &format!("127.0.0.1:{}", self.port), database)
     }
 
     /// Writes the configuration in a new private directory and spawns the process.

@@ -123,19 +123,7 @@ async fn a_last_statement_in_an_admin_transaction_does_not_commit_before_the_rec
         })
         .await;
     assert!(outcome.is_err());
-    let names: Vec<String> = db
-        .transaction(b, async |mut tx| {
-            let s = tx.scope();
-            Ok::<_, Error>(
-                s.query(customers::table)
-                    .filter(customers::id.eq(1))
-                    .select(customers::name)
-                    .load(&mut tx)
-                    .await?,
-            )
-        })
-        .await
-        .unwrap();
+    let names = common::customer_names(&db, b, 1).await;
     assert_eq!(names, vec!["c1".to_string()]);
     let rows = audit_of(&who).await;
     assert_eq!(rows.len(), 3, "{rows:#?}");

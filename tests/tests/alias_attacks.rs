@@ -27,6 +27,17 @@ diesel::table! {
 }
 diesel::alias!(rt_staff as managers: Managers, rt_staff as grands: Grands);
 
+/// `managers.id = rt_staff.manager_id`: each staff row's manager, through the alias.
+fn manager_of_staff() -> diesel::dsl::Eq<
+    diesel::dsl::Nullable<diesel::query_source::AliasedField<Managers, rt_staff::id>>,
+    rt_staff::manager_id,
+> {
+    managers
+        .field(rt_staff::id)
+        .nullable()
+        .eq(rt_staff::manager_id)
+}
+
 #[derive(
     Debug, Clone, PartialEq, diesel::Queryable, diesel::Selectable, tenant_db::TenantTable,
 )]
@@ -116,12 +127,7 @@ async fn or_filter_on_left_joined_alias() {
             let s = tx.scope();
             Ok::<_, Error>(
                 s.query(rt_staff::table)
-                    .left_join(
-                        managers.on(managers
-                            .field(rt_staff::id)
-                            .nullable()
-                            .eq(rt_staff::manager_id)),
-                    )
+                    .left_join(managers.on(manager_of_staff()))
                     .filter(rt_staff::name.eq("zzz"))
                     .or_filter(managers.field(rt_staff::name).eq("b1"))
                     .or_filter(managers.field(rt_staff::tenant_id).is_not_null())
@@ -132,10 +138,10 @@ async fn or_filter_on_left_joined_alias() {
         })
         .await
         .unwrap();
-    eprintln!("or_filter rows: {rows:?}");
     assert!(
         rows.iter()
-            .all(|(n, m)| n.starts_with('a') && m.as_deref().is_none_or(|m| m.starts_with('a')))
+            .all(|(n, m)| n.starts_with('a') && m.as_deref().is_none_or(|m| m.starts_with('a'))),
+        "{rows:?}"
     );
 }
 
@@ -147,12 +153,7 @@ async fn alias_in_scalar_exists_and_boxed() {
             let s = tx.scope();
             let n: i64 = s
                 .query(rt_staff::table)
-                .inner_join(
-                    managers.on(managers
-                        .field(rt_staff::id)
-                        .nullable()
-                        .eq(rt_staff::manager_id)),
-                )
+                .inner_join(managers.on(manager_of_staff()))
                 .filter(managers.field(rt_staff::name).eq("b1"))
                 .count()
                 .get_result(&mut tx)
@@ -161,12 +162,7 @@ async fn alias_in_scalar_exists_and_boxed() {
                 .query(rt_staff::table)
                 .filter(tenant_db::exists(
                     s.query(rt_staff::table)
-                        .left_join(
-                            managers.on(managers
-                                .field(rt_staff::id)
-                                .nullable()
-                                .eq(rt_staff::manager_id)),
-                        )
+                        .left_join(managers.on(manager_of_staff()))
                         .left_join(
                             grands.on(grands
                                 .field(rt_staff::id)
@@ -185,12 +181,7 @@ async fn alias_in_scalar_exists_and_boxed() {
                 .await?;
             let boxed: i64 = s
                 .query(rt_staff::table)
-                .inner_join(
-                    managers.on(managers
-                        .field(rt_staff::id)
-                        .nullable()
-                        .eq(rt_staff::manager_id)),
-                )
+                .inner_join(managers.on(manager_of_staff()))
                 .into_boxed()
                 .filter(managers.field(rt_staff::name).like("b%"))
                 .count()
@@ -200,7 +191,6 @@ async fn alias_in_scalar_exists_and_boxed() {
         })
         .await
         .unwrap();
-    eprintln!("count={n} exists={exists_b1} boxed={boxed}");
     assert_eq!((n, exists_b1, boxed), (0, false, 0));
 }
 
@@ -216,12 +206,7 @@ async fn alias_scalar_in_selection() {
                         rt_staff::name,
                         tenant_db::scalar(
                             s.query(rt_staff::table)
-                                .inner_join(
-                                    managers.on(managers
-                                        .field(rt_staff::id)
-                                        .nullable()
-                                        .eq(rt_staff::manager_id)),
-                                )
+                                .inner_join(managers.on(manager_of_staff()))
                                 .filter(managers.field(rt_staff::name).like("b%"))
                                 .count()
                                 .into_subquery(),
@@ -233,24 +218,18 @@ async fn alias_scalar_in_selection() {
         })
         .await
         .unwrap();
-    eprintln!("scalar rows: {rows:?}");
-    assert!(rows.iter().all(|(_, c)| *c == Some(0)));
+    assert!(rows.iter().all(|(_, c)| *c == Some(0)), "{rows:?}");
 }
 
 #[tokio::test]
 async fn alias_in_update_and_delete_filters() {
-    let (db, a, b) = bypass_db().await;
+    let (db, a, _) = bypass_db().await;
     let (updated, deleted) = db
         .transaction(a, async |mut tx| {
             let s = tx.scope();
             let managed_by_b1 = || {
                 s.query(rt_staff::table)
-                    .inner_join(
-                        managers.on(managers
-                            .field(rt_staff::id)
-                            .nullable()
-                            .eq(rt_staff::manager_id)),
-                    )
+                    .inner_join(managers.on(manager_of_staff()))
                     .filter(managers.field(rt_staff::name).eq("b1"))
                     .select(rt_staff::id)
                     .into_subquery()
@@ -268,12 +247,7 @@ async fn alias_in_update_and_delete_filters() {
                 .delete(rt_staff::table)
                 .filter(tenant_db::exists(
                     s.query(rt_staff::table)
-                        .inner_join(
-                            managers.on(managers
-                                .field(rt_staff::id)
-                                .nullable()
-                                .eq(rt_staff::manager_id)),
-                        )
+                        .inner_join(managers.on(manager_of_staff()))
                         .filter(managers.field(rt_staff::name).eq("b1"))
                         .into_subquery(),
                 ))
@@ -283,7 +257,5 @@ async fn alias_in_update_and_delete_filters() {
         })
         .await
         .unwrap();
-    eprintln!("updated={updated} deleted={deleted}");
     assert_eq!((updated, deleted), (0, 0));
-    let _ = b;
 }

@@ -206,18 +206,6 @@ async fn an_error_rolls_back_before_the_call_returns_and_releases_its_locks() {
         ))
         .await
         .unwrap();
-    let names: Vec<String> = db
-        .transaction(a, async |mut tx| {
-            let s = tx.scope();
-            Ok::<_, Error>(
-                s.query(customers::table)
-                    .filter(customers::id.eq(1))
-                    .select(customers::name)
-                    .load(&mut tx)
-                    .await?,
-            )
-        })
-        .await
-        .unwrap();
+    let names = customer_names(&db, a, 1).await;
     assert_eq!(names, ["c1"], "the update was rolled back");
 }

@@ -4,7 +4,7 @@
 //! or mixing one.
 //!
 //! One test in its own binary: a rotation changes the name for every connection to the
-//! database, and test binaries run one after another.
+//! database, and each test binary has a database of its own (see `tenant_db_tests::fresh`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -17,22 +17,6 @@ use diesel_async::RunQueryDsl as _;
 use tenant_db::Error;
 use tenant_db::prelude::*;
 use tenant_db_tests::schema::*;
-
-#[derive(diesel::QueryableByName, Debug, PartialEq)]
-struct Seen {
-    #[diesel(sql_type = Text)]
-    tenant: String,
-}
-
-/// The tenants whose customers the escape hatch sees right now (RLS alone decides).
-async fn visible(tx: &mut tenant_db::TenantTx<'_>) -> Result<Vec<String>, Error> {
-    let rows: Vec<Seen> = tx
-        .unscoped_load(diesel::sql_query(
-            "SELECT DISTINCT tenant_id::text AS tenant FROM customers ORDER BY 1",
-        ))
-        .await?;
-    Ok(rows.into_iter().map(|r| r.tenant).collect())
-}
 
 /// The secret setting's name for UUID tenants, as only the owner can read it.
 async fn secret_name(owner: &mut diesel_async::AsyncPgConnection) -> String {

@@ -24,22 +24,6 @@ diesel::define_sql_function! {
     fn set_config(name: Text, value: Text, is_local: Bool) -> Text;
 }
 
-#[derive(diesel::QueryableByName, Debug, PartialEq)]
-struct Seen {
-    #[diesel(sql_type = Text)]
-    tenant: String,
-}
-
-/// The tenants whose customers the escape hatch sees right now (RLS alone decides).
-async fn visible(tx: &mut tenant_db::TenantTx<'_>) -> Result<Vec<String>, Error> {
-    let rows: Vec<Seen> = tx
-        .unscoped_load(diesel::sql_query(
-            "SELECT DISTINCT tenant_id::text AS tenant FROM customers ORDER BY 1",
-        ))
-        .await?;
-    Ok(rows.into_iter().map(|r| r.tenant).collect())
-}
-
 /// What happened to a statement run in a transaction that always rolls back (its fields are
 /// read through `Debug`, in failure messages).
 #[derive(Debug)]

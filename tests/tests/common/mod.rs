@@ -100,6 +100,40 @@ pub async fn two_tenants(db: &TenantDb) -> (Tenant, Tenant) {
     (a, b)
 }
 
+/// The names of `tenant`'s customers with id `id` (none, or the one), as the scope reads them.
+pub async fn customer_names(db: &TenantDb, tenant: Tenant, id: i64) -> Vec<String> {
+    use tenant_db::prelude::*;
+    db.transaction(tenant, async |mut tx| {
+        let s = tx.scope();
+        Ok::<_, tenant_db::Error>(
+            s.query(customers::table)
+                .filter(customers::id.eq(id))
+                .select(customers::name)
+                .load(&mut tx)
+                .await?,
+        )
+    })
+    .await
+    .expect("customer names in a tenant transaction")
+}
+
+/// One text column named `tenant`, read through the escape hatch.
+#[derive(diesel::QueryableByName, Debug, PartialEq)]
+pub struct Seen {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub tenant: String,
+}
+
+/// The tenants whose customers the escape hatch sees right now (RLS alone decides).
+pub async fn visible(tx: &mut tenant_db::TenantTx<'_>) -> Result<Vec<String>, tenant_db::Error> {
+    let rows: Vec<Seen> = tx
+        .unscoped_load(diesel::sql_query(
+            "SELECT DISTINCT tenant_id::text AS tenant FROM customers ORDER BY 1",
+        ))
+        .await?;
+    Ok(rows.into_iter().map(|r| r.tenant).collect())
+}
+
 /// Runs raw SQL through the escape hatch inside a transaction for `tenant` (RLS applies).
 pub async fn load_raw<U>(db: &TenantDb, tenant: Tenant, sql: &'static str) -> Vec<U>
 where
