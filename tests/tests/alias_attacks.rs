@@ -143,6 +143,12 @@ async fn or_filter_on_left_joined_alias() {
             .all(|(n, m)| n.starts_with('a') && m.as_deref().is_none_or(|m| m.starts_with('a'))),
         "{rows:?}"
     );
+    // Not vacuous: A's three managed staff, each with A's manager.
+    let mut rows = rows;
+    rows.sort();
+    let expected = [("a2", "a1"), ("a3", "a2"), ("a4", "a1")]
+        .map(|(n, m)| (n.to_string(), Some(m.to_string())));
+    assert_eq!(rows, expected);
 }
 
 #[tokio::test]
@@ -219,6 +225,7 @@ async fn alias_scalar_in_selection() {
         .await
         .unwrap();
     assert!(rows.iter().all(|(_, c)| *c == Some(0)), "{rows:?}");
+    assert_eq!(rows.len(), 4, "A's four staff, each with its count");
 }
 
 #[tokio::test]

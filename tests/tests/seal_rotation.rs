@@ -3,8 +3,9 @@
 //! open across the rotation loses its tenant (sees nothing, writes nothing) rather than keeping
 //! or mixing one.
 //!
-//! One test in its own binary: a rotation changes the name for every connection to the
-//! database, and each test binary has a database of its own (see `tenant_db_tests::fresh`).
+//! In a binary of its own: a rotation changes the name for every connection to the database,
+//! and each test binary has a database of its own (see `tenant_db_tests::fresh`). Its two tests
+//! each read the name, then rotate it; they run one at a time (see `ONE_ROTATION`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -50,8 +51,77 @@ async fn forged(
     .unwrap()
 }
 
+/// Held by each test for its whole run: a rotation by one would break the other's reading.
+static ONE_ROTATION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// What `tenant_db.current_tenant(kind)` says in a transaction of `a` after setting `name` (a
+/// secret name of key kind `kind`) to `value` through the escape hatch.
+async fn forged_kind(
+    db: &tenant_db::TenantDb,
+    a: tenant_db::Tenant,
+    name: &str,
+    kind: &str,
+    value: &str,
+) -> Option<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Current {
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        current: Option<String>,
+    }
+    db.transaction(a, async |mut tx| {
+        tx.unscoped_load::<_, Seen>(
+            diesel::sql_query("SELECT set_config($1, $2, true) AS tenant")
+                .bind::<Text, _>(name)
+                .bind::<Text, _>(value),
+        )
+        .await?;
+        let current: Vec<Current> = tx
+            .unscoped_load(
+                diesel::sql_query("SELECT tenant_db.current_tenant($1) AS current")
+                    .bind::<Text, _>(kind),
+            )
+            .await?;
+        Ok::<_, Error>(current.into_iter().next().and_then(|c| c.current))
+    })
+    .await
+    .unwrap()
+}
+
+/// The other key kinds' secret names come from the same sequence: a leaked one is dead after
+/// a rotation too.
+#[tokio::test]
+async fn a_rotated_name_of_every_key_kind_no_longer_sets_a_tenant() {
+    let _one = ONE_ROTATION.lock().await;
+    let db = db_with_rls(2).await;
+    let a = new_tenant();
+    let mut owner = owner().await;
+    let leaked = secret_name(&mut owner).await;
+    let base = leaked.strip_suffix("_uuid").unwrap().to_string();
+    let cases = [("int", "42"), ("text", "acme")];
+    for (kind, value) in cases {
+        assert_eq!(
+            forged_kind(&db, a, &format!("{base}_{kind}"), kind, value)
+                .await
+                .as_deref(),
+            Some(value),
+            "the leaked {kind} name did not set a tenant: this test is not testing the seal"
+        );
+    }
+    diesel_async::SimpleAsyncConnection::batch_execute(&mut owner, &tenant_db::seal::rotate_sql())
+        .await
+        .unwrap();
+    for (kind, value) in cases {
+        assert_eq!(
+            forged_kind(&db, a, &format!("{base}_{kind}"), kind, value).await,
+            None,
+            "the old {kind} name still sets a tenant"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_rotated_name_no_longer_switches_the_tenant() {
+    let _one = ONE_ROTATION.lock().await;
     let db = db_with_rls(2).await;
     let (a, b) = two_tenants(&db).await;
     let mut owner = owner().await;
