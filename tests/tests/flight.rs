@@ -306,6 +306,38 @@ async fn a_statement_after_the_last_is_refused_and_sends_nothing() {
 }
 
 #[tokio::test]
+async fn debug_shows_the_tenant_and_whether_a_statement_is_the_last() {
+    let db = fresh_db().await;
+    let a = new_tenant();
+    seed(&db, a, "a").await;
+    let shown = db
+        .transaction(a, async |mut tx| {
+            assert_eq!(
+                format!("{tx:?}"),
+                format!("TenantTx {{ tenant: {:?} }}", a.id())
+            );
+            let s = tx.scope();
+            let plain = s
+                .query(customers::table)
+                .select(customers::id)
+                .load::<i64>(&mut tx);
+            let plain_shown = format!("{plain:?}");
+            plain.await?;
+            let last = s
+                .query(customers::table)
+                .select(customers::id)
+                .load::<i64>(tx.last());
+            let last_shown = format!("{last:?}");
+            last.await?;
+            Ok::<_, Error>((plain_shown, last_shown))
+        })
+        .await
+        .unwrap();
+    assert_eq!(shown.0, "Guarded { last: false, .. }");
+    assert_eq!(shown.1, "Guarded { last: true, .. }");
+}
+
+#[tokio::test]
 async fn the_last_statement_commits_with_its_flight() {
     let db = fresh_db().await;
     let a = new_tenant();
@@ -459,8 +491,6 @@ async fn a_last_statement_dropped_in_flight_is_not_reported_committed() {
     let db = fresh_db().await;
     let a = new_tenant();
     seed(&db, a, "a").await;
-    let pool = pool_of_one(&app_url().await);
-    let before = state(&pool).await.pid;
     let mut blocker = admin().await;
     blocker
         .batch_execute(&format!(
@@ -491,7 +521,48 @@ async fn a_last_statement_dropped_in_flight_is_not_reported_committed() {
     );
     // The connection did not go back to the pool.
     assert_eq!(db.status().size, 0, "{:?}", db.status());
-    let _ = before;
+}
+
+/// A flight whose end is known, committed or rolled back, gives its connection back to the
+/// pool: only an unknown end closes it.
+#[tokio::test]
+async fn a_flight_that_ended_as_known_keeps_its_connection() {
+    let db = fresh_db().await;
+    let a = new_tenant();
+    seed(&db, a, "a").await;
+    assert_eq!(db.status().size, 1, "{:?}", db.status());
+    // Committed with the statement.
+    db.single(a, async |mut tx| {
+        let s = tx.scope();
+        s.insert(customers::table)
+            .values(customer(300, "kept"))
+            .execute(&mut tx)
+            .await
+            .map_err(Error::from)
+    })
+    .await
+    .unwrap();
+    assert_eq!(name_of(a, 300).await.as_deref(), Some("kept"));
+    assert_eq!(db.status().size, 1, "committed: {:?}", db.status());
+    // Rolled back by the COMMIT behind a statement that failed (a duplicate key).
+    let duplicate = db
+        .single(a, async |mut tx| {
+            let s = tx.scope();
+            s.insert(customers::table)
+                .values(customer(300, "again"))
+                .execute(&mut tx)
+                .await
+                .map_err(Error::from)
+        })
+        .await;
+    assert!(duplicate.is_err(), "{duplicate:?}");
+    assert_eq!(name_of(a, 300).await.as_deref(), Some("kept"));
+    assert_eq!(db.status().size, 1, "rolled back: {:?}", db.status());
+    // What the pool shows is what the handle shows.
+    assert!(
+        format!("{db:?}").starts_with("TenantDb { status: Status { max_size: 1, size: 1,"),
+        "{db:?}"
+    );
 }
 
 /// Statements joined with the last one: `COMMIT` waits for every other statement of the

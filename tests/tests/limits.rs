@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tenant_db::limits::{Limited, SharePolicy, Tiers};
+use tenant_db::telemetry::RequestScope;
 use tenant_db::{Error, Tenant, TenantDb};
 use tenant_db_tests::schema::*;
 
@@ -225,6 +226,41 @@ async fn usage_metrics_have_bounded_labels_and_flag_a_noisy_neighbour() {
             Err::<(), _>(Error::Doctor("nope".into()))
         })
         .await;
+    // A statement's error the closure swallowed: the transaction did not commit.
+    let swallowed = db
+        .transaction(second, async |mut tx| {
+            let s = tx.scope();
+            for _ in 0..2 {
+                let _ = s
+                    .insert(customers::table)
+                    .values(NewCustomer {
+                        id: 1,
+                        name: "twice".into(),
+                        email: None,
+                    })
+                    .execute(&mut tx)
+                    .await;
+            }
+            Ok::<_, Error>(())
+        })
+        .await;
+    assert!(
+        matches!(swallowed, Err(Error::NotCommitted(_))),
+        "{swallowed:?}"
+    );
+    // A second tenant in a strict request: refused.
+    let refused = RequestScope::strict()
+        .run(async {
+            db.transaction(second, async |_tx| Ok::<_, Error>(()))
+                .await
+                .unwrap();
+            db.transaction(third, async |_tx| Ok::<_, Error>(())).await
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(Error::MixedTenants(_))),
+        "{refused:?}"
+    );
     let loaded: Vec<String> = db
         .transaction(first, async |mut tx| {
             let s = tx.scope();
@@ -247,14 +283,21 @@ async fn usage_metrics_have_bounded_labels_and_flag_a_noisy_neighbour() {
     assert_eq!(db.usage().label(&first.id()), "other");
 
     let mut labels = std::collections::BTreeMap::<(String, String), u64>::new();
+    // Errors of the tenants labelled `other`, by kind.
+    let mut kinds = std::collections::BTreeMap::<String, u64>::new();
     for (key, _, _, value) in snapshotter.snapshot().into_vec() {
         let key = key.key();
-        let tenant = key
-            .labels()
-            .find(|l| l.key() == "tenant")
-            .map(|l| l.value().to_string())
-            .unwrap_or_default();
+        let label = |name: &str| {
+            key.labels()
+                .find(|l| l.key() == name)
+                .map(|l| l.value().to_string())
+                .unwrap_or_default()
+        };
+        let tenant = label("tenant");
         if let metrics_util::debugging::DebugValue::Counter(n) = value {
+            if key.name() == "tenant_db_transaction_errors_total" && tenant == "other" {
+                *kinds.entry(label("kind")).or_default() += n;
+            }
             *labels.entry((key.name().to_string(), tenant)).or_default() += n;
         }
     }
@@ -266,11 +309,18 @@ async fn usage_metrics_have_bounded_labels_and_flag_a_noisy_neighbour() {
     );
     assert_eq!(
         labels[&("tenant_db_transactions_total".into(), "other".into())],
-        10
+        13
     );
     assert_eq!(
         labels[&("tenant_db_transaction_errors_total".into(), "other".into())],
-        1
+        3
+    );
+    // The closure's own error, a swallowed statement error, a refusal: each its kind.
+    assert_eq!(
+        kinds,
+        [("not_committed", 1), ("other", 1), ("refused", 1)]
+            .map(|(k, n)| (k.to_string(), n))
+            .into()
     );
     // The other two never had a label of their own (other tests' pools record too).
     for tenant in [second, third] {

@@ -141,6 +141,59 @@ async fn every_transaction_has_a_span_with_its_tenant_outcome_and_duration() {
 }
 
 #[tokio::test]
+async fn the_span_duration_is_the_transactions_time_in_milliseconds() {
+    let db = db_with_rls(2).await;
+    let a = new_tenant();
+    let capture = capture();
+    let started = std::time::Instant::now();
+    db.transaction(a, async |_tx| {
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+    let outside = started.elapsed().as_secs_f64() * 1000.0;
+    let spans = transactions(capture, a);
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    let ms: f64 = spans[0]["duration_ms"].parse().unwrap();
+    assert!(
+        (40.0..=outside).contains(&ms),
+        "{ms} ms inside, {outside} ms outside"
+    );
+}
+
+/// No other test of this binary sends a last statement, so the counter moves only here.
+#[tokio::test]
+async fn a_flight_is_counted_when_it_committed_and_only_then() {
+    let db = db_with_rls(2).await;
+    let a = new_tenant();
+    let insert = |name: &'static str| {
+        let db = db.clone();
+        async move {
+            db.single(a, async |mut tx| {
+                let s = tx.scope();
+                s.insert(customers::table)
+                    .values(NewCustomer {
+                        id: 1,
+                        name: name.into(),
+                        email: None,
+                    })
+                    .execute(&mut tx)
+                    .await
+                    .map_err(Error::from)
+            })
+            .await
+        }
+    };
+    let before = tenant_db::telemetry::commits_in_flight();
+    insert("first").await.unwrap();
+    assert_eq!(tenant_db::telemetry::commits_in_flight(), before + 1);
+    // The same key again: the statement fails and the COMMIT behind it rolls back.
+    insert("again").await.expect_err("a duplicate key");
+    assert_eq!(tenant_db::telemetry::commits_in_flight(), before + 1);
+}
+
+#[tokio::test]
 async fn a_request_that_mixes_tenants_is_flagged_or_refused_when_strict() {
     let db = db_with_rls(2).await;
     let (a, b) = two_tenants(&db).await;
