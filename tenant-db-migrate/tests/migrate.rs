@@ -111,6 +111,15 @@ fn the_derives_register_every_model_table() {
 async fn provision_and_migrations_apply_rls_to_every_registered_table_and_run_twice() {
     let database = &fresh("tenant_db_migrate_test");
     let urls = provisioned(database).await;
+    // Provisioned by a superuser: the two-key advisory locks (the tenant fences) are the
+    // owner's alone in the new database.
+    assert!(urls.tenant_locks_guarded);
+    let mut app = AsyncPgConnection::establish(&urls.app_url).await.unwrap();
+    let e = app
+        .batch_execute("SELECT pg_advisory_xact_lock(1, 2)")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("permission denied"), "{e}");
     // Twice: the second run applies no migration and changes nothing.
     tenant_db_migrate::run(&urls, MIGRATIONS, &registry())
         .await
@@ -306,6 +315,35 @@ async fn provisioning_refuses_a_database_another_role_owns() {
             .contains("owned by tenant_db_migrate_owner, not tenant_db_migrate_other"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn provisioning_creates_roles_that_do_not_exist_yet() {
+    let database = &fresh("tenant_db_migrate_roles");
+    let run = database.rsplit('_').take(2).collect::<Vec<_>>().join("_");
+    let (owner, app) = (format!("tdb_owner_{run}"), format!("tdb_app_{run}"));
+    let admin_url = tenant_db_tests::admin_url();
+    let urls = Provision::new(database, &owner, &app)
+        .run(&admin_url)
+        .await
+        .unwrap();
+    // The application role logs in, and is neither a superuser, nor BYPASSRLS, nor the owner.
+    let restricted = "SELECT count(*) AS n FROM pg_roles r JOIN pg_database d \
+        ON d.datname = current_database() WHERE r.rolname = current_user \
+        AND NOT r.rolsuper AND NOT r.rolbypassrls AND d.datdba <> r.oid";
+    assert_eq!(count(&urls.app_url, restricted).await, 1);
+    let owner_role = "SELECT count(*) AS n FROM pg_roles WHERE rolname = current_user \
+        AND NOT rolsuper";
+    assert_eq!(count(&urls.owner_url, owner_role).await, 1);
+    // Roles outlive databases: the test removes its own.
+    let mut admin = AsyncPgConnection::establish(&admin_url).await.unwrap();
+    for sql in [
+        format!("DROP DATABASE \"{database}\" WITH (FORCE)"),
+        format!("DROP ROLE \"{app}\""),
+        format!("DROP ROLE \"{owner}\""),
+    ] {
+        admin.batch_execute(&sql).await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -636,3 +636,26 @@ async fn savepoint(conn: &AsyncPgConnection, sql: &str) -> Result<(), Error> {
     diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, sql).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Touched, grown};
+
+    fn touched(relid: i64, name: &str, touched: i64) -> Touched {
+        Touched {
+            relid,
+            name: name.to_string(),
+            touched,
+        }
+    }
+
+    #[test]
+    fn an_access_lists_the_tables_whose_own_counters_grew() {
+        // `a` was touched before the access (counters not flushed yet) and not during it;
+        // `b` grew; `c` is new. Each is compared with its own earlier counter only.
+        let before = [touched(1, "a", 5), touched(2, "b", 1)];
+        let after = vec![touched(3, "c", 1), touched(2, "b", 3), touched(1, "a", 5)];
+        assert_eq!(grown(&before, after), ["b", "c"]);
+        assert!(grown(&before, vec![touched(1, "a", 5)]).is_empty());
+    }
+}

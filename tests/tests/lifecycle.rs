@@ -121,6 +121,41 @@ async fn export_then_import_then_compare_is_lossless_across_databases_and_ids() 
 }
 
 #[tokio::test]
+async fn a_tenant_with_an_empty_table_round_trips() {
+    let db = common::db_with_rls(2).await;
+    let a = keyed::new_tenant();
+    // Customers only: the orders table is empty, and the manifest says so.
+    db.transaction(a, async |mut tx| {
+        let s = tx.scope();
+        s.insert(customers::table)
+            .values(NewCustomer {
+                id: 1,
+                name: "only".into(),
+                email: None,
+            })
+            .execute(&mut tx)
+            .await?;
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+    let mut source = conn().await;
+    let exported = export(&mut source, a).await;
+    let c = keyed::new_tenant();
+    let manifest = lifecycle::import(&mut source, &registry(), c, exported.as_slice())
+        .await
+        .unwrap();
+    assert_eq!(
+        manifest.tables,
+        counts(&[("\"customers\"", 1), ("\"orders\"", 0)])
+    );
+    assert_eq!(
+        rows_without_tenant(&export(&mut source, c).await),
+        rows_without_tenant(&exported)
+    );
+}
+
+#[tokio::test]
 async fn an_import_that_does_not_match_its_manifest_writes_nothing() {
     let db = common::db_with_rls(2).await;
     let (a, b) = common::two_tenants(&db).await;
