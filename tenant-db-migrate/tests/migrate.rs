@@ -320,7 +320,7 @@ async fn provisioning_refuses_a_database_another_role_owns() {
 #[tokio::test]
 async fn provisioning_creates_roles_that_do_not_exist_yet() {
     let database = &fresh("tenant_db_migrate_roles");
-    let run = database.rsplit('_').take(2).collect::<Vec<_>>().join("_");
+    let run = tenant_db_tests::fresh::suffix();
     let (owner, app) = (format!("tdb_owner_{run}"), format!("tdb_app_{run}"));
     let admin_url = tenant_db_tests::admin_url();
     let urls = Provision::new(database, &owner, &app)

@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const LEFTOVER_AGE: Duration = Duration::from_secs(3600);
 
 /// This process's suffix: `r<pid>_<start time, seconds, hex>`.
-fn suffix() -> &'static str {
+pub fn suffix() -> &'static str {
     static SUFFIX: OnceLock<String> = OnceLock::new();
     SUFFIX.get_or_init(|| {
         let secs = SystemTime::now()

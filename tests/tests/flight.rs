@@ -17,14 +17,6 @@ use tenant_db::prelude::*;
 use tenant_db::{Error, TenantDb};
 use tenant_db_tests::schema::*;
 
-fn customer(id: i64, name: &str) -> NewCustomer {
-    NewCustomer {
-        id,
-        name: name.into(),
-        email: None,
-    }
-}
-
 /// A fresh pool of one connection: its first statements miss the statement cache.
 async fn fresh_db() -> TenantDb {
     db_with_rls(1).await
@@ -82,7 +74,7 @@ async fn single_reads_and_writes_on_a_cache_miss_and_a_hit() {
             .single(a, async |mut tx| {
                 let s = tx.scope();
                 s.insert(customers::table)
-                    .values(customer(id, "flown"))
+                    .values(new_customer(id, "flown"))
                     .execute(&mut tx)
                     .await
                     .map_err(Error::from)
@@ -273,12 +265,12 @@ async fn a_statement_after_the_last_is_refused_and_sends_nothing() {
         .single(a, async |mut tx| {
             let s = tx.scope();
             s.insert(customers::table)
-                .values(customer(200, "first"))
+                .values(new_customer(200, "first"))
                 .execute(&mut tx)
                 .await?;
             let second = s
                 .insert(customers::table)
-                .values(customer(201, "second"))
+                .values(new_customer(201, "second"))
                 .execute(&mut tx)
                 .await;
             let raw = tx
@@ -346,11 +338,11 @@ async fn the_last_statement_commits_with_its_flight() {
     db.transaction(a, async |mut tx| {
         let s = tx.scope();
         s.insert(customers::table)
-            .values(customer(300, "before"))
+            .values(new_customer(300, "before"))
             .execute(&mut tx)
             .await?;
         s.insert(customers::table)
-            .values(customer(301, "last"))
+            .values(new_customer(301, "last"))
             .execute(tx.last())
             .await?;
         Ok::<_, Error>(())
@@ -364,7 +356,7 @@ async fn the_last_statement_commits_with_its_flight() {
         .transaction(a, async |mut tx| {
             let s = tx.scope();
             s.insert(customers::table)
-                .values(customer(302, "kept"))
+                .values(new_customer(302, "kept"))
                 .execute(tx.last())
                 .await?;
             Err::<(), _>(Error::Doctor("the closure's own error".into()))
@@ -379,12 +371,12 @@ async fn the_last_statement_commits_with_its_flight() {
         .transaction(a, async |mut tx| {
             let s = tx.scope();
             s.insert(customers::table)
-                .values(customer(303, "rolled back"))
+                .values(new_customer(303, "rolled back"))
                 .execute(&mut tx)
                 .await?;
             let _ = s
                 .insert(customers::table)
-                .values(customer(300, "duplicate key"))
+                .values(new_customer(300, "duplicate key"))
                 .execute(tx.last())
                 .await;
             Ok::<_, Error>(())
@@ -416,7 +408,7 @@ async fn a_refused_tenant_commits_nothing() {
         .single(a, async |mut tx| {
             let s = tx.scope();
             s.insert(customers::table)
-                .values(customer(400, "behind a fence"))
+                .values(new_customer(400, "behind a fence"))
                 .execute(&mut tx)
                 .await
                 .map_err(Error::from)
@@ -460,7 +452,7 @@ async fn a_connection_that_dies_in_flight_commits_nothing() {
             .single(a, async |mut tx| {
                 let s = tx.scope();
                 s.insert(customers::table)
-                    .values(customer(500 + round, "tenant-db: die in flight"))
+                    .values(new_customer(500 + round, "tenant-db: die in flight"))
                     .execute(&mut tx)
                     .await
                     .map_err(Error::from)
@@ -535,7 +527,7 @@ async fn a_flight_that_ended_as_known_keeps_its_connection() {
     db.single(a, async |mut tx| {
         let s = tx.scope();
         s.insert(customers::table)
-            .values(customer(300, "kept"))
+            .values(new_customer(300, "kept"))
             .execute(&mut tx)
             .await
             .map_err(Error::from)
@@ -549,7 +541,7 @@ async fn a_flight_that_ended_as_known_keeps_its_connection() {
         .single(a, async |mut tx| {
             let s = tx.scope();
             s.insert(customers::table)
-                .values(customer(300, "again"))
+                .values(new_customer(300, "again"))
                 .execute(&mut tx)
                 .await
                 .map_err(Error::from)
@@ -577,11 +569,11 @@ async fn statements_joined_with_the_last_one_stay_inside_the_transaction() {
             let s = tx.scope();
             let earlier = s
                 .insert(customers::table)
-                .values(customer(600 + 2 * round, "earlier"))
+                .values(new_customer(600 + 2 * round, "earlier"))
                 .execute(&mut tx);
             let last = s
                 .insert(customers::table)
-                .values(customer(601 + 2 * round, "last"))
+                .values(new_customer(601 + 2 * round, "last"))
                 .execute(tx.last());
             // The last one is polled first.
             let (l, e) = tokio::join!(last, earlier);
@@ -761,7 +753,7 @@ async fn a_commit_that_fails_is_an_error() {
         .single(a, async |mut tx| {
             let s = tx.scope();
             s.insert(customers::table)
-                .values(customer(700, "tenant-db: fail at commit"))
+                .values(new_customer(700, "tenant-db: fail at commit"))
                 .execute(&mut tx)
                 .await
                 .map_err(Error::from)
@@ -776,7 +768,7 @@ async fn a_commit_that_fails_is_an_error() {
             let s = tx.scope();
             let _ = s
                 .insert(customers::table)
-                .values(customer(702, "tenant-db: fail at commit"))
+                .values(new_customer(702, "tenant-db: fail at commit"))
                 .execute(&mut tx)
                 .await;
             Ok::<_, Error>(())
@@ -791,7 +783,7 @@ async fn a_commit_that_fails_is_an_error() {
     db.single(a, async |mut tx| {
         let s = tx.scope();
         s.insert(customers::table)
-            .values(customer(701, "counted"))
+            .values(new_customer(701, "counted"))
             .execute(&mut tx)
             .await
             .map_err(Error::from)
@@ -812,12 +804,12 @@ async fn a_swallowed_error_is_not_reported_committed() {
         .transaction(a, async |mut tx| {
             let s = tx.scope();
             s.insert(customers::table)
-                .values(customer(800, "should not land"))
+                .values(new_customer(800, "should not land"))
                 .execute(&mut tx)
                 .await?;
             let duplicate = s
                 .insert(customers::table)
-                .values(customer(1, "duplicate key"))
+                .values(new_customer(1, "duplicate key"))
                 .execute(&mut tx)
                 .await;
             assert!(duplicate.is_err());
@@ -836,13 +828,13 @@ async fn a_swallowed_error_is_not_reported_committed() {
         let s = tx.scope();
         let _ = s
             .insert(customers::table)
-            .values(customer(1, "duplicate key"))
+            .values(new_customer(1, "duplicate key"))
             .execute(&mut tx)
             .await;
         tx.unscoped_execute(diesel::sql_query("ROLLBACK TO SAVEPOINT s"))
             .await?;
         s.insert(customers::table)
-            .values(customer(801, "kept"))
+            .values(new_customer(801, "kept"))
             .execute(&mut tx)
             .await?;
         Ok::<_, Error>(())
@@ -865,7 +857,7 @@ async fn a_last_read_that_finds_nothing_still_commits() {
         .transaction(a, async |mut tx| {
             let s = tx.scope();
             s.insert(customers::table)
-                .values(customer(810, "written"))
+                .values(new_customer(810, "written"))
                 .execute(&mut tx)
                 .await?;
             let none: Option<String> = s
@@ -893,7 +885,7 @@ async fn a_last_stream_of_many_rows_is_read_to_its_end() {
     let big = "x".repeat(200);
     db.transaction(a, async |mut tx| {
         let s = tx.scope();
-        let rows: Vec<NewCustomer> = (1..=15_000).map(|i| customer(i, &big)).collect();
+        let rows: Vec<NewCustomer> = (1..=15_000).map(|i| new_customer(i, &big)).collect();
         s.insert(customers::table)
             .values(rows)
             .execute(&mut tx)

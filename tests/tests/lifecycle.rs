@@ -125,20 +125,7 @@ async fn a_tenant_with_an_empty_table_round_trips() {
     let db = common::db_with_rls(2).await;
     let a = keyed::new_tenant();
     // Customers only: the orders table is empty, and the manifest says so.
-    db.transaction(a, async |mut tx| {
-        let s = tx.scope();
-        s.insert(customers::table)
-            .values(NewCustomer {
-                id: 1,
-                name: "only".into(),
-                email: None,
-            })
-            .execute(&mut tx)
-            .await?;
-        Ok::<_, Error>(())
-    })
-    .await
-    .unwrap();
+    common::insert_customer(&db, a, 1, "only").await;
     let mut source = conn().await;
     let exported = export(&mut source, a).await;
     let c = keyed::new_tenant();

@@ -233,11 +233,7 @@ async fn usage_metrics_have_bounded_labels_and_flag_a_noisy_neighbour() {
             for _ in 0..2 {
                 let _ = s
                     .insert(customers::table)
-                    .values(NewCustomer {
-                        id: 1,
-                        name: "twice".into(),
-                        email: None,
-                    })
+                    .values(new_customer(1, "twice"))
                     .execute(&mut tx)
                     .await;
             }

@@ -31,6 +31,22 @@ async fn secret_name(owner: &mut diesel_async::AsyncPgConnection) -> String {
     seen.tenant
 }
 
+/// Sets the setting `name` to `value` for the rest of `tx`, through the escape hatch (what
+/// code that learned a secret name could run).
+async fn set_config(
+    tx: &mut tenant_db::TenantTx<'_>,
+    name: &str,
+    value: &str,
+) -> Result<(), Error> {
+    tx.unscoped_load::<_, Seen>(
+        diesel::sql_query("SELECT set_config($1, $2, true) AS tenant")
+            .bind::<Text, _>(name)
+            .bind::<Text, _>(value),
+    )
+    .await?;
+    Ok(())
+}
+
 /// What a transaction of `a` sees after setting `name` to `b` through the escape hatch.
 async fn forged(
     db: &tenant_db::TenantDb,
@@ -39,12 +55,7 @@ async fn forged(
     name: &str,
 ) -> Vec<String> {
     db.transaction(a, async |mut tx| {
-        tx.unscoped_load::<_, Seen>(
-            diesel::sql_query("SELECT set_config($1, $2, true) AS tenant")
-                .bind::<Text, _>(name)
-                .bind::<Text, _>(b.to_string()),
-        )
-        .await?;
+        set_config(&mut tx, name, &b.to_string()).await?;
         visible(&mut tx).await
     })
     .await
@@ -69,12 +80,7 @@ async fn forged_kind(
         current: Option<String>,
     }
     db.transaction(a, async |mut tx| {
-        tx.unscoped_load::<_, Seen>(
-            diesel::sql_query("SELECT set_config($1, $2, true) AS tenant")
-                .bind::<Text, _>(name)
-                .bind::<Text, _>(value),
-        )
-        .await?;
+        set_config(&mut tx, name, value).await?;
         let current: Vec<Current> = tx
             .unscoped_load(
                 diesel::sql_query("SELECT tenant_db.current_tenant($1) AS current")

@@ -175,11 +175,7 @@ async fn a_flight_is_counted_when_it_committed_and_only_then() {
             db.single(a, async |mut tx| {
                 let s = tx.scope();
                 s.insert(customers::table)
-                    .values(NewCustomer {
-                        id: 1,
-                        name: name.into(),
-                        email: None,
-                    })
+                    .values(new_customer(1, name))
                     .execute(&mut tx)
                     .await
                     .map_err(Error::from)

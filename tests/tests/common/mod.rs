@@ -45,6 +45,29 @@ pub async fn db_without_rls(max_size: usize) -> TenantDb {
     TenantDb::connect(&url, max_size).expect("pool")
 }
 
+/// Customer `id` named `name`, without an email.
+pub fn new_customer(id: i64, name: &str) -> NewCustomer {
+    NewCustomer {
+        id,
+        name: name.into(),
+        email: None,
+    }
+}
+
+/// Inserts [`new_customer`]`(id, name)` for `tenant`, in a transaction of its own.
+pub async fn insert_customer(db: &TenantDb, tenant: Tenant, id: i64, name: &str) {
+    db.transaction(tenant, async |mut tx| {
+        let s = tx.scope();
+        s.insert(customers::table)
+            .values(new_customer(id, name))
+            .execute(&mut tx)
+            .await?;
+        Ok::<_, tenant_db::Error>(())
+    })
+    .await
+    .expect("a customer inserted in a tenant transaction");
+}
+
 /// Seeds the same ids and names for a tenant: customers 1..=3, orders 10, 11 (customer 1) and
 /// 12 (customer 2); customer 3 has no orders.
 pub async fn seed(db: &TenantDb, tenant: Tenant, tag: &str) {

@@ -12,20 +12,7 @@ type R<T> = Result<T, Error>;
 
 /// Customer 99, "only-b": a row only tenant `b` has.
 async fn insert_only_b_row(db: &TenantDb, b: Tenant) {
-    db.transaction(b, async |mut tx| {
-        let s = tx.scope();
-        s.insert(customers::table)
-            .values(NewCustomer {
-                id: 99,
-                name: "only-b".into(),
-                email: None,
-            })
-            .execute(&mut tx)
-            .await?;
-        Ok::<_, Error>(())
-    })
-    .await
-    .unwrap();
+    insert_customer(db, b, 99, "only-b").await;
 }
 
 #[tokio::test]
