@@ -447,6 +447,9 @@ mod tests {
                 one: bool,
                 #[diesel(select_expression = (notes::a, notes::b))]
                 pair: (i64, i64),
+                // An expression with a turbofish of two arguments, then a type of two.
+                #[diesel(select_expression = f::<A, B>(notes::n), select_expression_type = F<A, B>)]
+                called: bool,
                 tenant_id: uuid::Uuid,
             }
         }));

@@ -323,6 +323,10 @@ async fn provisioning_creates_roles_that_do_not_exist_yet() {
     let run = tenant_db_tests::fresh::suffix();
     let (owner, app) = (format!("tdb_owner_{run}"), format!("tdb_app_{run}"));
     let admin_url = tenant_db_tests::admin_url();
+    // Not there before: provisioning creates them.
+    let existing =
+        format!("SELECT count(*) AS n FROM pg_roles WHERE rolname IN ('{owner}', '{app}')");
+    assert_eq!(count(&admin_url, &existing).await, 0);
     let urls = Provision::new(database, &owner, &app)
         .run(&admin_url)
         .await
@@ -344,6 +348,7 @@ async fn provisioning_creates_roles_that_do_not_exist_yet() {
     ] {
         admin.batch_execute(&sql).await.unwrap();
     }
+    assert_eq!(count(&admin_url, &existing).await, 0);
 }
 
 #[tokio::test(flavor = "current_thread")]
