@@ -298,7 +298,13 @@ async fn policy_evaluated_per_row() {
     let m = "DROP POLICY tenant_db_isolation ON {s}.tasks;
              CREATE POLICY iso ON {s}.tasks AS RESTRICTIVE FOR ALL
                USING (tenant_id = NULLIF(current_setting('app.current_tenant', true), '')::uuid);";
-    expect_on_tasks("doc_per_row", m, Rule::PolicyPerRow).await;
+    let report = expect_on_tasks("doc_per_row", m, Rule::PolicyPerRow).await;
+    // Every command is read per row: the first is named.
+    let detail = &report.findings[0].detail;
+    assert!(
+        detail.contains("policy `iso` reads the tenant setting for every row (SELECT)"),
+        "{detail}"
+    );
 }
 
 #[tokio::test]
@@ -623,6 +629,8 @@ async fn security_definer_functions_that_read_tenant_tables_unbound() {
         "{report:#?}"
     );
     assert!(report.findings[0].detail.contains("count_tasks()"));
+    // One table: named in `table`; `tables` lists several only.
+    assert_eq!(report.findings[0].tables, Vec::<String>::new());
     fixes_converge(
         "tenant_db_doctor_fn_plain",
         "app",
@@ -1864,4 +1872,131 @@ async fn a_table_locked_by_someone_else_does_not_hang_the_audit() {
         report.notes.iter().any(|n| n.contains("lock timeout")),
         "{report:#?}"
     );
+}
+
+#[tokio::test]
+async fn policies_that_do_not_bind_the_app_role_are_not_tried_with_a_made_up_row() {
+    // RLS off on an empty table whose only policy lets every row through: the table is found
+    // for RLS being off, and the made-up row is not tried against policies not in force (the
+    // report would blame a policy for what RLS being off does).
+    let schema = "doc_unbound_policies";
+    let m = "DELETE FROM {s}.tasks;
+             DROP POLICY tenant_db_isolation ON {s}.tasks;
+             ALTER TABLE {s}.tasks DISABLE ROW LEVEL SECURITY;";
+    let report = audit_with(schema, m, DoctorConfig::default()).await;
+    assert!(
+        found(&report).contains(&(Rule::RlsDisabled, t(schema, "tasks"))),
+        "{report:#?}"
+    );
+    assert!(
+        !report
+            .findings
+            .iter()
+            .any(|f| f.detail.contains("passes the read policies")),
+        "{report:#?}"
+    );
+}
+
+#[tokio::test]
+async fn policy_that_reads_the_tenant_setting_directly() {
+    // Isolating as long as nothing else sets `app.current_tenant`: only the text tells.
+    let m = "DROP POLICY tenant_db_isolation ON {s}.tasks;
+             CREATE POLICY iso ON {s}.tasks AS RESTRICTIVE FOR ALL
+               USING (tenant_id = (SELECT NULLIF(current_setting('app.current_tenant', true), '')::uuid));";
+    let report = expect_on_tasks("doc_forgeable", m, Rule::PolicyTrustsForgeableSetting).await;
+    let detail = &report.findings[0].detail;
+    assert!(
+        detail.contains("policy `iso` reads `app.current_tenant` directly"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn an_update_policy_that_checks_nothing_of_the_new_row() {
+    // A restrictive policy per command, each comparing the tenant soundly, but the one for
+    // UPDATE lets an updated row become any tenant's: `WITH CHECK (true)`.
+    let c = "tenant_id = (SELECT tenant_db.current_tenant()::uuid)";
+    let m = format!(
+        "DROP POLICY tenant_db_isolation ON {{s}}.tasks;
+         CREATE POLICY r ON {{s}}.tasks AS RESTRICTIVE FOR SELECT USING ({c});
+         CREATE POLICY a ON {{s}}.tasks AS RESTRICTIVE FOR INSERT WITH CHECK ({c});
+         CREATE POLICY w ON {{s}}.tasks AS RESTRICTIVE FOR UPDATE USING ({c}) WITH CHECK (true);
+         CREATE POLICY d ON {{s}}.tasks AS RESTRICTIVE FOR DELETE USING ({c});"
+    );
+    let report = expect_on_tasks("doc_update_check", &m, Rule::NoRestrictivePolicy).await;
+    let detail = &report.findings[0].detail;
+    assert!(detail.contains("of its key type for UPDATE"), "{detail}");
+}
+
+#[tokio::test]
+async fn membership_in_the_owner_of_a_table_and_of_two_definers_is_one_finding() {
+    let database = "tenant_db_doctor_fn_table_member";
+    let roles = "DO $$ BEGIN
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'doc_fnt_owner') THEN
+            CREATE ROLE doc_fnt_owner NOLOGIN; END IF;
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'doc_fnt_app') THEN
+            CREATE ROLE doc_fnt_app NOLOGIN; END IF;
+        END $$;
+        GRANT doc_fnt_owner TO doc_fnt_app;
+        GRANT USAGE ON SCHEMA {s} TO doc_fnt_owner;
+        CREATE TABLE {s}.ledger (id bigint PRIMARY KEY);
+        ALTER TABLE {s}.ledger OWNER TO doc_fnt_owner;
+        CREATE FUNCTION {s}.stamp() RETURNS int LANGUAGE sql SECURITY DEFINER
+          SET search_path = pg_catalog AS 'SELECT 1';
+        ALTER FUNCTION {s}.stamp() OWNER TO doc_fnt_owner;
+        CREATE FUNCTION {s}.stamp_again() RETURNS int LANGUAGE sql SECURITY DEFINER
+          SET search_path = pg_catalog AS 'SELECT 2';
+        ALTER FUNCTION {s}.stamp_again() OWNER TO doc_fnt_owner;";
+    set_up_in(database, "app", roles).await;
+    let config = DoctorConfig {
+        app_role: Some("doc_fnt_app".into()),
+        ..DoctorConfig::default()
+    };
+    let report = audit_in(database, "app", &config).await;
+    // One membership, one finding: on its one table (named in `table`, so `tables` is empty),
+    // naming both functions; the table is not reported again as unclassified.
+    assert_eq!(
+        found(&report),
+        vec![(Rule::AppRoleOwnsTable, t("app", "ledger"))],
+        "{report:#?}"
+    );
+    assert_eq!(report.findings[0].tables, Vec::<String>::new());
+    let detail = &report.findings[0].detail;
+    assert!(
+        detail.contains("the owner of \"app\".\"ledger\" and of SECURITY DEFINER function(s) app.stamp(), app.stamp_again()"),
+        "{detail}"
+    );
+    fixes_converge(database, "app", &report, config).await;
+}
+
+#[tokio::test]
+async fn tables_the_app_role_owns_itself_are_found_unclassified_or_global() {
+    let schema = "doc_app_owns_plain";
+    let m = format!(
+        "CREATE TABLE {{s}}.notes (id bigint PRIMARY KEY);
+         ALTER TABLE {{s}}.notes OWNER TO {APP_ROLE};
+         ALTER TABLE {{s}}.countries OWNER TO {APP_ROLE};"
+    );
+    let report = audit_with(schema, &m, DoctorConfig::default()).await;
+    assert_eq!(
+        found(&report),
+        vec![
+            (Rule::UnclassifiedTable, t(schema, "notes")),
+            (Rule::GlobalTableWritable, t(schema, "countries")),
+        ],
+        "{report:#?}"
+    );
+    assert!(
+        report.findings[0]
+            .detail
+            .contains("the application role owns"),
+        "{report:#?}"
+    );
+    assert!(
+        report.findings[1]
+            .detail
+            .contains("the application role owns global table"),
+        "{report:#?}"
+    );
+    fixes_converge(DATABASE, schema, &report, DoctorConfig::default()).await;
 }

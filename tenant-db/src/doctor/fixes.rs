@@ -144,4 +144,17 @@ mod tests {
         // A finding with no statement keeps its (empty) fix.
         assert_eq!(findings[6].fix, "");
     }
+
+    #[test]
+    fn the_rest_of_a_tables_statements_run_in_report_order() {
+        // Given out of order: the script follows the rules' report order, not the findings'.
+        let mut findings = vec![
+            f(Rule::UniqueWithoutTenant, "t", "UNIQUE;"),
+            f(Rule::NoTenantIndex, "t", "INDEX;"),
+            f(Rule::RlsDisabled, "t", "ENABLE;"),
+        ];
+        let fixes = collect(&mut findings);
+        assert_eq!(fixes.len(), 1);
+        assert_eq!(fixes[0].sql, "BEGIN;\nENABLE;\nINDEX;\nUNIQUE;\nCOMMIT;\n");
+    }
 }

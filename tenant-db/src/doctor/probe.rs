@@ -688,3 +688,35 @@ fn probe_error(snap: &Snapshot, e: diesel::result::Error) -> Error {
         snap.role.name
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::random_tenant;
+    use crate::KeyType;
+
+    #[test]
+    fn a_made_up_tenant_is_far_from_real_ids_and_fits_its_column() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let big = random_tenant(KeyType::BigInt)
+                .and_then(|t| t.as_i64())
+                .unwrap();
+            assert!(
+                (4_000_000_000_000..5_000_000_000_000).contains(&big),
+                "{big}"
+            );
+            // An `integer` column takes it, with room to spare: above any sequence's early ids.
+            let int = random_tenant(KeyType::Integer)
+                .and_then(|t| t.as_i64())
+                .unwrap();
+            assert!((1_500_000_000..2_000_000_000).contains(&int), "{int}");
+            assert!(i32::try_from(int).is_ok());
+            let text = random_tenant(KeyType::Text).unwrap();
+            assert!(text.as_text().unwrap().starts_with("tenant-db-probe-"));
+            assert!(random_tenant(KeyType::Uuid).unwrap().as_uuid().is_some());
+            seen.insert(big);
+        }
+        // Drawn afresh each time, not one fixed value.
+        assert!(seen.len() > 190, "{}", seen.len());
+    }
+}
