@@ -562,6 +562,32 @@ mod tests {
         assert_eq!(read(r#"f(a, b) = 'select, x'"#), Ok(Read::default()));
     }
 
+    #[test]
+    fn a_minus_or_a_division_is_no_comment() {
+        for sql in [
+            r#"SELECT "t"."price" - 1 FROM "t""#,
+            r#"SELECT "t"."price" / 2 FROM "t""#,
+            r#"SELECT - "t"."price" FROM "t" WHERE "t"."a" -1 > 0"#,
+        ] {
+            assert_eq!(lint(sql), Ok(()), "{sql}");
+        }
+        assert_eq!(lint("SELECT 1 -- no"), Err(Refusal::Comment));
+        assert_eq!(lint("SELECT 1 /* no */"), Err(Refusal::Comment));
+        assert_eq!(lint("-- first"), Err(Refusal::Comment));
+        assert_eq!(lint("/* first */"), Err(Refusal::Comment));
+    }
+
+    #[test]
+    fn a_name_is_read_whole_whatever_it_starts_with() {
+        // Functions of the application's own whose names end like a denied one: one word each,
+        // not a denied name after a prefix the reader skipped.
+        assert_eq!(lint("SELECT _set_config(1), ñset_config(2)"), Ok(()));
+        assert_eq!(
+            lint("SELECT _x, set_config($1, $2, true)"),
+            Err(Refusal::SessionFunction("set_config"))
+        );
+    }
+
     proptest! {
         /// Any text: a verdict, never a panic.
         #[test]

@@ -1121,3 +1121,51 @@ async fn a_hand_written_tenant_column_cannot_widen_the_tenant_predicate() {
         .unwrap();
     assert_eq!((rows, updated), (3, 0));
 }
+
+#[tokio::test]
+async fn the_escape_hatchs_text_is_still_read() {
+    // Text the escape hatch carries may read anything (RLS guards that), but it may not undo
+    // the tenant filter around it, end the statement, or call a session function.
+    use tenant_db::guard::Refusal;
+    let db = db(2).await;
+    let (a, b) = two_tenants(&db).await;
+    insert_only_b_row(&db, b).await;
+    let mut reasons = Vec::new();
+    for text in [
+        "true) OR (true",
+        "true --",
+        "true /* */",
+        "true; SELECT true",
+        "set_config('app.user', 'x', true) <> ''",
+    ] {
+        let outcome = db
+            .transaction(a, async |mut tx| {
+                let s = tx.scope();
+                let ids = s
+                    .query(customers::table)
+                    .filter(tenant_db::unscoped_expr(diesel::dsl::sql::<
+                        diesel::sql_types::Bool,
+                    >(text)))
+                    .select(customers::id)
+                    .load::<i64>(&mut tx)
+                    .await;
+                Ok::<_, Error>(ids.map_err(Error::from))
+            })
+            .await
+            .unwrap();
+        reasons.push(match outcome {
+            Err(Error::Refused(refused)) => Some(refused.reason),
+            _ => None,
+        });
+    }
+    assert_eq!(
+        reasons,
+        vec![
+            Some(Refusal::UnbalancedParentheses),
+            Some(Refusal::Comment),
+            Some(Refusal::Comment),
+            Some(Refusal::Semicolon),
+            Some(Refusal::SessionFunction("set_config")),
+        ]
+    );
+}
