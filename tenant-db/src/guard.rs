@@ -588,6 +588,25 @@ mod tests {
         );
     }
 
+    #[test]
+    fn quotes_are_read_as_postgresql_reads_them() {
+        // An empty string ends where it ends; a doubled quote inside a string is content.
+        assert_eq!(lint("SELECT '' = $1"), Ok(()));
+        assert_eq!(lint("SELECT 'a'')' = $1, ''''"), Ok(()));
+        // `&` before a quote is an operator unless a `U` comes before it.
+        assert_eq!(lint(r#"SELECT "flags"&'1'"#), Ok(()));
+        // A dollar-quoted string ends at its tag's next occurrence after the opening tag,
+        // even an empty one right after it.
+        assert_eq!(lint("SELECT $a$a$;$a$ = $1"), Ok(()));
+        assert_eq!(lint("SELECT $$$$ = $1"), Ok(()));
+        // A tag may hold an underscore; what follows the closing tag is code again (here the
+        // name `b$` and a semicolon, not a second dollar quote).
+        assert_eq!(lint("SELECT $q_1$ ; $q_1$ = $1"), Ok(()));
+        assert_eq!(lint("SELECT $a$x$a$b$;$b$"), Err(Refusal::Semicolon));
+        // An escape string is refused even with nothing escaped in it.
+        assert_eq!(lint("SELECT E'abc'"), Err(Refusal::EscapeSyntax));
+    }
+
     proptest! {
         /// Any text: a verdict, never a panic.
         #[test]
