@@ -10,6 +10,14 @@ use crate::keyed::*;
 
 type R<T> = Result<T, Error>;
 
+/// Why tenant-db refused the statement, if it did (`None` for any other outcome).
+fn refusal<T, E: Into<Error>>(outcome: Result<T, E>) -> Option<tenant_db::guard::Refusal> {
+    match outcome.map_err(Into::into) {
+        Err(Error::Refused(refused)) => Some(refused.reason),
+        _ => None,
+    }
+}
+
 /// Customer 99, "only-b": a row only tenant `b` has.
 async fn insert_only_b_row(db: &TenantDb, b: Tenant) {
     insert_customer(db, b, 99, "only-b").await;
@@ -689,13 +697,7 @@ async fn custom_nodes_that_would_break_out_of_the_tenant_filter_are_refused() {
         })
         .await
         .unwrap();
-    let reasons: Vec<Option<Refusal>> = outcomes
-        .into_iter()
-        .map(|r| match r {
-            Err(Error::Refused(refused)) => Some(refused.reason),
-            _ => None,
-        })
-        .collect();
+    let reasons: Vec<Option<Refusal>> = outcomes.into_iter().map(refusal).collect();
     assert_eq!(
         reasons,
         vec![
@@ -755,10 +757,6 @@ async fn hidden_subqueries_text_functions_and_extra_assignments_are_refused() {
         .transaction(a, async |mut tx| {
             let s = tx.scope();
             let only_b = || customers::table.filter(customers::name.eq("only-b"));
-            let refusal = |r: Result<(), diesel::result::Error>| match r.map_err(Error::from) {
-                Err(Error::Refused(refused)) => Some(refused.reason),
-                _ => None,
-            };
             let mut out = Vec::new();
             out.push(refusal(
                 s.query(customers::table)
@@ -901,10 +899,6 @@ async fn escaped_text_and_functions_that_run_text_are_refused() {
     let reasons: Vec<Option<Refusal>> = db
         .transaction(a, async |mut tx| {
             let s = tx.scope();
-            let refusal = |r: Result<(), diesel::result::Error>| match r.map_err(Error::from) {
-                Err(Error::Refused(refused)) => Some(refused.reason),
-                _ => None,
-            };
             let mut out = Vec::new();
             out.push(refusal(
                 s.query(customers::table)
@@ -1149,14 +1143,11 @@ async fn the_escape_hatchs_text_is_still_read() {
                     .select(customers::id)
                     .load::<i64>(&mut tx)
                     .await;
-                Ok::<_, Error>(ids.map_err(Error::from))
+                Ok::<_, Error>(ids)
             })
             .await
             .unwrap();
-        reasons.push(match outcome {
-            Err(Error::Refused(refused)) => Some(refused.reason),
-            _ => None,
-        });
+        reasons.push(refusal(outcome));
     }
     assert_eq!(
         reasons,
