@@ -1898,6 +1898,33 @@ async fn policies_that_do_not_bind_the_app_role_are_not_tried_with_a_made_up_row
 }
 
 #[tokio::test]
+async fn policies_of_a_table_the_app_role_owns_unforced_are_not_tried_with_a_made_up_row() {
+    // The other way policies stop binding: RLS on, but the application role owns the table and
+    // RLS is not forced, so the owner bypasses them. The table is found for that, and the
+    // made-up row is not tried against the allow-all policy left on it.
+    let schema = "doc_unforced_policies";
+    let m = format!(
+        "DELETE FROM {{s}}.tasks;
+         DROP POLICY tenant_db_isolation ON {{s}}.tasks;
+         ALTER TABLE {{s}}.tasks OWNER TO {APP_ROLE};
+         ALTER TABLE {{s}}.tasks NO FORCE ROW LEVEL SECURITY;"
+    );
+    let report = audit_with(schema, &m, DoctorConfig::default()).await;
+    let found = found(&report);
+    assert!(
+        found.contains(&(Rule::RlsNotForced, t(schema, "tasks"))),
+        "{report:#?}"
+    );
+    assert!(
+        !report
+            .findings
+            .iter()
+            .any(|f| f.detail.contains("passes the read policies")),
+        "{report:#?}"
+    );
+}
+
+#[tokio::test]
 async fn policy_that_reads_the_tenant_setting_directly() {
     // Isolating as long as nothing else sets `app.current_tenant`: only the text tells.
     let m = "DROP POLICY tenant_db_isolation ON {s}.tasks;

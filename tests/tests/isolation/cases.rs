@@ -1160,3 +1160,67 @@ async fn the_escape_hatchs_text_is_still_read() {
         ]
     );
 }
+
+#[tokio::test]
+async fn the_escape_hatch_is_read_in_the_select_list_and_order_by_too() {
+    // The same check holds wherever the escape hatch stands: in the select list a `--` would
+    // cut off the tenant filter after `FROM`, in `ORDER BY` a `;` would start a statement of
+    // its own. Harmless text in either place still runs under the tenant filter.
+    use diesel::dsl::sql;
+    use diesel::sql_types::BigInt;
+    use tenant_db::guard::Refusal;
+    use tenant_db::unscoped_expr;
+    let db = db(2).await;
+    let (a, b) = two_tenants(&db).await;
+    insert_only_b_row(&db, b).await;
+    let (cut_off, ended, unbalanced, harmless) = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            let cut_off = s
+                .query(customers::table)
+                .select(unscoped_expr(sql::<BigInt>(
+                    "customers.id FROM customers --",
+                )))
+                .load::<i64>(&mut tx)
+                .await;
+            let ended = s
+                .query(customers::table)
+                .select(customers::id)
+                .order(unscoped_expr(sql::<BigInt>(
+                    "customers.id; DELETE FROM customers",
+                )))
+                .load::<i64>(&mut tx)
+                .await;
+            let unbalanced = s
+                .query(customers::table)
+                .select(customers::id)
+                .order(customers::id)
+                .then_order_by(unscoped_expr(sql::<BigInt>("customers.id)")))
+                .load::<i64>(&mut tx)
+                .await;
+            let harmless = s
+                .query(customers::table)
+                .select(unscoped_expr(sql::<BigInt>("customers.id")))
+                .order(unscoped_expr(sql::<BigInt>("customers.id DESC")))
+                .load::<i64>(&mut tx)
+                .await;
+            Ok::<_, Error>((cut_off, ended, unbalanced, harmless))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        [refusal(cut_off), refusal(ended), refusal(unbalanced)],
+        [
+            Some(Refusal::Comment),
+            Some(Refusal::Semicolon),
+            Some(Refusal::UnbalancedParentheses),
+        ]
+    );
+    let harmless = harmless.unwrap();
+    assert!(!harmless.contains(&99), "tenant b's row leaked: {harmless:?}");
+    assert!(!harmless.is_empty());
+    assert!(
+        harmless.windows(2).all(|w| w[0] > w[1]),
+        "not in the order asked for: {harmless:?}"
+    );
+}
