@@ -195,6 +195,25 @@ mod tests {
     }
 
     #[test]
+    fn a_type_prints_as_its_sql_name() {
+        let printed = [
+            KeyType::Uuid,
+            KeyType::BigInt,
+            KeyType::Integer,
+            KeyType::Text,
+        ]
+        .map(|ty| ty.to_string());
+        assert_eq!(printed, ["uuid", "bigint", "integer", "text"]);
+    }
+
+    #[test]
+    fn a_tenant_value_shows_its_tenant() -> Result<(), crate::ParseTenantIdError> {
+        let value = super::TenantValue::<()>::new(TenantId::from_i64(42)?);
+        assert_eq!(format!("{value:?}"), "TenantValue(TenantId(int:42))");
+        Ok(())
+    }
+
+    #[test]
     fn catalogue_names() {
         for (name, ty) in [
             ("uuid", Some(KeyType::Uuid)),

@@ -241,6 +241,34 @@ pub(crate) const fn str_eq(a: &str, b: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    diesel::table! {
+        tenant_rows (id) {
+            id -> BigInt,
+            name -> Text,
+            tenant_id -> Uuid,
+        }
+    }
+    diesel::table! {
+        countries (code) {
+            code -> Text,
+            tenant_idx -> Text,
+            name -> Text,
+        }
+    }
+
+    // `#[derive(GlobalTable)]` runs the check when the code is compiled (the compile-fail
+    // tests); here it runs as a plain function, so the tests see each branch.
+    #[test]
+    #[should_panic(expected = "this table has a column named `tenant_id`")]
+    fn a_table_with_a_tenant_column_is_no_global_table() {
+        super::assert_global::<tenant_rows::table>();
+    }
+
+    #[test]
+    fn a_table_without_one_is() {
+        super::assert_global::<countries::table>();
+    }
+
     #[test]
     fn str_eq_compares_whole_strings() {
         assert!(super::str_eq("tenant_id", "tenant_id"));

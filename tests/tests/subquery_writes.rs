@@ -160,3 +160,50 @@ async fn a_scalar_subquery_with_a_refused_part_is_refused() {
         .await;
     assert!(matches!(outcome, Err(Error::Refused(_))), "{outcome:?}");
 }
+
+#[tokio::test]
+async fn a_refused_part_is_found_in_an_optional_assignment_and_in_a_batch() {
+    // The same check reads an assignment wherever it sits: wrapped in `Some`, or in the rows
+    // of a batch insert.
+    use tenant_db::guard::Refusal;
+    use tenant_db::values::{Values, assign};
+    fn refusal<T, E: Into<Error>>(outcome: Result<T, E>) -> Option<Refusal> {
+        match outcome.map_err(Into::into) {
+            Err(Error::Refused(refused)) => Some(refused.reason),
+            _ => None,
+        }
+    }
+    let db = db_without_rls(2).await;
+    let (a, _b) = two_tenants(&db).await;
+    let forged = || set_config("app.current_tenant", "someone else", true);
+    let reasons = db
+        .transaction(a, async |mut tx| {
+            let s = tx.scope();
+            let optional = s
+                .update(customers::table)
+                .filter(customers::id.eq(1))
+                .set(Values::new((Some(assign(customers::name, forged())),)))
+                .execute(&mut tx)
+                .await;
+            let batch = s
+                .insert(customers::table)
+                .values(
+                    [7, 8]
+                        .map(|id| {
+                            tenant_db::values!(
+                                customers::table,
+                                customers::id = id,
+                                customers::name = forged()
+                            )
+                        })
+                        .to_vec(),
+                )
+                .execute(&mut tx)
+                .await;
+            Ok::<_, Error>([refusal(optional), refusal(batch)])
+        })
+        .await
+        .unwrap();
+    assert_eq!(reasons, [Some(Refusal::SessionFunction("set_config")); 2]);
+    assert_eq!(names(&db, a).await, ["c1", "c2", "c3"]);
+}
