@@ -11,7 +11,9 @@ use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tenant_db::placement::{ByTier, Directory, LeastLoaded, PlacementError, Router, SiloPerTenant};
+use tenant_db::placement::{
+    ByTier, Directory, LeastLoaded, Placed, PlacedState, PlacementError, Router, SiloPerTenant,
+};
 use tenant_db::{Error, Tenant, TenantId};
 use tenant_db_tests::placement::helpers::{bodies, insert_docs, p, physical, tenant};
 use tenant_db_tests::placement::schema::{docs, lines};
@@ -54,6 +56,22 @@ async fn each_tenant_runs_on_its_placement_across_three_servers() {
     for (t, placement, _) in &placed {
         directory.set(&t.id(), &p(placement)).await.unwrap();
     }
+    // The directory lists every entry, by tenant, each active and of no tier.
+    let mut expected: Vec<(TenantId, Placed)> = placed
+        .iter()
+        .map(|(t, placement, _)| {
+            let entry = Placed {
+                placement: p(placement),
+                state: PlacedState::Active,
+                tier: None,
+            };
+            (t.id(), entry)
+        })
+        .collect();
+    expected.sort_by_key(|(t, _)| t.to_string());
+    assert_eq!(directory.list().await.unwrap(), expected);
+    // Nothing of its pool, whose URL carries the owner's credentials.
+    assert_eq!(format!("{directory:?}"), "Directory { .. }");
     let router = c.router().build().unwrap();
     assert!(router.pools().is_empty(), "pools open lazily");
 
@@ -125,6 +143,11 @@ async fn each_tenant_runs_on_its_placement_across_three_servers() {
     // database, an unknown server, and a target that holds rows of the tenant without a fence
     // (they may be live: never overwritten).
     let mover = c.mover();
+    // Its servers by name, never their URLs (they carry the owner's credentials).
+    assert_eq!(
+        format!("{mover:?}"),
+        r#"Mover { servers: ["a", "b", "c"], .. }"#
+    );
     let mut progress = |_: &tenant_db::placement::Progress| {};
     let err = mover
         .move_to(&pb.id(), &p("bridge:b/t_bridge"), &mut progress)
@@ -370,6 +393,10 @@ async fn a_database_refuses_a_tenant_it_does_not_hold_and_freezes_one_tenant_onl
         .await
         .unwrap();
     control.batch_execute(&frozen("frozen")).await.unwrap();
+    assert_eq!(
+        directory.get(&t.id()).await.unwrap().unwrap().state,
+        PlacedState::Frozen
+    );
     router.forget(&t.id());
     let held = {
         let router = router.clone();
