@@ -1177,11 +1177,16 @@ async fn a_write_committed_after_later_ones_were_caught_up_is_moved_too() {
                 .await
         })
     };
+    let caught_up = std::sync::OnceLock::new();
+    let caught = &caught_up;
     let mut progress = move |pr: &tenant_db::placement::Progress| {
         if pr.step == tenant_db::placement::MoveStep::Prepared {
             start_tx.send(()).unwrap();
             // The mover goes on once both are written (this blocks the test's own thread only).
             written_rx.recv().unwrap();
+        }
+        if pr.step == tenant_db::placement::MoveStep::CaughtUp {
+            assert_eq!(caught.set(replayed_in(&pr.detail)), Ok(()));
         }
     };
     let report = c
@@ -1194,8 +1199,78 @@ async fn a_write_committed_after_later_ones_were_caught_up_is_moved_too() {
         report.replayed_frozen >= 1,
         "the slow change was replayed while frozen"
     );
+    // The quick change was replayed by the catch-up; the report counts both parts.
+    let caught_up = *caught_up.get().expect("the catch-up step was reported");
+    assert!(
+        caught_up >= 1,
+        "the quick change was replayed before the freeze"
+    );
+    assert_eq!(report.replayed, caught_up + report.replayed_frozen);
     expected.insert(5001, "slow".to_string());
     expected.insert(5002, "quick doc 5002".to_string());
+    assert!(all_docs(&router, m).await == expected);
+}
+
+/// The keys a catch-up step's detail says it replayed.
+fn replayed_in(detail: &str) -> u64 {
+    match detail
+        .strip_suffix(" captured keys replayed")
+        .map(str::parse)
+    {
+        Some(Ok(n)) => n,
+        _ => panic!("not a catch-up detail: {detail:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catch_up_goes_on_until_a_round_is_small_enough_and_counts_what_it_replays() {
+    // Three rows written once the capture is on: the first round replays their three keys,
+    // which is not fewer than `freeze_below(3)`, so a second round runs (and finds nothing)
+    // before the freeze. The report counts the three, none of them while frozen.
+    let c = Cluster::start(1).await.unwrap();
+    let directory = Directory::connect(&c.control_owner_url, 1).unwrap();
+    let m = tenant();
+    directory.set(&m.id(), &p("pool:a")).await.unwrap();
+    let router = c.router().build().unwrap();
+    let mut expected = seed(&router, m, 20).await;
+    let (start_tx, mut start_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (written_tx, written_rx) = std::sync::mpsc::channel::<()>();
+    let writer = {
+        let router = router.clone();
+        tokio::spawn(async move {
+            start_rx.recv().await.unwrap();
+            insert_docs(&router, m, "during", 7001..=7003).await;
+            written_tx.send(()).unwrap();
+        })
+    };
+    let caught_up = std::sync::OnceLock::new();
+    let caught = &caught_up;
+    let mut progress = move |pr: &tenant_db::placement::Progress| {
+        if pr.step == tenant_db::placement::MoveStep::Prepared {
+            start_tx.send(()).unwrap();
+            written_rx.recv().unwrap();
+        }
+        if pr.step == tenant_db::placement::MoveStep::CaughtUp {
+            assert_eq!(caught.set(replayed_in(&pr.detail)), Ok(()));
+        }
+    };
+    let report = c
+        .mover()
+        .freeze_below(3)
+        .max_rounds(5)
+        .move_to(&m.id(), &p("pool:b"), &mut progress)
+        .await
+        .unwrap();
+    writer.await.unwrap();
+    assert_eq!(caught_up.get(), Some(&3));
+    assert_eq!((report.replayed, report.replayed_frozen), (3, 0));
+    assert_eq!(
+        directory.get(&m.id()).await.unwrap().unwrap().placement,
+        p("pool:b")
+    );
+    for id in 7001..=7003 {
+        expected.insert(id, format!("during doc {id}"));
+    }
     assert!(all_docs(&router, m).await == expected);
 }
 
