@@ -1341,3 +1341,140 @@ async fn a_move_whose_two_sides_differ_is_not_switched() {
     );
     assert!(all_docs(&router, m).await == expected);
 }
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
+    diesel::sql_query(sql)
+        .get_result::<Count>(conn)
+        .await
+        .unwrap()
+        .n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_whose_columns_differ_is_refused_and_a_finished_move_stops_its_capture() {
+    let c = Cluster::start(1).await.unwrap();
+    let directory = Directory::connect(&c.control_owner_url, 1).unwrap();
+    let m = tenant();
+    directory.set(&m.id(), &p("pool:a")).await.unwrap();
+    let router = c.router().build().unwrap();
+    let expected = seed(&router, m, 20).await;
+    // One more column at the target, the same primary key: refused before anything changes.
+    let mut target = AsyncPgConnection::establish(&c.server("b").admin_url_for(&c.database))
+        .await
+        .unwrap();
+    target
+        .batch_execute("ALTER TABLE docs ADD COLUMN extra text")
+        .await
+        .unwrap();
+    let err = c
+        .mover()
+        .move_to(&m.id(), &p("pool:b"), &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("\"docs\" differs between the source and the target"),
+        "{err}"
+    );
+    target
+        .batch_execute("ALTER TABLE docs DROP COLUMN extra")
+        .await
+        .unwrap();
+
+    // Alike again, the move goes through; afterwards nothing of its capture is left at the
+    // source: no tenant captured, no captured key, no trigger.
+    c.mover()
+        .move_to(&m.id(), &p("pool:b"), &mut |_| {})
+        .await
+        .unwrap();
+    assert!(all_docs(&router, m).await == expected);
+    let mut source = AsyncPgConnection::establish(&c.server("a").admin_url_for(&c.database))
+        .await
+        .unwrap();
+    let left = [
+        "SELECT count(*)::int8 AS n FROM tenant_db.capturing",
+        "SELECT count(*)::int8 AS n FROM tenant_db.captured",
+        "SELECT count(*)::int8 AS n FROM pg_catalog.pg_trigger WHERE tgname = 'tenant_db_capture'",
+    ];
+    let mut counts = Vec::new();
+    for sql in left {
+        counts.push(count(&mut source, sql).await);
+    }
+    assert_eq!(counts, [0, 0, 0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_capture_waits_out_open_writes_a_few_times_then_gives_up() {
+    let c = Cluster::start(1).await.unwrap();
+    let directory = Directory::connect(&c.control_owner_url, 1).unwrap();
+    let m = tenant();
+    directory.set(&m.id(), &p("pool:a")).await.unwrap();
+    let router = c.router().build().unwrap();
+    let expected = seed(&router, m, 20).await;
+    let source_admin = c.server("a").admin_url_for(&c.database);
+    // An open write on `docs` at the source (its lock), held until released.
+    let mut writer = AsyncPgConnection::establish(&source_admin).await.unwrap();
+    writer
+        .batch_execute("BEGIN; LOCK TABLE docs IN ROW EXCLUSIVE MODE")
+        .await
+        .unwrap();
+
+    // Held throughout: the capture's triggers wait two seconds at a time, five times, and the
+    // move gives up; the tenant stays where it was.
+    let err = c
+        .mover()
+        .move_to(&m.id(), &p("pool:b"), &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("could not add the capture triggers at the source"),
+        "{err}"
+    );
+    assert_eq!(
+        directory.get(&m.id()).await.unwrap().unwrap().placement,
+        p("pool:a")
+    );
+    c.mover().rollback(&m.id()).await.unwrap();
+
+    // Released after the first wait ran out (the second attempt is seen waiting): the move
+    // goes through.
+    let release = tokio::spawn(async move {
+        let mut watcher = AsyncPgConnection::establish(&source_admin).await.unwrap();
+        let mut attempts = std::collections::BTreeSet::new();
+        while attempts.len() < 2 {
+            #[derive(QueryableByName)]
+            struct Waiting {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                started: String,
+            }
+            let waiting: Vec<Waiting> = diesel::sql_query(
+                "SELECT query_start::text AS started FROM pg_catalog.pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND pid <> pg_catalog.pg_backend_pid()
+                   AND query LIKE '%TRIGGER tenant_db_capture%'",
+            )
+            .load(&mut watcher)
+            .await
+            .unwrap();
+            attempts.extend(waiting.into_iter().map(|w| w.started));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        writer.batch_execute("COMMIT").await.unwrap();
+    });
+    c.mover()
+        .move_to(&m.id(), &p("pool:b"), &mut |_| {})
+        .await
+        .unwrap();
+    release.await.unwrap();
+    assert_eq!(
+        directory.get(&m.id()).await.unwrap().unwrap().placement,
+        p("pool:b")
+    );
+    assert!(all_docs(&router, m).await == expected);
+}
