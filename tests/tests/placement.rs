@@ -1245,6 +1245,14 @@ async fn the_catch_up_goes_on_until_a_round_is_small_enough_and_counts_what_it_r
     };
     let caught_up = std::sync::OnceLock::new();
     let caught = &caught_up;
+    // While frozen, the directory says so (the router holds the tenant's transactions).
+    let state = format!(
+        "SELECT state FROM tenant_db_placement.directory WHERE tenant_key = '{}'",
+        m.id()
+    );
+    let control = c.control_owner_url.clone();
+    let frozen_state = std::sync::OnceLock::new();
+    let seen = &frozen_state;
     let mut progress = move |pr: &tenant_db::placement::Progress| {
         if pr.step == tenant_db::placement::MoveStep::Prepared {
             start_tx.send(()).unwrap();
@@ -1252,6 +1260,14 @@ async fn the_catch_up_goes_on_until_a_round_is_small_enough_and_counts_what_it_r
         }
         if pr.step == tenant_db::placement::MoveStep::CaughtUp {
             assert_eq!(caught.set(replayed_in(&pr.detail)), Ok(()));
+        }
+        if pr.step == tenant_db::placement::MoveStep::Frozen {
+            let out = std::process::Command::new("psql")
+                .args([control.as_str(), "-Atc", state.as_str()])
+                .output()
+                .unwrap();
+            let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            assert_eq!(seen.set(state), Ok(()));
         }
     };
     let report = c
@@ -1264,9 +1280,11 @@ async fn the_catch_up_goes_on_until_a_round_is_small_enough_and_counts_what_it_r
     writer.await.unwrap();
     assert_eq!(caught_up.get(), Some(&3));
     assert_eq!((report.replayed, report.replayed_frozen), (3, 0));
+    assert_eq!(frozen_state.get().map(String::as_str), Some("frozen"));
+    let placed = directory.get(&m.id()).await.unwrap().unwrap();
     assert_eq!(
-        directory.get(&m.id()).await.unwrap().unwrap().placement,
-        p("pool:b")
+        (placed.placement, placed.state),
+        (p("pool:b"), PlacedState::Active)
     );
     for id in 7001..=7003 {
         expected.insert(id, format!("during doc {id}"));
