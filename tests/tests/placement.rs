@@ -1405,12 +1405,37 @@ async fn a_target_whose_columns_differ_is_refused_and_a_finished_move_stops_its_
         .await
         .unwrap();
 
-    // Alike again, the move goes through; afterwards nothing of its capture is left at the
-    // source: no tenant captured, no captured key, no trigger.
+    // Alike again, the move goes through. Once switched, the source refuses the tenant at
+    // once (it is not placed there), not after waiting for the move's lock; afterwards nothing
+    // of its capture is left at the source: no tenant captured, no captured key, no trigger.
+    let source_app = c.server("a").app_url.clone();
+    let id = m.id();
+    let after_switch = std::sync::OnceLock::new();
+    let seen = &after_switch;
+    let mut progress = move |pr: &tenant_db::placement::Progress| {
+        if pr.step == tenant_db::placement::MoveStep::Switched {
+            let url = source_app.clone();
+            let entered = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(enters(&url, &id, "; SET LOCAL lock_timeout = '2s'"))
+            })
+            .join()
+            .unwrap();
+            assert_eq!(seen.set(entered), Ok(()));
+        }
+    };
     c.mover()
-        .move_to(&m.id(), &p("pool:b"), &mut |_| {})
+        .move_to(&m.id(), &p("pool:b"), &mut progress)
         .await
         .unwrap();
+    let entered = after_switch.get().expect("the switch was reported");
+    assert!(
+        matches!(entered, Err(e) if e.contains("is not placed in this database")),
+        "{entered:?}"
+    );
     assert!(all_docs(&router, m).await == expected);
     let mut source = AsyncPgConnection::establish(&c.server("a").admin_url_for(&c.database))
         .await
