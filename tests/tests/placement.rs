@@ -74,6 +74,11 @@ async fn each_tenant_runs_on_its_placement_across_three_servers() {
     assert_eq!(format!("{directory:?}"), "Directory { .. }");
     let router = c.router().build().unwrap();
     assert!(router.pools().is_empty(), "pools open lazily");
+    // Its servers by name and its pools, never a URL.
+    assert_eq!(
+        format!("{router:?}"),
+        r#"Router { servers: ["a", "b", "c"], pools: [] }"#
+    );
 
     // The same ids for every tenant, each on its own placement.
     for (t, _, label) in &placed {
@@ -204,6 +209,31 @@ async fn each_tenant_runs_on_its_placement_across_three_servers() {
     bodies(&router, pa).await.unwrap();
     assert_eq!(router.pools(), vec![("a".to_string(), None)]);
     assert_eq!(bodies(&router, si).await.unwrap().len(), 3);
+
+    // The sweep closes only silo pools idle for the whole period: one used within it stays,
+    // and a shared one stays however long it was idle.
+    let router = c
+        .router()
+        .silo_idle(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let shared = |s: &str| (s.to_string(), None);
+    bodies(&router, pa).await.unwrap();
+    bodies(&router, si).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    bodies(&router, pb).await.unwrap();
+    assert_eq!(
+        router.pools(),
+        vec![
+            shared("a"),
+            shared("b"),
+            ("c".to_string(), Some(silo.clone()))
+        ],
+        "swept after 1.2 s of a 2 s idle period"
+    );
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    bodies(&router, pb).await.unwrap();
+    assert_eq!(router.pools(), vec![shared("a"), shared("b")]);
 
     // The doctor and the red-team check cover every database in use: each server's shared
     // database with its bridge schema, and each silo; a server they were not given is an
