@@ -129,6 +129,8 @@ pub struct Cluster {
     pub control_app_url: String,
     silos: std::sync::Mutex<Vec<(usize, String)>>,
     replicas: Vec<Throwaway>,
+    /// The file naming the test process that owns the cluster (see [`reap_orphans`]).
+    owner: std::path::PathBuf,
 }
 
 fn step<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, SetupError> {
@@ -159,11 +161,84 @@ async fn tables(owner_url: &str, schema: Option<&str>) -> Result<(), SetupError>
     )
 }
 
+/// Where a cluster's servers live: `<temp dir>/tenant-db-placement-<run>-<server>`, next to
+/// `tenant-db-placement-<run>.owner`, which holds the id of the test process that started it.
+fn cluster_path(run: &str, rest: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("tenant-db-placement-{run}{rest}"))
+}
+
+/// Cleans up after clusters whose test process is gone (killed mid-test, by a timeout say, so
+/// that `Drop` never ran): stops their servers, removes their directories and drops their
+/// databases on the main server. A cluster whose process still runs is left alone.
+async fn reap_orphans() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    let names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for name in &names {
+        let Some(run) = name
+            .strip_prefix("tenant-db-placement-")
+            .and_then(|r| r.strip_suffix(".owner"))
+        else {
+            continue;
+        };
+        let owner = cluster_path(run, ".owner");
+        let pid = std::fs::read_to_string(&owner).unwrap_or_default();
+        let pid = pid.trim();
+        if pid.is_empty() || std::path::Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        let prefix = format!("tenant-db-placement-{run}-");
+        for dir in names.iter().filter(|n| n.starts_with(&prefix)) {
+            let t = Throwaway::in_dir(std::env::temp_dir().join(dir));
+            let _ = t.stop();
+            let _ = std::fs::remove_dir_all(t.dir());
+        }
+        if let (Some(short), Ok(mut conn)) = (
+            run.get(..10),
+            AsyncPgConnection::establish(&crate::admin_url()).await,
+        ) {
+            #[derive(diesel::QueryableByName)]
+            struct Name {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                datname: String,
+            }
+            let left: Vec<Name> = diesel_async::RunQueryDsl::load(
+                diesel::sql_query(
+                    "SELECT datname::text FROM pg_catalog.pg_database WHERE datname LIKE $1",
+                )
+                .bind::<diesel::sql_types::Text, _>(format!("tdbp\\_{short}%")),
+                &mut conn,
+            )
+            .await
+            .unwrap_or_default();
+            for db in left {
+                let _ = conn
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        tenant_db::rls::quote_ident(&db.datname)
+                    ))
+                    .await;
+            }
+        }
+        let _ = std::fs::remove_file(owner);
+    }
+}
+
 impl Cluster {
-    /// The main server (`a`) and `extra` throwaway servers (`b`, `c`, …).
+    /// The main server (`a`) and `extra` throwaway servers (`b`, `c`, …). Clusters left by
+    /// killed test processes are cleaned up first.
     pub async fn start(extra: usize) -> Result<Cluster, SetupError> {
+        reap_orphans().await;
         let run = uuid::Uuid::new_v4().simple().to_string();
         let database = format!("tdbp_{}", &run[..10]);
+        step(
+            "record the cluster's owner",
+            std::fs::write(cluster_path(&run, ".owner"), std::process::id().to_string()),
+        )?;
         let mut cluster = Cluster {
             servers: Vec::new(),
             database: database.clone(),
@@ -171,13 +246,12 @@ impl Cluster {
             control_app_url: String::new(),
             silos: std::sync::Mutex::new(Vec::new()),
             replicas: Vec::new(),
+            owner: cluster_path(&run, ".owner"),
         };
         let mut admins = vec![("a".to_string(), crate::admin_url(), None)];
         for i in 0..extra {
             let name = ((b'b' + i as u8) as char).to_string();
-            let throwaway = Throwaway::in_dir(
-                std::env::temp_dir().join(format!("tenant-db-placement-{run}-{name}")),
-            );
+            let throwaway = Throwaway::in_dir(cluster_path(&run, &format!("-{name}")));
             // Registered before it starts: a failed start is still cleaned up.
             let running = throwaway.start_or_reuse();
             admins.push((name, String::new(), Some(throwaway)));
@@ -363,6 +437,7 @@ impl Drop for Cluster {
                 let _ = std::fs::remove_dir_all(t.dir());
             }
         }
+        let _ = std::fs::remove_file(&self.owner);
     }
 }
 

@@ -1551,3 +1551,49 @@ async fn the_capture_waits_out_open_writes_a_few_times_then_gives_up() {
     );
     assert!(all_docs(&router, m).await == expected);
 }
+
+#[tokio::test]
+async fn a_cluster_left_by_a_killed_test_is_cleaned_up_by_the_next() {
+    // What a test killed mid-way (a timeout) leaves: its owner file naming a process that is
+    // gone, a running server, and a database on the main server.
+    let dead = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        child.id()
+    };
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let tmp = std::env::temp_dir();
+    let owner = tmp.join(format!("tenant-db-placement-{run}.owner"));
+    std::fs::write(&owner, dead.to_string()).unwrap();
+    let left = tenant_db_tests::server::Throwaway::in_dir(
+        tmp.join(format!("tenant-db-placement-{run}-b")),
+    );
+    let running = left.start_or_reuse().unwrap();
+    let database = format!("tdbp_{}", &run[..10]);
+    let mut admin = AsyncPgConnection::establish(&tenant_db_tests::admin_url())
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {database}"))
+        .await
+        .unwrap();
+    let exists = format!(
+        "SELECT count(*)::int8 AS n FROM pg_catalog.pg_database WHERE datname = '{database}'"
+    );
+    assert_eq!(count(&mut admin, &exists).await, 1);
+
+    // The next cluster cleans it all up before it starts.
+    let c = Cluster::start(0).await.unwrap();
+    assert_eq!(
+        count(&mut admin, &exists).await,
+        0,
+        "its database was dropped"
+    );
+    assert!(!left.dir().exists(), "its server's directory was removed");
+    assert!(!owner.exists(), "its owner file was removed");
+    assert!(
+        AsyncPgConnection::establish(&running.url).await.is_err(),
+        "its server was stopped"
+    );
+    drop(c);
+}
