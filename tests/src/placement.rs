@@ -171,6 +171,11 @@ fn cluster_path(run: &str, rest: &str) -> std::path::PathBuf {
 /// that `Drop` never ran): stops their servers, removes their directories and drops their
 /// databases on the main server. A cluster whose process still runs is left alone.
 async fn reap_orphans() {
+    // Whether a process runs is read from /proc: without it (not Linux), nothing is reaped
+    // rather than every cluster.
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
