@@ -167,6 +167,24 @@ fn cluster_path(run: &str, rest: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("tenant-db-placement-{run}{rest}"))
 }
 
+/// Drops `database` on the server at `admin` (a superuser URL), whoever is connected to it.
+async fn drop_database(admin: &str, database: &str) {
+    if let Ok(mut conn) = AsyncPgConnection::establish(admin).await {
+        let _ = conn
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                tenant_db::rls::quote_ident(database)
+            ))
+            .await;
+    }
+}
+
+/// Stops a throwaway server and removes its directory.
+fn discard(t: &Throwaway) {
+    let _ = t.stop();
+    let _ = std::fs::remove_dir_all(t.dir());
+}
+
 /// Cleans up after clusters whose test process is gone (killed mid-test, by a timeout say, so
 /// that `Drop` never ran): stops their servers, removes their directories and drops their
 /// databases on the main server. A cluster whose process still runs is left alone.
@@ -198,14 +216,12 @@ async fn reap_orphans() {
         }
         let prefix = format!("tenant-db-placement-{run}-");
         for dir in names.iter().filter(|n| n.starts_with(&prefix)) {
-            let t = Throwaway::in_dir(std::env::temp_dir().join(dir));
-            let _ = t.stop();
-            let _ = std::fs::remove_dir_all(t.dir());
+            discard(&Throwaway::in_dir(std::env::temp_dir().join(dir)));
         }
-        if let (Some(short), Ok(mut conn)) = (
-            run.get(..10),
-            AsyncPgConnection::establish(&crate::admin_url()).await,
-        ) {
+        let admin = crate::admin_url();
+        if let (Some(short), Ok(mut conn)) =
+            (run.get(..10), AsyncPgConnection::establish(&admin).await)
+        {
             #[derive(diesel::QueryableByName)]
             struct Name {
                 #[diesel(sql_type = diesel::sql_types::Text)]
@@ -221,12 +237,7 @@ async fn reap_orphans() {
             .await
             .unwrap_or_default();
             for db in left {
-                let _ = conn
-                    .batch_execute(&format!(
-                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                        tenant_db::rls::quote_ident(&db.datname)
-                    ))
-                    .await;
+                drop_database(&admin, &db.datname).await;
             }
         }
         let _ = std::fs::remove_file(owner);
@@ -240,9 +251,10 @@ impl Cluster {
         reap_orphans().await;
         let run = uuid::Uuid::new_v4().simple().to_string();
         let database = format!("tdbp_{}", &run[..10]);
+        let owner = cluster_path(&run, ".owner");
         step(
             "record the cluster's owner",
-            std::fs::write(cluster_path(&run, ".owner"), std::process::id().to_string()),
+            std::fs::write(&owner, std::process::id().to_string()),
         )?;
         let mut cluster = Cluster {
             servers: Vec::new(),
@@ -251,7 +263,7 @@ impl Cluster {
             control_app_url: String::new(),
             silos: std::sync::Mutex::new(Vec::new()),
             replicas: Vec::new(),
-            owner: cluster_path(&run, ".owner"),
+            owner,
         };
         let mut admins = vec![("a".to_string(), crate::admin_url(), None)];
         for i in 0..extra {
@@ -420,27 +432,16 @@ impl Drop for Cluster {
             };
             runtime.block_on(async {
                 for (admin, db) in drops {
-                    if let Ok(mut conn) = AsyncPgConnection::establish(&admin).await {
-                        let _ = conn
-                            .batch_execute(&format!(
-                                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                                tenant_db::rls::quote_ident(&db)
-                            ))
-                            .await;
-                    }
+                    drop_database(&admin, &db).await;
                 }
             });
         })
         .join();
         for t in &self.replicas {
-            let _ = t.stop();
-            let _ = std::fs::remove_dir_all(t.dir());
+            discard(t);
         }
-        for s in &self.servers {
-            if let Some(t) = &s.throwaway {
-                let _ = t.stop();
-                let _ = std::fs::remove_dir_all(t.dir());
-            }
+        for t in self.servers.iter().filter_map(|s| s.throwaway.as_ref()) {
+            discard(t);
         }
         let _ = std::fs::remove_file(&self.owner);
     }

@@ -1173,14 +1173,40 @@ async fn bodies_on_replica(router: &Router, t: Tenant) -> Result<Vec<String>, Er
         .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_committed_after_later_ones_were_caught_up_is_moved_too() {
+/// A cluster with one extra server, and one tenant placed on `pool:a` with `rows` documents.
+struct OnA {
+    c: Cluster,
+    directory: Directory,
+    m: Tenant,
+    router: Router,
+    expected: Expected,
+}
+
+async fn one_tenant_on_a(rows: i64) -> OnA {
     let c = Cluster::start(1).await.unwrap();
     let directory = Directory::connect(&c.control_owner_url, 1).unwrap();
     let m = tenant();
     directory.set(&m.id(), &p("pool:a")).await.unwrap();
     let router = c.router().build().unwrap();
-    let mut expected = seed(&router, m, 100).await;
+    let expected = seed(&router, m, rows).await;
+    OnA {
+        c,
+        directory,
+        m,
+        router,
+        expected,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_committed_after_later_ones_were_caught_up_is_moved_too() {
+    let OnA {
+        c,
+        m,
+        router,
+        mut expected,
+        ..
+    } = one_tenant_on_a(100).await;
     // Once the capture is on: a slow transaction writes first (its change drawn first) and
     // commits last, after a quick one whose change the catch-up replays before the freeze.
     let (start_tx, mut start_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -1257,12 +1283,13 @@ async fn the_catch_up_goes_on_until_a_round_is_small_enough_and_counts_what_it_r
     // Three rows written once the capture is on: the first round replays their three keys,
     // which is not fewer than `freeze_below(3)`, so a second round runs (and finds nothing)
     // before the freeze. The report counts the three, none of them while frozen.
-    let c = Cluster::start(1).await.unwrap();
-    let directory = Directory::connect(&c.control_owner_url, 1).unwrap();
-    let m = tenant();
-    directory.set(&m.id(), &p("pool:a")).await.unwrap();
-    let router = c.router().build().unwrap();
-    let mut expected = seed(&router, m, 20).await;
+    let OnA {
+        c,
+        directory,
+        m,
+        router,
+        mut expected,
+    } = one_tenant_on_a(20).await;
     let (start_tx, mut start_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let (written_tx, written_rx) = std::sync::mpsc::channel::<()>();
     let writer = {
@@ -1324,12 +1351,13 @@ async fn the_catch_up_goes_on_until_a_round_is_small_enough_and_counts_what_it_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_whose_two_sides_differ_is_not_switched() {
-    let c = Cluster::start(1).await.unwrap();
-    let directory = Directory::connect(&c.control_owner_url, 1).unwrap();
-    let m = tenant();
-    directory.set(&m.id(), &p("pool:a")).await.unwrap();
-    let router = c.router().build().unwrap();
-    let expected = seed(&router, m, 50).await;
+    let OnA {
+        c,
+        directory,
+        m,
+        router,
+        expected,
+    } = one_tenant_on_a(50).await;
     // Something no capture sees (here a row the superuser writes at the target) makes the two
     // sides differ: the freeze's comparison refuses to switch.
     let target_admin = c.server("b").admin_url_for(&c.database);
@@ -1406,12 +1434,13 @@ async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_whose_columns_differ_is_refused_and_a_finished_move_stops_its_capture() {
-    let c = Cluster::start(1).await.unwrap();
-    let directory = Directory::connect(&c.control_owner_url, 1).unwrap();
-    let m = tenant();
-    directory.set(&m.id(), &p("pool:a")).await.unwrap();
-    let router = c.router().build().unwrap();
-    let expected = seed(&router, m, 20).await;
+    let OnA {
+        c,
+        m,
+        router,
+        expected,
+        ..
+    } = one_tenant_on_a(20).await;
     // One more column at the target, the same primary key: refused before anything changes.
     let mut target = AsyncPgConnection::establish(&c.server("b").admin_url_for(&c.database))
         .await
@@ -1484,12 +1513,13 @@ async fn a_target_whose_columns_differ_is_refused_and_a_finished_move_stops_its_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_capture_waits_out_open_writes_a_few_times_then_gives_up() {
-    let c = Cluster::start(1).await.unwrap();
-    let directory = Directory::connect(&c.control_owner_url, 1).unwrap();
-    let m = tenant();
-    directory.set(&m.id(), &p("pool:a")).await.unwrap();
-    let router = c.router().build().unwrap();
-    let expected = seed(&router, m, 20).await;
+    let OnA {
+        c,
+        directory,
+        m,
+        router,
+        expected,
+    } = one_tenant_on_a(20).await;
     let source_admin = c.server("a").admin_url_for(&c.database);
     // An open write on `docs` at the source (its lock), held until released.
     let mut writer = AsyncPgConnection::establish(&source_admin).await.unwrap();
