@@ -1611,8 +1611,22 @@ async fn a_cluster_left_by_a_killed_test_is_cleaned_up_by_the_next() {
         "SELECT count(*)::int8 AS n FROM pg_catalog.pg_database WHERE datname = '{database}'"
     );
     assert_eq!(count(&mut admin, &exists).await, 1);
+    // And a cluster whose process still runs (this one): a directory and a database.
+    let live = uuid::Uuid::new_v4().simple().to_string();
+    let live_owner = tmp.join(format!("tenant-db-placement-{live}.owner"));
+    std::fs::write(&live_owner, std::process::id().to_string()).unwrap();
+    let live_dir = tmp.join(format!("tenant-db-placement-{live}-b"));
+    std::fs::create_dir(&live_dir).unwrap();
+    let live_database = format!("tdbp_{}", &live[..10]);
+    admin
+        .batch_execute(&format!("CREATE DATABASE {live_database}"))
+        .await
+        .unwrap();
+    let live_exists = format!(
+        "SELECT count(*)::int8 AS n FROM pg_catalog.pg_database WHERE datname = '{live_database}'"
+    );
 
-    // The next cluster cleans it all up before it starts.
+    // The next cluster cleans up the first before it starts, and leaves the live one alone.
     let c = Cluster::start(0).await.unwrap();
     assert_eq!(
         count(&mut admin, &exists).await,
@@ -1625,5 +1639,20 @@ async fn a_cluster_left_by_a_killed_test_is_cleaned_up_by_the_next() {
         AsyncPgConnection::establish(&running.url).await.is_err(),
         "its server was stopped"
     );
+    assert_eq!(
+        count(&mut admin, &live_exists).await,
+        1,
+        "a live cluster's database was dropped"
+    );
+    assert!(
+        live_dir.exists() && live_owner.exists(),
+        "a live cluster was removed"
+    );
+    admin
+        .batch_execute(&format!("DROP DATABASE {live_database}"))
+        .await
+        .unwrap();
+    std::fs::remove_dir(&live_dir).unwrap();
+    std::fs::remove_file(&live_owner).unwrap();
     drop(c);
 }
